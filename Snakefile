@@ -10,6 +10,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/folds.smk"
 include: "rules/models.smk"
+include: "rules/teachers.smk"
 
 
 rule all:

@@ -10,7 +10,31 @@ rule init_model:
     conda:
         "../envs/arena-distill.yaml"
     params:
-        spec=lambda wildcards: models()[wildcards.model],
+        spec=lambda wildcards: model_slice(wildcards.model, "model", "seed", "tiny"),
         tokenizer=config["tokenizer"],
     script:
         "../scripts/init_model.py"
+
+
+rule post_pretrain:
+    input:
+        source=get_model_source,
+        corpus="results/data/ut.parquet",
+    output:
+        model=directory("results/models/{model}/post_pretrained"),
+        adapter=directory("results/models/{model}/post_pretrain/adapter"),
+        metrics="results/models/{model}/post_pretrain/metrics.json",
+    log:
+        "results/logs/post_pretrain/{model}.log",
+    benchmark:
+        "results/benchmarks/post_pretrain/{model}.tsv"
+    conda:
+        "../envs/arena-distill.yaml"
+    params:
+        source=lambda wildcards: {"path": source_path(wildcards.model)},
+        spec=lambda wildcards: model_slice(wildcards.model, "seed", "load_in_bits"),
+        settings=config["post_pretrain"],
+        training=config["training"],
+        checkpoints=lambda wildcards: checkpoint_dir("post_pretrain", wildcards.model),
+    script:
+        "../scripts/post_pretrain.py"

@@ -45,6 +45,10 @@ class DuplicateIdError(DataError):
     """The same id appears twice (within one file or across the train files)."""
 
 
+class ShardError(DataError):
+    """Logit shards do not cover a fold's rows exactly once."""
+
+
 class ConfigError(ArenaDistillError, ValueError):
     """A config value is valid for the schema but impossible for the data or the models."""
 

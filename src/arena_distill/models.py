@@ -11,11 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 from pathlib import Path
 
 import torch
+from peft import LoraConfig, PeftConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
 from transformers import (
     AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BitsAndBytesConfig,
     Gemma2Config,
     LlamaConfig,
     PretrainedConfig,
@@ -25,6 +30,7 @@ from transformers import (
 )
 
 from arena_distill import LABELS
+from arena_distill.errors import ConfigError
 from arena_distill.io import atomic_path
 
 TINY_PREFIX = "tiny:"
@@ -97,3 +103,110 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_d
     with atomic_path(out_dir, directory=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+
+
+Task = Literal["seq_cls", "causal_lm"]
+ADAPTER_CONFIG = "adapter_config.json"
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""The original's LoRA targets: every projection of attention and MLP."""
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The model's tokenizer, right-padded with EOS as pad (the original's convention)."""
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="right")
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(f"the tokenizer of {path} has no EOS token; the text format needs one", key="model")
+    tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def quantization_config(bits: int | None, compute_dtype: torch.dtype) -> BitsAndBytesConfig | None:
+    """bitsandbytes settings for a frozen k-bit base (QLoRA uses nf4 with double quantization)."""
+    if bits is None:
+        return None
+    if bits == 4:
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise ConfigError(f"load_in_bits must be 4, 8 or null, got {bits!r}", key="load_in_bits")
+
+
+def is_adapter(path: str | Path) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def load_model(
+    path: str | Path,
+    *,
+    task: Task,
+    pad_token_id: int,
+    seed: int,
+    dtype: torch.dtype = torch.float32,
+    load_in_bits: int | None = None,
+    device: torch.device | str = "cpu",
+    base_adapter: str | Path | None = None,
+) -> PreTrainedModel:
+    """A base model for `task`, optionally k-bit, with `base_adapter` merged into it.
+
+    Loading a causal-LM checkpoint as a sequence classifier creates a fresh `score` head;
+    `seed` makes that head (and so every run) reproducible. `base_adapter` is a PEFT
+    adapter trained on this base, e.g. an existing post-pretraining adapter, merged on load.
+    """
+    torch.manual_seed(seed)
+    kwargs: dict[str, Any] = {"dtype": dtype, "pad_token_id": pad_token_id}
+    if task == "seq_cls":
+        kwargs.update(num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id={v: i for i, v in enumerate(LABELS)})
+    quantization = quantization_config(load_in_bits, dtype)
+    if quantization is not None:
+        kwargs.update(quantization_config=quantization, device_map={"": str(device)})
+    auto = AutoModelForSequenceClassification if task == "seq_cls" else AutoModelForCausalLM
+    model = auto.from_pretrained(path, **kwargs)
+    if quantization is None:
+        model.to(device)
+    if base_adapter is not None:
+        # Task-neutral wrapping: a causal-LM adapter merges into a classifier's shared body.
+        adapter_config = PeftConfig.from_pretrained(base_adapter)
+        adapter_config.task_type = None
+        model = PeftModel.from_pretrained(model, base_adapter, config=adapter_config).merge_and_unload()
+    return model
+
+
+def add_lora(model: PreTrainedModel, lora: Mapping[str, Any], task: Task, gradient_checkpointing: bool = False) -> PeftModel:
+    """Wrap `model` with a fresh LoRA adapter described by a config `lora` block.
+
+    For classification PEFT also trains and saves the `score` head in full. Extra modules
+    listed in `modules_to_save` (the tiny default trains its embeddings: LoRA on random
+    weights learns little otherwise) are trained in full too.
+    """
+    if is_quantized(model):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS if task == "seq_cls" else TaskType.CAUSAL_LM,
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora.get("dropout", 0.0),
+        target_modules=list(lora.get("target_modules", DEFAULT_TARGETS)),
+        modules_to_save=list(lora.get("modules_to_save", [])) or None,
+    )
+    return get_peft_model(model, config)
+
+
+def is_quantized(model: PreTrainedModel) -> bool:
+    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
+
+
+def for_inference(model: PeftModel) -> PreTrainedModel | PeftModel:
+    """The adapter merged into its base, for scoring: same logits (to float rounding) at
+    the base model's cost. A k-bit base keeps the adapter separate: merging would
+    re-quantize the merged weights and change the logits."""
+    if is_quantized(model.get_base_model()):
+        return model
+    return model.merge_and_unload()

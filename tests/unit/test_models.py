@@ -59,3 +59,57 @@ def test_tokenizer_round_trip(tokenizer, tmp_path):
     assert back(text)["input_ids"] == tokenizer(text)["input_ids"]
     assert back.decode(back(text, add_special_tokens=False)["input_ids"]) == text
     assert back.padding_side == "right"
+
+
+def saved_tiny(tokenizer, path, seed=0):
+    from arena_distill.models import build_tiny_model, save_model
+
+    sizes = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64}
+    save_model(build_tiny_model("llama", tokenizer, sizes, seed=seed), tokenizer, path)
+    return str(path)
+
+
+def test_a_post_pretraining_adapter_loads_like_the_merged_model(tokenizer, tmp_path):
+    """`post_pretrained: <adapter>` (skip the stage) gives the base the stage would have written."""
+    import torch
+
+    from arena_distill.models import add_lora, load_model
+    from arena_distill.stages import load_base
+
+    base = saved_tiny(tokenizer, tmp_path / "base")
+    lm = add_lora(load_model(base, task="causal_lm", pad_token_id=tokenizer.eos_token_id, seed=0), {"r": 8, "alpha": 16}, "causal_lm")
+    with torch.no_grad():
+        for name, parameter in lm.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_()
+    lm.save_pretrained(tmp_path / "adapter")
+    lm.merge_and_unload().save_pretrained(tmp_path / "merged")
+    tokenizer.save_pretrained(tmp_path / "merged")
+    spec = {"seed": 5}
+    cpu = torch.device("cpu")
+    _, from_adapter = load_base({"path": base, "post_pretrained": str(tmp_path / "adapter")}, "seq_cls", spec, cpu, False)
+    _, from_merged = load_base({"path": base, "post_pretrained": str(tmp_path / "merged")}, "seq_cls", spec, cpu, False)
+    _, plain = load_base({"path": base}, "seq_cls", spec, cpu, False)
+    ids = torch.tensor([tokenizer("a question and two answers")["input_ids"]])
+    with torch.no_grad():
+        a, m, p = (model(input_ids=ids).logits for model in (from_adapter, from_merged, plain))
+    assert torch.allclose(a, m, atol=1e-5)
+    assert not torch.allclose(a, p, atol=1e-3)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_k_bit_base_trains_a_lora_adapter_on_cpu(tokenizer, tmp_path, bits):
+    """QLoRA's path (bitsandbytes base + LoRA) runs a training step on CPU."""
+    import torch
+
+    from arena_distill.models import add_lora, for_inference, load_model
+
+    base = saved_tiny(tokenizer, tmp_path / "base")
+    model = load_model(base, task="seq_cls", pad_token_id=tokenizer.eos_token_id, seed=0, load_in_bits=bits)
+    model = add_lora(model, {"r": 4, "alpha": 8}, "seq_cls")
+    ids = torch.tensor([tokenizer("one pair")["input_ids"], tokenizer("another pair")["input_ids"][:3]])
+    loss = torch.nn.functional.cross_entropy(model(input_ids=ids).logits.float(), torch.tensor([0, 2]))
+    loss.backward()
+    grads = [p.grad for n, p in model.named_parameters() if p.requires_grad and "lora_B" in n]
+    assert grads and all(g is not None for g in grads)
+    assert for_inference(model) is model  # a k-bit base is not merged for scoring

@@ -19,11 +19,16 @@ def test_default_plans_every_table_fold_step_and_tiny_model(workflow_copy):
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     result = snakemake(workflow_copy, "-n", "--profile", "profiles/local")
     n_models = len(config["teachers"]) + 1  # every teacher and the student are tiny here
+    teacher_folds = len(config["teachers"]) * config["folds"]["n"]
     assert job_counts(result.stdout) == {
         "prepare_data": 3,  # train, test, ut
         "make_folds": 1,
         "clean_folds": 1,
         "init_model": n_models,
+        "post_pretrain": n_models,
+        "train_teacher": teacher_folds,
+        "teacher_logits": teacher_folds * config["teacher_logits"]["n_shards"],
+        "gather_logits": teacher_folds,
         "all": 1,
     }
     assert "Missing output files" in result.stdout
@@ -43,7 +48,18 @@ def test_preset_plans_the_real_dag_without_weights(workflow_copy):
     preset_copy(workflow_copy)
     result = snakemake(workflow_copy, "-n", "--configfile", "config/presets/blackpearl.yaml")
     # Real model specs are params, not inputs: no init_model job, no weights needed.
-    assert job_counts(result.stdout) == {"prepare_data": 3, "make_folds": 1, "clean_folds": 1, "all": 1}
+    preset = yaml.safe_load((REPO / "config" / "presets" / "blackpearl.yaml").read_text())
+    teacher_folds = 2 * 5  # Llama-3-70B and Qwen2-72B on 5 folds
+    assert job_counts(result.stdout) == {
+        "prepare_data": 3,
+        "make_folds": 1,
+        "clean_folds": 1,
+        "post_pretrain": 3,  # both teachers and the student, from their hub ids
+        "train_teacher": teacher_folds,
+        "teacher_logits": teacher_folds * preset["teacher_logits"]["n_shards"],
+        "gather_logits": teacher_folds,
+        "all": 1,
+    }
     assert "data/lmsys-33k/lmsys-33k-deduplicated.csv" in result.stdout
     assert "data/sample/extra.parquet" not in result.stdout  # removed by the preset's null
 
@@ -86,7 +102,27 @@ def test_model_count_follows_config(workflow_copy, tmp_path):
     overlay = tmp_path / "one_teacher.yaml"
     overlay.write_text("teachers:\n  qwen: null\n")
     result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
-    assert job_counts(result.stdout)["init_model"] == 2  # llama + student
+    counts = job_counts(result.stdout)
+    assert counts["init_model"] == 2  # llama + student
+    assert counts["train_teacher"] == 3
+
+
+def test_post_pretraining_switches_off_or_is_supplied(workflow_copy, tmp_path):
+    overlay = tmp_path / "no_pp.yaml"
+    overlay.write_text("post_pretrain: {enabled: false}\nteachers: {qwen: {post_pretrained: given/qwen-adapter}}\n")
+    result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
+    assert "post_pretrain" not in job_counts(result.stdout)
+    overlay.write_text("teachers: {qwen: {post_pretrained: given/qwen-adapter}}\n")
+    result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
+    assert job_counts(result.stdout)["post_pretrain"] == 2  # llama and the student; qwen's is given
+
+
+def test_calibration_and_out_of_fold_logits_are_switches(workflow_copy, tmp_path):
+    overlay = tmp_path / "calibrated.yaml"
+    overlay.write_text("calibration: {enabled: true}\nteacher_logits: {rows: val, n_shards: 1}\n")
+    result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
+    counts = job_counts(result.stdout)
+    assert counts["calibrate_teacher"] == 2 and counts["teacher_logits"] == counts["train_teacher"]
 
 
 def test_lint_is_clean():

@@ -1,6 +1,7 @@
 """The tiny DAG for real: every rule runs, outputs are usable, reruns are minimal, bad input fails cleanly."""
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -12,15 +13,39 @@ from tests.conftest import copy_workflow, job_counts, snakemake
 pytestmark = pytest.mark.workflow
 
 SMALL = """\
+data:
+  train: small/train.parquet
+  extra: {alpaca_extra: small/extra.parquet}
+  ut: small/ut.parquet
 tokenizer: {vocab_size: 1000, max_texts: 300}
 folds: {n: 3, seed: 2025, group_by: prompt}
+text: {train_max_length: 128, prompt_tokens: 48}
+training: {eval_every: 10, batch_size: 32, micro_batch_size: 16}
+post_pretrain: {epochs: 0.5, max_length: 64}
+teacher_logits: {n_shards: 2}
+calibration: {enabled: true}
 """
+TRAIN_PROMPTS, EXTRA_PROMPTS, UT_TEXTS = 24, 3, 200
+
+
+def write_small_sample(workdir: Path) -> dict[str, int]:
+    """Whole prompt groups of the bundled sample, so folds stay grouped; returns row counts."""
+    (workdir / "small").mkdir()
+    counts = {}
+    for name, prompts in (("train", TRAIN_PROMPTS), ("extra", EXTRA_PROMPTS)):
+        frame = pd.read_parquet(workdir / f"data/sample/{name}.parquet")
+        keep = frame[frame["prompt"].isin(sorted(frame["prompt"].unique())[:prompts])]
+        keep.to_parquet(workdir / f"small/{name}.parquet", index=False)
+        counts[name] = len(keep)
+    pd.read_parquet(workdir / "data/sample/ut.parquet").head(UT_TEXTS).to_parquet(workdir / "small/ut.parquet", index=False)
+    return counts
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("e2e"))
     (workdir / "small.yaml").write_text(SMALL)
+    write_small_sample(workdir)
     result = snakemake(workdir, "--profile", "profiles/local", "--configfile", "small.yaml")
     assert "steps (100%) done" in result.stdout
     return workdir
@@ -30,10 +55,11 @@ def test_tables_follow_the_contract(finished_run):
     train = pd.read_parquet(finished_run / "results/data/train.parquet")
     test = pd.read_parquet(finished_run / "results/data/test.parquet")
     ut = pd.read_parquet(finished_run / "results/data/ut.parquet")
-    assert len(train) == 10220 + 1301 and set(train["source"]) == {"base", "alpaca_extra"}
+    sizes = {name: len(pd.read_parquet(finished_run / f"small/{name}.parquet")) for name in ("train", "extra")}
+    assert len(train) == sizes["train"] + sizes["extra"] and set(train["source"]) == {"base", "alpaca_extra"}
     assert set(train["label"]) == {0, 1, 2}
     assert list(test.columns) == ["id", "prompt", "response_a", "response_b", "group"] and len(test) == 100
-    assert len(ut) == 1500 and ut["text"].str.len().min() > 0
+    assert len(ut) == UT_TEXTS and ut["text"].str.len().min() > 0
 
 
 def test_folds_are_grouped_cleaned_and_logged(finished_run):
@@ -61,6 +87,48 @@ def test_tiny_models_load_like_real_checkpoints(finished_run, model):
     assert type(classifier).__name__ == expected[model]
 
 
+@pytest.mark.parametrize("model", ["llama", "qwen", "student"])
+def test_post_pretraining_lowered_the_lm_loss_and_merged(finished_run, model):
+    metrics = json.loads((finished_run / f"results/models/{model}/post_pretrain/metrics.json").read_text())
+    assert metrics["train_loss_last"] < metrics["train_loss_first"]
+    merged = finished_run / f"results/models/{model}/post_pretrained"
+    assert (merged / "model.safetensors").exists() and not (merged / "adapter_config.json").exists()
+    assert (finished_run / f"results/models/{model}/post_pretrain/adapter/adapter_config.json").exists()
+
+
+@pytest.mark.parametrize("teacher", ["llama", "qwen"])
+def test_teachers_trained_on_every_fold(finished_run, teacher):
+    for fold in range(3):
+        folder = finished_run / f"results/teachers/{teacher}/fold{fold}"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        for key in ("val_log_loss", "val_accuracy", "train_loss_first", "train_loss_last", "steps", "seconds", "tokens_per_second"):
+            assert key in metrics, key
+        assert math.isfinite(metrics["val_log_loss"]) and metrics["steps"] > 0
+        assert metrics["train_loss_last"] < metrics["train_loss_first"]
+        assert (folder / "adapter/adapter_config.json").exists()
+        val = pd.read_parquet(folder / "val_logits.parquet")
+        assert len(val) == 2 * metrics["val_rows"] and val["swapped"].sum() == metrics["val_rows"]
+
+
+def test_logits_cover_each_folds_training_rows_in_both_orders(finished_run):
+    clean = json.loads((finished_run / "results/folds/folds_clean.json").read_text())
+    for teacher in ("llama", "qwen"):
+        for fold in clean["folds"]:
+            logits = pd.read_parquet(finished_run / f"results/teachers/{teacher}/fold{fold['fold']}/logits.parquet")
+            assert sorted(logits["id"].tolist()) == sorted(fold["train_ids"] * 2)
+            assert not logits.duplicated(["id", "swapped"]).any()
+            assert logits[["logit_a", "logit_b", "logit_tie"]].notna().all().all()
+            shards = [pd.read_parquet(p) for p in sorted((finished_run / f"results/teachers/{teacher}/fold{fold['fold']}/logits").glob("shard*.parquet"))]
+            assert len(shards) == 2 and sum(map(len, shards)) == len(logits)
+
+
+def test_calibration_fits_out_of_fold(finished_run):
+    for teacher in ("llama", "qwen"):
+        report = json.loads((finished_run / f"results/teachers/{teacher}/calibration.json").read_text())
+        assert report["nll_after"] <= report["nll_before"] + 1e-9
+        assert len(report["scale"]) == len(report["bias"]) == 3
+
+
 def test_nothing_to_do_after_a_run(finished_run):
     result = snakemake(finished_run, "-n", "--configfile", "small.yaml")
     assert "Nothing to be done" in result.stdout
@@ -70,8 +138,31 @@ def test_new_fold_seed_reruns_only_fold_rules(finished_run, tmp_path):
     overlay = tmp_path / "seed.yaml"
     overlay.write_text("folds: {n: 3, seed: 7, group_by: prompt}\n")
     result = snakemake(finished_run, "-n", "--configfile", "small.yaml", str(overlay))
-    assert job_counts(result.stdout) == {"make_folds": 1, "clean_folds": 1, "all": 1}
+    counts = job_counts(result.stdout)
+    # New folds retrain every teacher, but post-pretraining and the base models stay.
+    assert counts == {"make_folds": 1, "clean_folds": 1, "train_teacher": 6, "teacher_logits": 12, "gather_logits": 6,
+                      "calibrate_teacher": 2, "all": 1}
     assert "Params have changed since last execution" in result.stdout
+
+
+def test_one_teachers_settings_rerun_only_that_teacher(finished_run, tmp_path):
+    overlay = tmp_path / "lr.yaml"
+    overlay.write_text("teachers: {qwen: {learning_rate: 2.0e-3}}\n")
+    result = snakemake(finished_run, "-n", "--configfile", "small.yaml", str(overlay))
+    assert job_counts(result.stdout) == {"train_teacher": 3, "teacher_logits": 6, "gather_logits": 3, "calibrate_teacher": 1, "all": 1}
+
+
+def test_more_shards_rescore_without_retraining(finished_run, tmp_path):
+    overlay = tmp_path / "shards.yaml"
+    overlay.write_text("teacher_logits: {n_shards: 3}\n")
+    result = snakemake(finished_run, "-n", "--configfile", "small.yaml", str(overlay))
+    assert job_counts(result.stdout) == {"teacher_logits": 18, "gather_logits": 6, "all": 1}
+
+
+def test_one_fold_is_rebuilt_by_naming_its_file(finished_run):
+    target = "results/teachers/llama/fold1/logits.parquet"
+    result = snakemake(finished_run, target, "-n", "--forcerun", "train_teacher", "--configfile", "small.yaml")
+    assert job_counts(result.stdout) == {"train_teacher": 1, "teacher_logits": 2, "gather_logits": 1}
 
 
 def test_bad_input_fails_with_a_named_error_and_no_output(tmp_path, arena_train_csv):

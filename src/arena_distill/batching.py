@@ -1,0 +1,72 @@
+"""Batches of token sequences: length-grouped for training, token-budgeted for scoring.
+
+Pairs range from a few dozen to `max_length` tokens. Padding every batch to its longest
+member wastes compute in proportion to the length spread inside the batch, so both
+planners put sequences of similar length together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group_batches: int = 50
+) -> list[list[int]]:
+    """Row indices of one epoch's batches, similar lengths together, in random order.
+
+    Rows are shuffled, cut into groups of `group_batches` batches, sorted by length
+    inside each group, split into batches, and the batches are shuffled. The result
+    depends only on (`lengths`, `batch_size`, `seed`, `epoch`), so a resumed run or
+    another process replays exactly the same plan.
+    """
+    lengths = np.asarray(lengths)
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    group = batch_size * group_batches
+    batches = []
+    for start in range(0, len(order), group):
+        chunk = order[start : start + group]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size].tolist() for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_rows: int | None = None) -> list[list[int]]:
+    """Row indices sorted by length (longest first), cut so rows × longest ≤ `max_tokens`.
+
+    A row longer than the budget gets a batch of its own rather than an error: the budget
+    bounds padding waste, the model's context bounds the length.
+    """
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order.tolist():
+        longest = lengths[current[0]] if current else lengths[index]
+        full = max_rows is not None and len(current) >= max_rows
+        if current and (full or (len(current) + 1) * longest > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def pad_right(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`input_ids` and `attention_mask` of right-padded sequences.
+
+    Right padding with pad = EOS is what the sequence-classification heads expect: they
+    read the last token that is not the pad id.
+    """
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask

@@ -1,0 +1,32 @@
+"""Scores of 3-class predictions: the competition's log loss, accuracy, the class prior."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import log_softmax
+
+EPS = 1e-15
+"""Probabilities are clipped to [EPS, 1 - EPS] as the competition's metric did."""
+
+
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of `labels` under row-normalized `probs`."""
+    probs = np.clip(np.asarray(probs, dtype=np.float64), EPS, 1 - EPS)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    return float(-np.mean(np.log(probs[np.arange(len(labels)), labels])))
+
+
+def logits_log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Log loss of the softmax of `logits`, computed stably in log space."""
+    logp = log_softmax(np.asarray(logits, dtype=np.float64), axis=1)
+    return float(-np.mean(logp[np.arange(len(labels)), labels]))
+
+
+def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(scores, axis=1) == labels))
+
+
+def prior_log_loss(labels: np.ndarray, n_classes: int = 3) -> float:
+    """Log loss of always predicting the class frequencies of `labels` themselves."""
+    freq = np.bincount(labels, minlength=n_classes) / len(labels)
+    return log_loss(np.tile(freq, (len(labels), 1)), labels)
