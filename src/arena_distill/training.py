@@ -221,7 +221,11 @@ class Checkpoints:
         self.fingerprint = fingerprint
         self.parallel = parallel
         self.latest = self.root / "latest"
+        self.previous = self.root / "previous"
         self.best = self.root / "best.safetensors"
+        if parallel.is_main and self.previous.is_dir() and not self.latest.exists():
+            os.replace(self.previous, self.latest)
+        parallel.barrier()
 
     def can_resume(self) -> bool:
         state = self.latest / "state.json"
@@ -244,8 +248,11 @@ class Checkpoints:
             save_file(trainable_state(model), staging / "trainable.safetensors")
             torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staging / "optim.pt")
             (staging / "state.json").write_text(json.dumps({"fingerprint": self.fingerprint, **asdict(state)}))
-            shutil.rmtree(self.latest, ignore_errors=True)
+            # Two renames: a kill at any moment leaves `latest` or `previous` complete.
+            if self.latest.exists():
+                os.replace(self.latest, self.previous)
             os.replace(staging, self.latest)
+            shutil.rmtree(self.previous, ignore_errors=True)
         self.parallel.barrier()
 
     def restore(self, model, optimizer, scheduler) -> TrainState:

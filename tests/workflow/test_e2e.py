@@ -2,6 +2,11 @@
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -178,3 +183,28 @@ def test_bad_input_fails_with_a_named_error_and_no_output(tmp_path, arena_train_
     assert "LabelError: labels [" in log and f"file bad_train.csv, row id {row_id}" in log
     assert not (workdir / "results/data/train.parquet").exists()
     assert not list((workdir / "results/data").glob(".*"))  # no staged temp file left
+
+
+def test_a_killed_teacher_job_resumes_from_its_checkpoint(finished_run, tmp_path):
+    """Kill Snakemake and its job once a checkpoint exists; the rerun continues from it."""
+    overlay = tmp_path / "often.yaml"
+    overlay.write_text("teachers: {llama: {training: {eval_every: 3}}}\n")
+    target = "results/teachers/llama/fold0/metrics.json"
+    args = [str(Path(sys.executable).parent / "snakemake"), target, "--profile", "profiles/local", "--cores", "1",
+            "--configfile", "small.yaml", str(overlay)]
+    state = finished_run / "results/checkpoints/train_teacher/llama/fold0/latest/state.json"
+    job = subprocess.Popen(args, cwd=finished_run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not state.exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert state.exists(), "no checkpoint appeared before the job ended"
+    step = json.loads(state.read_text())["step"]
+    snakemake(finished_run, *args[1:], "--unlock")  # the killed run left its lock behind
+    snakemake(finished_run, *args[1:])
+    log = (finished_run / "results/logs/train_teacher/llama/fold0.log").read_text()
+    assert f"resumed from step {step}" in log
+    metrics = json.loads((finished_run / target).read_text())
+    assert metrics["resumed_from"] == [step] and metrics["steps"] > step
+    assert not state.parent.exists()  # checkpoints go once the job succeeds
