@@ -11,6 +11,10 @@ include: "rules/data.smk"
 include: "rules/folds.smk"
 include: "rules/models.smk"
 include: "rules/teachers.smk"
+include: "rules/student.smk"
+include: "rules/export.smk"
+include: "rules/predict.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -27,13 +27,18 @@ TABLES = ["train", "test", "ut"]
 
 
 def models():
-    """Every model of the pipeline by name: the teachers and the student."""
+    """Every configured model by name: the teachers and the student."""
     return {**config["teachers"], "student": config["student"]}
+
+
+def used_models():
+    """The models this run builds on: the student and the teachers it trains."""
+    return [*teachers(), "student"]
 
 
 def tiny_models():
     return [
-        name for name, spec in models().items() if spec["model"].startswith("tiny:")
+        name for name in used_models() if models()[name]["model"].startswith("tiny:")
     ]
 
 
@@ -41,8 +46,14 @@ def tables():
     return [table for table in TABLES if table != "ut" or config["data"].get("ut")]
 
 
+def precomputed_teachers():
+    """Teacher logits the config supplies (the distillation-only path), by teacher name."""
+    return config["distill"].get("teacher_logits") or {}
+
+
 def teachers():
-    return list(config["teachers"])
+    """The teachers this workflow trains: none when their logits are supplied."""
+    return [] if precomputed_teachers() else list(config["teachers"])
 
 
 def folds():
@@ -93,7 +104,7 @@ if config["post_pretrain"]["enabled"] and not config["data"].get("ut"):
 wildcard_constraints:
     table="|".join(TABLES),
     model="|".join(models()),
-    teacher="|".join(teachers()),
+    teacher="|".join(config["teachers"]),
     fold=r"\d+",
     shard=r"\d+",
 
@@ -123,6 +134,10 @@ def get_base_inputs(wildcards):
     return workflow_files(base_of(wildcards.teacher))
 
 
+def get_student_base_inputs(wildcards):
+    return workflow_files(base_of("student"))
+
+
 def get_logit_shards(wildcards):
     return expand(
         "results/teachers/{teacher}/fold{fold}/logits/shard{shard}.parquet",
@@ -140,6 +155,82 @@ def get_teacher_val_logits(wildcards):
     )
 
 
+def get_teacher_logit_tables(wildcards):
+    """teacher -> the logits tables the student of fold `wildcards.fold` learns from.
+
+    In-sample logits (the original) come from the same fold's teacher; out-of-fold ones
+    from every fold's teacher, each covering its own validation rows.
+    """
+    supplied = precomputed_teachers()
+    if supplied:
+        return {name: [path] for name, path in supplied.items()}
+    logit_folds = (
+        [wildcards.fold] if config["teacher_logits"]["rows"] == "train" else folds()
+    )
+    return {
+        teacher: expand(
+            "results/teachers/{teacher}/fold{fold}/logits.parquet",
+            teacher=teacher,
+            fold=logit_folds,
+        )
+        for teacher in teachers()
+    }
+
+
+def get_teacher_calibrations():
+    """teacher -> calibration.json, when calibration is on (never for supplied logits)."""
+    if not config["calibration"]["enabled"]:
+        return {}
+    return {
+        teacher: f"results/teachers/{teacher}/calibration.json"
+        for teacher in teachers()
+    }
+
+
+def get_distill_inputs(wildcards):
+    tables = get_teacher_logit_tables(wildcards)
+    return {
+        "logits": [path for paths in tables.values() for path in paths],
+        "calibrations": list(get_teacher_calibrations().values()),
+    }
+
+
+def student_distill_params():
+    """The loss settings of distill_student (the supplied logits travel as inputs)."""
+    return {k: v for k, v in config["distill"].items() if k != "teacher_logits"}
+
+
+def predict_params():
+    return {
+        "max_lengths": [config["text"]["test_max_length"]],
+        **config["predict"],
+    }
+
+
+def student_val_logits():
+    return expand("results/student/fold{fold}/val_logits.parquet", fold=folds())
+
+
+def get_predict_inputs(wildcards):
+    """The students' out-of-fold logits, when a temperature is fitted on them."""
+    return {"oof": student_val_logits()} if config["predict"]["temperature"] else {}
+
+
+def get_evaluate_inputs(wildcards):
+    inputs = {
+        "teacher_val_logits": expand(
+            "results/teachers/{teacher}/fold{fold}/val_logits.parquet",
+            teacher=teachers(),
+            fold=folds(),
+        ),
+        "student_val_logits": student_val_logits(),
+        "submission": "results/submission.csv",
+    }
+    if config["data"].get("test_labels"):
+        inputs["test_labels"] = config["data"]["test_labels"]
+    return inputs
+
+
 def checkpoint_dir(rule, *names):
     """Where a training job keeps its resumable state: outside its outputs, so Snakemake's
     cleanup of an interrupted job's outputs leaves it for the rerun to resume from."""
@@ -147,21 +238,10 @@ def checkpoint_dir(rule, *names):
 
 
 def get_final_outputs():
-    outputs = expand("results/data/{table}.parquet", table=tables())
-    outputs.append("results/folds/folds_clean.json")
-    outputs += expand("results/models/{model}/base", model=tiny_models())
-    outputs += expand(
-        "results/models/{model}/post_pretrained",
-        model=[name for name in models() if post_pretraining(name)],
-    )
-    outputs += expand(
-        "results/teachers/{teacher}/fold{fold}/{file}",
-        teacher=teachers(),
-        fold=folds(),
-        file=["metrics.json", "logits.parquet"],
-    )
-    if config["calibration"]["enabled"]:
-        outputs += expand(
-            "results/teachers/{teacher}/calibration.json", teacher=teachers()
-        )
-    return outputs
+    """Everything `all` builds: the submission, the served model and the evaluation."""
+    return [
+        "results/submission.csv",
+        "results/model",
+        "results/eval/metrics.json",
+        "results/eval/summary.md",
+    ]

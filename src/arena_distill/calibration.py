@@ -62,3 +62,24 @@ def calibration_report(logits: np.ndarray, labels: np.ndarray, fitted: VectorSca
         "nll_before": logits_log_loss(logits, labels),
         "nll_after": logits_log_loss(fitted.apply(logits), labels),
     }
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 100) -> float:
+    """The single temperature T minimizing the NLL of softmax(logits / T).
+
+    One parameter cannot reorder classes, only soften or sharpen: the mildest post-hoc fix
+    for a model that is over-confident on unseen rows.
+    """
+    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.exp().item())

@@ -13,7 +13,7 @@ with the full data.
   (A wins in one order must be B wins in the other). Every such row is dropped: no label
   is trustworthy. Validation labels are not consulted.
 - `val_overlap`: the same prompt and response pair (either order) is in this fold's
-  validation rows. Training on it would leak the validation answer.
+  validation rows or in the holdout. Training on it would leak the answer.
 - `duplicate`: the same prompt and pair with a consistent label appears again; the first
   train row is kept.
 """
@@ -74,7 +74,7 @@ def clean_folds(train: pd.DataFrame, folds: dict[str, Any], rules: Iterable[str]
     }
     cleaned, dropped = [], []
     for fold in folds["folds"]:
-        val_keys = set(keys.loc[fold["val_ids"], "key"])
+        val_keys = set(keys.loc[fold["val_ids"] + folds.get("holdout_ids", []), "key"])
         fold_drop = {**row_drop, "contradictory": contradictory_ids(keys.loc[fold["train_ids"]])}
         counts = {rule: 0 for rule in rules}
         kept, seen = [], set()

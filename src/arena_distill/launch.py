@@ -7,7 +7,7 @@ SLURM task, so one job = one SLURM task however many devices it drives.
 
     python -m arena_distill.launch <stage> <kwargs.json> <log file>
 
-is the worker entry point: it calls `arena_distill.stages.<stage>(**kwargs)`.
+is the worker entry point: it calls the stage function (`STAGES[<stage>](**kwargs)`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from arena_distill import stages
+from arena_distill import stages, student
 
-STAGES = {"post_pretrain": stages.post_pretrain, "train_teacher": stages.train_teacher}
+STAGES = {"post_pretrain": stages.post_pretrain, "train_teacher": stages.train_teacher, "distill_student": student.distill_student}
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def process_count(resources: Mapping[str, Any]) -> int:
 
 
 def run_stage(stage: str, kwargs: Mapping[str, Any], *, processes: int, threads: int, log_path: str) -> None:
-    """Run `stages.<stage>(**kwargs)` here (one process) or under torchrun (several)."""
+    """Run `STAGES[stage](**kwargs)` here (one process) or under torchrun (several)."""
     if processes <= 1:
         torch.set_num_threads(max(1, threads))
         STAGES[stage](**kwargs)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,35 @@ def classification_examples(encoder: PairEncoder, rows: pd.DataFrame) -> Example
     return Examples(encode_rows(encoder, rows), {"label": rows["label"].to_numpy(dtype=np.int64)})
 
 
+@dataclass
+class FoldJob:
+    """What a classifier-training job on one fold starts from (teacher or student)."""
+
+    parallel: Parallel
+    config: TrainConfig
+    bf16: bool
+    tokenizer: Any
+    model: Any
+    encoder: PairEncoder
+    train_rows: pd.DataFrame
+    val_rows: pd.DataFrame
+
+    @classmethod
+    def start(cls, base, spec, training, text, train_table: str, folds: str, fold: int) -> "FoldJob":
+        """Base model and tokenizer on this process's device; the fold's rows (train rows
+        with their mirrors when `training.swap_augment`)."""
+        parallel = Parallel.from_env()
+        device = parallel.device()
+        config = train_config(training, spec)
+        bf16 = use_bf16(config.precision, device)
+        tokenizer, model = load_base(base, "seq_cls", spec, device, bf16)
+        table = pd.read_parquet(train_table)
+        split = read_json(folds)
+        train_rows = with_swaps(fold_rows(table, split, fold, "train"), training.get("swap_augment", True))
+        return cls(parallel, config, bf16, tokenizer, model, PairEncoder(tokenizer, text_config(text, text["train_max_length"])),
+                   train_rows, fold_rows(table, split, fold, "val"))
+
+
 def train_teacher(
     *,
     base: Mapping[str, Any],
@@ -207,16 +236,9 @@ def train_teacher(
     Besides the adapter it writes the best model's logits on the fold's validation rows in
     both orders: held-out evidence for the metrics, the calibration and the evaluation.
     """
-    parallel = Parallel.from_env()
-    device = parallel.device()
-    config = train_config(training, spec)
-    bf16 = use_bf16(config.precision, device)
-    tokenizer, model = load_base(base, "seq_cls", spec, device, bf16)
-    table = pd.read_parquet(train_table)
-    split = read_json(folds)
-    encoder = PairEncoder(tokenizer, text_config(text, text["train_max_length"]))
-    train_rows = with_swaps(fold_rows(table, split, fold, "train"), training.get("swap_augment", True))
-    val_rows = fold_rows(table, split, fold, "val")
+    job = FoldJob.start(base, spec, training, text, train_table, folds, fold)
+    parallel, config, bf16, tokenizer, model, encoder = job.parallel, job.config, job.bf16, job.tokenizer, job.model, job.encoder
+    train_rows, val_rows = job.train_rows, job.val_rows
     train_set = classification_examples(encoder, train_rows)
     val_set = classification_examples(encoder, val_rows.assign(swapped=False))
     log.info("fold %d: %d train rows (with mirrors), %d val rows", fold, len(train_set), len(val_set))
@@ -233,16 +255,37 @@ def train_teacher(
         parallel=parallel,
     )
     if parallel.is_main:
-        with atomic_path(out_adapter, directory=True) as tmp:
-            model.save_pretrained(tmp)
-        both = with_swaps(val_rows)
-        logits = predict_logits(
-            for_inference(model), encode_rows(encoder, both), pad_id=tokenizer.pad_token_id, max_tokens=config.eval_max_tokens, bf16=bf16, desc="val"
+        write_classifier_outputs(
+            model, encoder, val_rows, {"train_rows": len(train_set), **result.metrics},
+            max_tokens=config.eval_max_tokens, bf16=bf16, out_adapter=out_adapter, out_val_logits=out_val_logits, out_metrics=out_metrics,
         )
-        frame = logits_frame(both, logits, {"label": both["label"].to_numpy()})
-        write_parquet(frame, out_val_logits)
-        write_json({**validation_metrics(frame), **result.metrics, "train_rows": len(train_set)}, out_metrics)
     finish(parallel, checkpoint_dir, training)
+
+
+def write_classifier_outputs(
+    model,
+    encoder: PairEncoder,
+    val_rows: pd.DataFrame,
+    metrics: Mapping[str, Any],
+    *,
+    max_tokens: int,
+    bf16: bool,
+    out_adapter: str,
+    out_val_logits: str,
+    out_metrics: str,
+    columns: Mapping[str, Any] | None = None,
+) -> None:
+    """What every classifier-training rule writes: the adapter, the best model's logits on
+    the validation rows in both orders (plus `columns`), and `metrics.json`."""
+    with atomic_path(out_adapter, directory=True) as tmp:
+        model.save_pretrained(tmp)
+    both = with_swaps(val_rows)
+    logits = predict_logits(
+        for_inference(model), encode_rows(encoder, both), pad_id=encoder.tokenizer.pad_token_id, max_tokens=max_tokens, bf16=bf16, desc="val"
+    )
+    frame = logits_frame(both, logits, {"label": both["label"].to_numpy(), **{k: np.full(len(both), v) for k, v in (columns or {}).items()}})
+    write_parquet(frame, out_val_logits)
+    write_json({**validation_metrics(frame), **metrics}, out_metrics)
 
 
 def validation_metrics(frame: pd.DataFrame) -> dict[str, float]:

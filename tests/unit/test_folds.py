@@ -32,6 +32,24 @@ def test_every_base_row_validated_once_and_extra_always_train(group_by):
         assert set(fold["train_ids"]) | set(fold["val_ids"]) == base_ids | extra_ids
 
 
+@pytest.mark.parametrize("group_by", [None, "prompt"])
+def test_the_holdout_is_in_no_fold(group_by):
+    train = synthetic_train()
+    folds = make_folds(train, n=3, seed=2025, group_by=group_by, holdout=0.25)
+    held = set(folds["holdout_ids"])
+    base = train[train.source == "base"]
+    assert len(held) == pytest.approx(0.25 * len(base), abs=6)
+    for fold in folds["folds"]:
+        assert not held & (set(fold["train_ids"]) | set(fold["val_ids"]))
+    val = [i for fold in folds["folds"] for i in fold["val_ids"]]
+    assert sorted(val + sorted(held)) == sorted(base["id"])
+    if group_by == "prompt":
+        groups = train.set_index("id")["group"]
+        assert not set(groups[list(held)]) & set(groups[val])
+    assert make_folds(train, n=3, seed=2025, group_by=group_by, holdout=0.25) == folds
+    assert make_folds(train, n=3, seed=2025, group_by=group_by)["holdout_ids"] == []
+
+
 def test_stratified_within_one_row_per_class():
     train = synthetic_train()
     folds = make_folds(train, n=5, seed=2025)

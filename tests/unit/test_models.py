@@ -61,10 +61,15 @@ def test_tokenizer_round_trip(tokenizer, tmp_path):
     assert back.padding_side == "right"
 
 
-def saved_tiny(tokenizer, path, seed=0):
+SMALL = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64}
+# bitsandbytes' CPU nf4 kernel (used where the CPU has AVX512-BF16) packs weights in blocks
+# of 64 input features: k-bit tests need every projection at least that wide.
+KBIT = {"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 128}
+
+
+def saved_tiny(tokenizer, path, seed=0, sizes=SMALL):
     from arena_distill.models import build_tiny_model, save_model
 
-    sizes = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64}
     save_model(build_tiny_model("llama", tokenizer, sizes, seed=seed), tokenizer, path)
     return str(path)
 
@@ -104,7 +109,7 @@ def test_k_bit_base_trains_a_lora_adapter_on_cpu(tokenizer, tmp_path, bits):
 
     from arena_distill.models import add_lora, for_inference, load_model
 
-    base = saved_tiny(tokenizer, tmp_path / "base")
+    base = saved_tiny(tokenizer, tmp_path / "base", sizes=KBIT)
     model = load_model(base, task="seq_cls", pad_token_id=tokenizer.eos_token_id, seed=0, load_in_bits=bits)
     model = add_lora(model, {"r": 4, "alpha": 8}, "seq_cls")
     ids = torch.tensor([tokenizer("one pair")["input_ids"], tokenizer("another pair")["input_ids"][:3]])

@@ -29,9 +29,16 @@ def test_default_plans_every_table_fold_step_and_tiny_model(workflow_copy):
         "train_teacher": teacher_folds,
         "teacher_logits": teacher_folds * config["teacher_logits"]["n_shards"],
         "gather_logits": teacher_folds,
+        **STUDENT_SIDE(config["folds"]["n"]),
         "all": 1,
     }
     assert "Missing output files" in result.stdout
+
+
+def STUDENT_SIDE(n_folds: int) -> dict[str, int]:
+    """Steps 5-9: a student per fold, then one of everything."""
+    single = ["average_adapters", "merge_student", "quantize_student", "predict", "submission", "evaluate"]
+    return {"distill_student": n_folds, **dict.fromkeys(single, 1)}
 
 
 def preset_copy(workflow_copy: Path) -> Path:
@@ -58,6 +65,7 @@ def test_preset_plans_the_real_dag_without_weights(workflow_copy):
         "train_teacher": teacher_folds,
         "teacher_logits": teacher_folds * preset["teacher_logits"]["n_shards"],
         "gather_logits": teacher_folds,
+        **STUDENT_SIDE(5),
         "all": 1,
     }
     assert "data/lmsys-33k/lmsys-33k-deduplicated.csv" in result.stdout
@@ -66,15 +74,19 @@ def test_preset_plans_the_real_dag_without_weights(workflow_copy):
 
 def test_preset_through_the_slurm_profile(workflow_copy):
     preset_copy(workflow_copy)
-    result = snakemake(workflow_copy, "-n", "--profile", "profiles/slurm", "--configfile", "config/presets/blackpearl.yaml")
-    assert job_counts(result.stdout)["prepare_data"] == 3
+    result = snakemake(workflow_copy, "submission", "-n", "--profile", "profiles/slurm", "--configfile", "config/presets/blackpearl.yaml")
+    counts = job_counts(result.stdout)
+    assert counts["prepare_data"] == 3 and counts["distill_student"] == 5 and counts["submission"] == 1
+    assert "evaluate" not in counts  # the submission target plans only what the submission needs
 
 
 def test_missing_preset_data_is_the_only_complaint(tmp_path):
     copy = copy_workflow(tmp_path)
     result = snakemake(copy, "-n", "--configfile", "config/presets/blackpearl.yaml", check=False)
     assert result.returncode != 0
-    assert "MissingInputException" in result.stdout and "data/kaggle/train.csv" in result.stdout
+    preset = yaml.safe_load((REPO / "config" / "presets" / "blackpearl.yaml").read_text())["data"]
+    assert "MissingInputException" in result.stdout
+    assert any(path in result.stdout for path in (preset["train"], preset["test"], preset["ut"]))
 
 
 @pytest.mark.parametrize(
@@ -123,6 +135,22 @@ def test_calibration_and_out_of_fold_logits_are_switches(workflow_copy, tmp_path
     result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
     counts = job_counts(result.stdout)
     assert counts["calibrate_teacher"] == 2 and counts["teacher_logits"] == counts["train_teacher"]
+    # Out-of-fold logits: each student fold learns from every fold's teacher.
+    student = result.stdout.split("rule distill_student:", 1)[1].split("rule ", 1)[0]
+    assert all(f"results/teachers/llama/fold{fold}/logits.parquet" in student for fold in range(3))
+    assert "results/teachers/qwen/calibration.json" in student
+
+
+def test_supplied_teacher_logits_plan_no_teacher_rule(workflow_copy, tmp_path):
+    overlay = tmp_path / "given.yaml"
+    overlay.write_text("distill: {teacher_logits: {llama: given/llama.parquet, qwen: given/qwen.parquet}}\n")
+    for name in ("llama", "qwen"):
+        (workflow_copy / f"given/{name}.parquet").parent.mkdir(exist_ok=True)
+        (workflow_copy / f"given/{name}.parquet").touch()
+    counts = job_counts(snakemake(workflow_copy, "-n", "--configfile", str(overlay)).stdout)
+    assert not {"train_teacher", "teacher_logits", "gather_logits", "calibrate_teacher"} & set(counts)
+    assert counts["init_model"] == counts["post_pretrain"] == 1  # the student alone
+    assert counts["distill_student"] == 3 and counts["evaluate"] == 1
 
 
 def test_lint_is_clean():

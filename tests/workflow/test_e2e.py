@@ -23,13 +23,17 @@ data:
   extra: {alpaca_extra: small/extra.parquet}
   ut: small/ut.parquet
 tokenizer: {vocab_size: 1000, max_texts: 300}
-folds: {n: 3, seed: 2025, group_by: prompt}
-text: {train_max_length: 128, prompt_tokens: 48}
+folds: {n: 2, seed: 2025, group_by: prompt}
+text: {train_max_length: 128, test_max_length: 160, prompt_tokens: 48}
 training: {eval_every: 10, batch_size: 32, micro_batch_size: 16}
 post_pretrain: {epochs: 0.5, max_length: 64}
 teacher_logits: {n_shards: 2}
 calibration: {enabled: true}
+quantize: {n_calibration: 8}
 """
+N_FOLDS, TEACHERS = 2, ("llama", "qwen")
+STUDENT_SIDE = {"distill_student": N_FOLDS, "average_adapters": 1, "merge_student": 1, "quantize_student": 1, "predict": 1,
+                "submission": 1, "evaluate": 1}
 TRAIN_PROMPTS, EXTRA_PROMPTS, UT_TEXTS = 24, 3, 200
 
 
@@ -71,9 +75,10 @@ def test_folds_are_grouped_cleaned_and_logged(finished_run):
     raw = json.loads((finished_run / "results/folds/folds.json").read_text())
     clean = json.loads((finished_run / "results/folds/folds_clean.json").read_text())
     train = pd.read_parquet(finished_run / "results/data/train.parquet").set_index("id")
-    assert raw["n"] == clean["n"] == 3 and raw["group_by"] == "prompt"
+    assert raw["n"] == clean["n"] == N_FOLDS and raw["group_by"] == "prompt"
     val_groups = [set(train.loc[fold["val_ids"], "group"]) for fold in clean["folds"]]
-    assert not (val_groups[0] & val_groups[1] or val_groups[0] & val_groups[2] or val_groups[1] & val_groups[2])
+    holdout_groups = set(train.loc[clean["holdout_ids"], "group"])
+    assert not (val_groups[0] & val_groups[1] or (val_groups[0] | val_groups[1]) & holdout_groups) and holdout_groups
     for before, after, dropped in zip(raw["folds"], clean["folds"], clean["cleaning"]["dropped"]):
         removed = len(before["train_ids"]) - len(after["train_ids"])
         assert removed == sum(v for k, v in dropped.items() if k != "fold") > 0
@@ -103,7 +108,7 @@ def test_post_pretraining_lowered_the_lm_loss_and_merged(finished_run, model):
 
 @pytest.mark.parametrize("teacher", ["llama", "qwen"])
 def test_teachers_trained_on_every_fold(finished_run, teacher):
-    for fold in range(3):
+    for fold in range(N_FOLDS):
         folder = finished_run / f"results/teachers/{teacher}/fold{fold}"
         metrics = json.loads((folder / "metrics.json").read_text())
         for key in ("val_log_loss", "val_accuracy", "train_loss_first", "train_loss_last", "steps", "seconds", "tokens_per_second"):
@@ -141,12 +146,13 @@ def test_nothing_to_do_after_a_run(finished_run):
 
 def test_new_fold_seed_reruns_only_fold_rules(finished_run, tmp_path):
     overlay = tmp_path / "seed.yaml"
-    overlay.write_text("folds: {n: 3, seed: 7, group_by: prompt}\n")
+    overlay.write_text("folds: {seed: 7}\n")
     result = snakemake(finished_run, "-n", "--configfile", "small.yaml", str(overlay))
     counts = job_counts(result.stdout)
     # New folds retrain every teacher, but post-pretraining and the base models stay.
-    assert counts == {"make_folds": 1, "clean_folds": 1, "train_teacher": 6, "teacher_logits": 12, "gather_logits": 6,
-                      "calibrate_teacher": 2, "all": 1}
+    teacher_folds = len(TEACHERS) * N_FOLDS
+    assert counts == {"make_folds": 1, "clean_folds": 1, "train_teacher": teacher_folds, "teacher_logits": 2 * teacher_folds,
+                      "gather_logits": teacher_folds, "calibrate_teacher": 2, **STUDENT_SIDE, "all": 1}
     assert "Params have changed since last execution" in result.stdout
 
 
@@ -154,20 +160,77 @@ def test_one_teachers_settings_rerun_only_that_teacher(finished_run, tmp_path):
     overlay = tmp_path / "lr.yaml"
     overlay.write_text("teachers: {qwen: {learning_rate: 2.0e-3}}\n")
     result = snakemake(finished_run, "-n", "--configfile", "small.yaml", str(overlay))
-    assert job_counts(result.stdout) == {"train_teacher": 3, "teacher_logits": 6, "gather_logits": 3, "calibrate_teacher": 1, "all": 1}
+    assert job_counts(result.stdout) == {"train_teacher": N_FOLDS, "teacher_logits": 2 * N_FOLDS, "gather_logits": N_FOLDS,
+                                         "calibrate_teacher": 1, **STUDENT_SIDE, "all": 1}
 
 
 def test_more_shards_rescore_without_retraining(finished_run, tmp_path):
     overlay = tmp_path / "shards.yaml"
     overlay.write_text("teacher_logits: {n_shards: 3}\n")
     result = snakemake(finished_run, "-n", "--configfile", "small.yaml", str(overlay))
-    assert job_counts(result.stdout) == {"teacher_logits": 18, "gather_logits": 6, "all": 1}
+    # New shards hold the same logits, but Snakemake cannot know: the students are replanned.
+    teacher_folds = len(TEACHERS) * N_FOLDS
+    assert job_counts(result.stdout) == {"teacher_logits": 3 * teacher_folds, "gather_logits": teacher_folds, **STUDENT_SIDE, "all": 1}
 
 
 def test_one_fold_is_rebuilt_by_naming_its_file(finished_run):
     target = "results/teachers/llama/fold1/logits.parquet"
     result = snakemake(finished_run, target, "-n", "--forcerun", "train_teacher", "--configfile", "small.yaml")
     assert job_counts(result.stdout) == {"train_teacher": 1, "teacher_logits": 2, "gather_logits": 1}
+
+
+def test_students_distilled_on_every_fold(finished_run):
+    for fold in range(N_FOLDS):
+        folder = finished_run / f"results/student/fold{fold}"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["teachers"] == ["llama", "qwen"] and math.isfinite(metrics["val_log_loss"])
+        assert metrics["train_loss_last"] < metrics["train_loss_first"]
+        val = pd.read_parquet(folder / "val_logits.parquet")
+        assert len(val) == 2 * metrics["val_rows"] and set(val["fold"]) == {fold}
+    averaged = json.loads((finished_run / "results/student/averaged/adapter_config.json").read_text())
+    assert averaged["r"] == 64
+
+
+def test_submission_is_valid_for_the_test_ids(finished_run):
+    submission = pd.read_csv(finished_run / "results/submission.csv")
+    test = pd.read_parquet(finished_run / "results/data/test.parquet")
+    assert list(submission.columns) == ["id", "winner_model_a", "winner_model_b", "winner_tie"]
+    assert sorted(submission["id"]) == sorted(test["id"]) and len(submission) == 100
+    probs = submission.iloc[:, 1:].to_numpy()
+    assert ((probs >= 0) & (probs <= 1)).all() and abs(probs.sum(axis=1) - 1).max() < 1e-6
+
+
+def test_the_exported_model_is_gptq_and_loads_alone(finished_run):
+    model_dir = finished_run / "results/model"
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["quantization_config"]["quant_method"] == "gptq" and config["quantization_config"]["bits"] == 8
+    assert json.loads((model_dir / "inference.json").read_text())["predict"]["max_lengths"] == [160]
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    assert type(model).__name__ == "Gemma2ForSequenceClassification"
+
+
+def test_evaluation_reports_every_model_beside_the_prior(finished_run):
+    report = json.loads((finished_run / "results/eval/metrics.json").read_text())
+    assert set(report["teachers"]) == {"llama", "qwen"} and len(report["student"]["folds"]) == N_FOLDS
+    holdout = json.loads((finished_run / "results/folds/folds_clean.json").read_text())["holdout_ids"]
+    for name in ("merged", "submission (quantized)"):
+        metrics = report["holdout"][name]
+        assert metrics["rows"] == len(holdout) > 0 and math.isfinite(metrics["log_loss_tta"])
+    assert report["test"]["rows"] == 100
+    summary = (finished_run / "results/eval/summary.md").read_text()
+    assert "student pooled OOF" in summary and "submission on labelled test rows" in summary
+
+
+def test_a_new_temperature_reruns_only_the_student_side(finished_run, tmp_path):
+    overlay = tmp_path / "t.yaml"
+    overlay.write_text("distill: {temperature: 2.0}\n")
+    result = snakemake(finished_run, "-n", "--configfile", "small.yaml", str(overlay))
+    assert job_counts(result.stdout) == {**STUDENT_SIDE, "all": 1}
+
+
+def test_forcing_one_student_fold_replans_it_and_its_dependants(finished_run):
+    result = snakemake(finished_run, "-n", "--forcerun", "results/student/fold1/adapter", "--configfile", "small.yaml")
+    assert job_counts(result.stdout) == {**STUDENT_SIDE, "distill_student": 1, "all": 1}
 
 
 def test_bad_input_fails_with_a_named_error_and_no_output(tmp_path, arena_train_csv):

@@ -1,0 +1,36 @@
+localrules:
+    submission,
+
+
+rule predict:
+    input:
+        unpack(get_predict_inputs),
+        model="results/model",
+        test="results/data/test.parquet",
+    output:
+        "results/predictions/test.parquet",
+    log:
+        "results/logs/predict.log",
+    benchmark:
+        "results/benchmarks/predict.tsv"
+    conda:
+        "../envs/arena-distill.yaml"
+    params:
+        predict=predict_params(),
+        text=config["text"],
+    script:
+        "../scripts/predict.py"
+
+
+rule submission:
+    input:
+        predictions="results/predictions/test.parquet",
+        test="results/data/test.parquet",
+    output:
+        "results/submission.csv",
+    log:
+        "results/logs/submission.log",
+    conda:
+        "../envs/arena-distill.yaml"
+    script:
+        "../scripts/submission.py"

@@ -1,0 +1,63 @@
+rule distill_student:
+    input:
+        unpack(get_distill_inputs),
+        base=get_student_base_inputs,
+        train="results/data/train.parquet",
+        folds="results/folds/folds_clean.json",
+    output:
+        adapter=directory("results/student/fold{fold}/adapter"),
+        metrics="results/student/fold{fold}/metrics.json",
+        val_logits="results/student/fold{fold}/val_logits.parquet",
+    log:
+        "results/logs/distill_student/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/distill_student/fold{fold}.tsv"
+    conda:
+        "../envs/arena-distill.yaml"
+    params:
+        base=base_of("student"),
+        teacher_logits=get_teacher_logit_tables,
+        calibrations=get_teacher_calibrations(),
+        spec=config["student"],
+        training=config["training"],
+        distill=student_distill_params(),
+        text=config["text"],
+        checkpoints=lambda wildcards: checkpoint_dir(
+            "distill_student", f"fold{wildcards.fold}"
+        ),
+    script:
+        "../scripts/distill_student.py"
+
+
+rule average_adapters:
+    input:
+        expand("results/student/fold{fold}/adapter", fold=folds()),
+    output:
+        directory("results/student/averaged"),
+    log:
+        "results/logs/average_adapters.log",
+    conda:
+        "../envs/arena-distill.yaml"
+    params:
+        method=config["average"]["method"],
+    script:
+        "../scripts/average_adapters.py"
+
+
+rule merge_student:
+    input:
+        base=get_student_base_inputs,
+        adapter="results/student/averaged",
+    output:
+        directory("results/student/merged"),
+    log:
+        "results/logs/merge_student.log",
+    benchmark:
+        "results/benchmarks/merge_student.tsv"
+    conda:
+        "../envs/arena-distill.yaml"
+    params:
+        base=base_of("student"),
+        spec=model_slice("student", "seed"),
+    script:
+        "../scripts/merge_student.py"

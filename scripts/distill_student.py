@@ -1,0 +1,28 @@
+"""Rule distill_student: the student's LoRA on one fold, taught by the labels and the teachers."""
+
+from arena_distill.launch import process_count, run_stage
+from arena_distill.logs import script_logging
+
+with script_logging(snakemake.log[0]):
+    run_stage(
+        "distill_student",
+        dict(
+            base=snakemake.params.base,
+            train_table=snakemake.input.train,
+            folds=snakemake.input.folds,
+            fold=int(snakemake.wildcards.fold),
+            teacher_logits=snakemake.params.teacher_logits,
+            calibrations=snakemake.params.calibrations,
+            spec=snakemake.params.spec,
+            training=snakemake.params.training,
+            distill=snakemake.params.distill,
+            text=snakemake.params.text,
+            out_adapter=snakemake.output.adapter,
+            out_metrics=snakemake.output.metrics,
+            out_val_logits=snakemake.output.val_logits,
+            checkpoint_dir=snakemake.params.checkpoints,
+        ),
+        processes=process_count(snakemake.resources),
+        threads=snakemake.threads,
+        log_path=snakemake.log[0],
+    )

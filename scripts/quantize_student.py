@@ -1,0 +1,25 @@
+"""Rule quantize_student: the merged student -> results/model (GPTQ 8-bit by default)."""
+
+import pandas as pd
+import torch
+
+from arena_distill.io import read_json
+from arena_distill.logs import script_logging
+from arena_distill.quantize import quantize_model
+from arena_distill.student import calibration_texts
+
+with script_logging(snakemake.log[0]) as log:
+    torch.set_num_threads(snakemake.threads)
+    settings = snakemake.params.quantize
+    texts = []
+    if settings["method"] == "gptq":
+        texts = calibration_texts(
+            pd.read_parquet(snakemake.input.train), read_json(snakemake.input.folds), snakemake.input.model,
+            snakemake.params.text, n=settings["n_calibration"], seed=settings["seed"],
+        )
+    summary = quantize_model(
+        snakemake.input.model, snakemake.output[0], method=settings["method"], bits=settings["bits"],
+        group_size=settings["group_size"], calibration_texts=texts,
+        inference={"text": snakemake.params.text, "predict": snakemake.params.predict},
+    )
+    log.info("quantized %s: %s", snakemake.input.model, summary)

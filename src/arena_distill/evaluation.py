@@ -1,0 +1,118 @@
+"""The evaluation report: every model of the run against the class prior of the same rows.
+
+Out-of-fold numbers (each fold's model on its own validation rows) judge the teachers and
+the student folds. The fold-averaged model has trained on every fold's rows, so its
+out-of-fold numbers would be in-sample; it is measured on the holdout prompts that no fold
+ever trained on, and on the labelled test rows when their labels are given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from arena_distill import LABELS
+from arena_distill.io import read_json, read_table
+from arena_distill.metrics import accuracy, log_loss, prior_log_loss
+from arena_distill.prediction import load_classifier, order_probs
+from arena_distill.stages import validation_metrics
+from arena_distill.text import TextConfig
+
+METRIC_COLUMNS = ["rows", "log_loss", "log_loss_tta", "accuracy", "accuracy_tta", "prior_log_loss"]
+
+
+def oof_metrics(val_logits: Sequence[str | Path]) -> dict:
+    """Per-fold and pooled metrics of a model's out-of-fold logits tables."""
+    frames = [pd.read_parquet(path) for path in val_logits]
+    per_fold = [validation_metrics(frame) for frame in frames]
+    pooled = validation_metrics(pd.concat(frames, ignore_index=True))
+    return {"folds": [rename(m) for m in per_fold], "pooled": rename(pooled)}
+
+
+def rename(metrics: Mapping[str, float]) -> dict:
+    """`val_*` keys of validation_metrics → the report's column names."""
+    names = {"val_rows": "rows", "val_log_loss": "log_loss", "val_log_loss_tta": "log_loss_tta", "val_accuracy": "accuracy",
+             "val_accuracy_tta": "accuracy_tta", "val_prior_log_loss": "prior_log_loss"}
+    return {names[k]: v for k, v in metrics.items() if k in names}
+
+
+def probs_metrics(plain: np.ndarray, tta: np.ndarray | None, labels: np.ndarray) -> dict:
+    metrics = {"rows": int(len(labels)), "log_loss": log_loss(plain, labels), "accuracy": accuracy(plain, labels)}
+    if tta is not None:
+        metrics.update(log_loss_tta=log_loss(tta, labels), accuracy_tta=accuracy(tta, labels))
+    metrics["prior_log_loss"] = prior_log_loss(labels)
+    return metrics
+
+
+def summary_markdown(report: Mapping) -> str:
+    """The report as readable tables: one line per model and row set."""
+    lines = ["# Evaluation", "", "Log loss (lower is better) beside the class prior of the same rows; "
+             "TTA averages each pair with its A/B mirror.", "",
+             "| model | rows | log loss | log loss TTA | accuracy | accuracy TTA | prior log loss |",
+             "|---|---|---|---|---|---|---|"]
+
+    def line(name: str, metrics: Mapping) -> str:
+        cells = [f"{metrics[c]:.4f}" if isinstance(metrics.get(c), float) else str(metrics.get(c, "–")) for c in METRIC_COLUMNS]
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    for teacher, result in report.get("teachers", {}).items():
+        for fold, metrics in enumerate(result["folds"]):
+            lines.append(line(f"teacher {teacher} fold {fold} (OOF)", metrics))
+        lines.append(line(f"teacher {teacher} pooled OOF", result["pooled"]))
+    student = report["student"]
+    for fold, metrics in enumerate(student["folds"]):
+        lines.append(line(f"student fold {fold} (OOF)", metrics))
+    lines.append(line("student pooled OOF", student["pooled"]))
+    for name, metrics in report.get("holdout", {}).items():
+        lines.append(line(f"{name} model on holdout prompts", metrics))
+    if "test" in report:
+        lines.append(line("submission on labelled test rows", report["test"]))
+    return "\n".join(lines) + "\n"
+
+
+def holdout_metrics(model_dir: str | Path, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> dict:
+    """A saved model on labelled rows at the test settings, plain and with TTA."""
+    model, tokenizer = load_classifier(model_dir)
+    config = TextConfig(max_length=settings["max_lengths"][0], prompt_words=text["prompt_words"],
+                        response_words=text["response_words"], prompt_tokens=text["prompt_tokens"])
+    plain, mirror = order_probs(model, tokenizer, rows, config, max_lengths=settings["max_lengths"], max_tokens=settings.get("max_tokens", 65536))
+    return probs_metrics(plain, (plain + mirror) / 2, rows["label"].to_numpy())
+
+
+def labelled_test_metrics(submission: pd.DataFrame, labels: pd.DataFrame) -> dict:
+    """The submission's probabilities (TTA as submitted) scored on the labelled test rows."""
+    labels = labels.astype({"id": np.int64, **dict.fromkeys(LABELS, np.int64)})
+    joined = labels.merge(submission, on="id", suffixes=("_true", ""))
+    truth = joined[[f"{label}_true" for label in LABELS]].to_numpy(dtype=np.int64).argmax(axis=1)
+    probs = joined[list(LABELS)].to_numpy(dtype=np.float64)
+    return {"rows": int(len(joined)), "log_loss_tta": log_loss(probs, truth), "accuracy_tta": accuracy(probs, truth),
+            "prior_log_loss": prior_log_loss(truth)}
+
+
+def evaluate_run(
+    *,
+    teacher_val_logits: Mapping[str, Sequence[str]],
+    student_val_logits: Sequence[str],
+    models: Mapping[str, str],
+    train_table: str,
+    folds: str,
+    submission: str,
+    test_labels: str | None,
+    text: Mapping,
+    settings: Mapping,
+) -> dict:
+    """The whole report: OOF per teacher and student, final models on the holdout, test."""
+    report: dict = {
+        "teachers": {teacher: oof_metrics(paths) for teacher, paths in teacher_val_logits.items()},
+        "student": oof_metrics(student_val_logits),
+    }
+    holdout_ids = read_json(folds).get("holdout_ids", [])
+    if holdout_ids:
+        rows = pd.read_parquet(train_table).set_index("id").loc[holdout_ids].reset_index()
+        report["holdout"] = {name: holdout_metrics(path, rows, text, settings) for name, path in models.items()}
+    if test_labels:
+        report["test"] = labelled_test_metrics(pd.read_csv(submission), read_table(test_labels))
+    return report

@@ -1,0 +1,83 @@
+"""Quantizing the merged student for inference.
+
+`gptq` (the original: 8-bit, calibrated on formatted training texts) goes through
+transformers' `GPTQConfig`, whose GPTQModel backend writes a checkpoint that
+`AutoModelForSequenceClassification.from_pretrained` loads with no extra code. `bnb` stores
+bitsandbytes int8 (or nf4) weights, a calibration-free fallback. `none` copies the merged
+model. The classification head is never quantized: GPTQ works on the decoder blocks only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForSequenceClassification, GPTQConfig, PreTrainedTokenizerBase
+
+from arena_distill.errors import ConfigError
+from arena_distill.io import atomic_path
+from arena_distill.models import load_tokenizer, quantization_config
+
+METHODS = ("gptq", "bnb", "none")
+INFERENCE_FILE = "inference.json"
+
+
+def quantize_model(
+    merged_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    method: str,
+    bits: int,
+    group_size: int = 128,
+    calibration_texts: Sequence[str] = (),
+    inference: Mapping[str, Any] | None = None,
+) -> dict:
+    """Quantize the model at `merged_dir` into `out_dir`; returns what was done.
+
+    `inference` (text budgets and prediction settings) is saved beside the weights as
+    `inference.json`, so whoever serves the model scores pairs the way the run did.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown quantization method {method!r}; choose from {list(METHODS)}", key="quantize.method")
+    tokenizer = load_tokenizer(merged_dir)
+    if method == "none":
+        with atomic_path(out_dir, directory=True) as tmp:
+            shutil.copytree(merged_dir, tmp, dirs_exist_ok=True)
+            write_inference(tmp, inference)
+        return {"method": "none"}
+    if method == "gptq":
+        model = gptq_quantize(merged_dir, tokenizer, bits, group_size, calibration_texts)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            merged_dir, quantization_config=quantization_config(bits, torch.float32), device_map={"": device_name()}
+        )
+    with atomic_path(out_dir, directory=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_inference(tmp, inference)
+    return {"method": method, "bits": bits, "group_size": group_size if method == "gptq" else None,
+            "calibration_texts": len(calibration_texts) if method == "gptq" else 0}
+
+
+def gptq_quantize(merged_dir, tokenizer: PreTrainedTokenizerBase, bits: int, group_size: int, texts: Sequence[str]):
+    if bits not in (4, 8):
+        raise ConfigError(f"GPTQ bits must be 4 or 8, got {bits!r}", key="quantize.bits")
+    if not texts:
+        raise ConfigError("GPTQ needs calibration texts; set quantize.n_calibration > 0", key="quantize.n_calibration")
+    config = GPTQConfig(bits=bits, group_size=group_size, dataset=list(texts), tokenizer=tokenizer, batch_size=1)
+    return AutoModelForSequenceClassification.from_pretrained(
+        merged_dir, quantization_config=config, device_map={"": device_name()}, dtype=torch.float16 if torch.cuda.is_available() else torch.float32
+    )
+
+
+def write_inference(model_dir: Path, inference: Mapping[str, Any] | None) -> None:
+    if inference is not None:
+        (model_dir / INFERENCE_FILE).write_text(json.dumps(inference, indent=1))
+
+
+def device_name() -> str:
+    return "cuda:0" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,136 @@
+"""The student side: distillation per fold, then one merged model for inference."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from peft import PeftModel
+
+from arena_distill.calibration import VectorScaling
+from arena_distill.distill import DistillTask, DistillWeights
+from arena_distill.errors import DataError
+from arena_distill.io import read_json
+from arena_distill.logits import LOGIT_COLUMNS
+from arena_distill.models import add_lora, load_model, load_tokenizer, save_model
+from arena_distill.pairs import encode_rows
+from arena_distill.stages import (
+    FoldJob,
+    examples_digest,
+    finish,
+    fingerprint,
+    model_fingerprint,
+    resolve_base,
+    text_config,
+    write_classifier_outputs,
+)
+from arena_distill.text import PairEncoder
+from arena_distill.training import Examples, train
+
+log = logging.getLogger(__name__)
+
+
+def teacher_targets(rows: pd.DataFrame, tables: Mapping[str, Sequence[str]], calibrations: Mapping[str, str]) -> np.ndarray:
+    """Each teacher's logits for every (id, swapped) of `rows`: rows × teachers × classes.
+
+    `tables` maps a teacher to its logits files (one per fold, or one precomputed table);
+    `calibrations` maps a teacher to its `calibration.json` when calibration is on. A row
+    no table scores is an error naming the teacher's files and the row id.
+    """
+    key = pd.MultiIndex.from_arrays([rows["id"].to_numpy(), rows["swapped"].to_numpy(dtype=bool)])
+    per_teacher = []
+    for teacher, paths in tables.items():
+        frame = pd.concat([pd.read_parquet(p, columns=["id", "swapped", *LOGIT_COLUMNS]) for p in paths], ignore_index=True)
+        frame = frame.drop_duplicates(["id", "swapped"], keep="first").set_index(["id", "swapped"])
+        missing = ~key.isin(frame.index)
+        if missing.any():
+            first = key[np.flatnonzero(missing)[0]]
+            raise DataError(
+                f"teacher {teacher!r} has no logits for {int(missing.sum())} training rows (first: swapped={bool(first[1])})",
+                file=", ".join(paths), row=int(first[0]), column="id",
+            )
+        logits = frame.loc[key, LOGIT_COLUMNS].to_numpy(dtype=np.float64)
+        if teacher in calibrations:
+            logits = VectorScaling(**{k: v for k, v in read_json(calibrations[teacher]).items() if k in ("scale", "bias")}).apply(logits)
+        per_teacher.append(logits.astype(np.float32))
+    return np.stack(per_teacher, axis=1)
+
+
+def distill_student(
+    *,
+    base: Mapping[str, Any],
+    train_table: str,
+    folds: str,
+    fold: int,
+    teacher_logits: Mapping[str, Sequence[str]],
+    calibrations: Mapping[str, str],
+    spec: Mapping[str, Any],
+    training: Mapping[str, Any],
+    distill: Mapping[str, Any],
+    text: Mapping[str, Any],
+    out_adapter: str,
+    out_metrics: str,
+    out_val_logits: str,
+    checkpoint_dir: str,
+) -> None:
+    """The student's LoRA classifier on the fold's train rows, taught by labels and teachers.
+
+    Outputs mirror a teacher's: the best-val adapter, `metrics.json` and the fold's
+    out-of-fold logits in both orders.
+    """
+    job = FoldJob.start(base, spec, training, text, train_table, folds, fold)
+    parallel, config, bf16, tokenizer, model, encoder = job.parallel, job.config, job.bf16, job.tokenizer, job.model, job.encoder
+    train_rows, val_rows = job.train_rows, job.val_rows
+    targets = teacher_targets(train_rows, teacher_logits, calibrations)
+    train_set = Examples(encode_rows(encoder, train_rows), {"label": train_rows["label"].to_numpy(dtype=np.int64), "teacher_logits": targets})
+    val_set = Examples(encode_rows(encoder, val_rows), {"label": val_rows["label"].to_numpy(dtype=np.int64)})
+    log.info("fold %d: %d train rows (with mirrors) taught by %s, %d val rows", fold, len(train_set), list(teacher_logits), len(val_set))
+    weights = DistillWeights(**distill.get("weights", {}))
+    task = DistillTask(distill["temperature"], weights, training.get("label_smoothing", 0.0))
+    model = add_lora(model, spec["lora"], "seq_cls", training.get("gradient_checkpointing", False))
+    result = train(
+        model,
+        task,
+        train_set,
+        val_set,
+        config,
+        pad_id=tokenizer.pad_token_id,
+        checkpoint_dir=checkpoint_dir,
+        fingerprint=fingerprint("distill_student", fold, spec, training, distill, text, model_fingerprint(base), examples_digest(train_set)),
+        parallel=parallel,
+    )
+    if parallel.is_main:
+        write_classifier_outputs(
+            model, encoder, val_rows, {"train_rows": len(train_set), "teachers": list(teacher_logits), **result.metrics},
+            max_tokens=config.eval_max_tokens, bf16=bf16, out_adapter=out_adapter, out_val_logits=out_val_logits, out_metrics=out_metrics,
+            columns={"fold": fold},
+        )
+    finish(parallel, checkpoint_dir, training)
+
+
+def merge_student(*, base: Mapping[str, Any], adapter: str, spec: Mapping[str, Any], out_model: str) -> None:
+    """The averaged adapter merged into the student's base: a plain HF classifier directory."""
+    path, base_adapter = resolve_base(base)
+    tokenizer = load_tokenizer(path)
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32  # 16-bit on GPU, as the original
+    model = load_model(path, task="seq_cls", pad_token_id=tokenizer.pad_token_id, seed=spec.get("seed", 0), dtype=dtype, base_adapter=base_adapter)
+    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    save_model(merged, tokenizer, out_model)
+
+
+def calibration_texts(table: pd.DataFrame, folds: Mapping[str, Any], model_dir: str, text: Mapping[str, Any], *, n: int, seed: int) -> list[str]:
+    """`n` random training pairs in the model's input format, as GPTQ calibration texts.
+
+    Drawn from rows some fold trains on (never the holdout), formatted and truncated
+    exactly as in training, then decoded: GPTQ re-tokenizes them itself.
+    """
+    trained = sorted({row_id for fold in folds["folds"] for row_id in fold["train_ids"]})
+    chosen = np.random.default_rng(seed).choice(trained, size=min(n, len(trained)), replace=False)
+    rows = table.set_index("id").loc[chosen].reset_index()
+    tokenizer = load_tokenizer(model_dir)
+    encoder = PairEncoder(tokenizer, text_config(text, text["train_max_length"]))
+    return tokenizer.batch_decode(encode_rows(encoder, rows))

@@ -1,0 +1,38 @@
+"""The evaluation report's arithmetic and layout."""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from arena_distill.evaluation import labelled_test_metrics, oof_metrics, summary_markdown
+from arena_distill.logits import logits_frame
+from arena_distill.pairs import SWAPPED_LABEL
+
+
+def test_test_rows_are_scored_against_their_labels():
+    labels = pd.DataFrame({"id": ["1", "2", "3", "4"], "winner_model_a": ["1", "0", "0", "1"],
+                           "winner_model_b": ["0", "1", "0", "0"], "winner_tie": ["0", "0", "1", "0"]})
+    uniform = pd.DataFrame({"id": [4, 3, 2, 1], "winner_model_a": 1 / 3, "winner_model_b": 1 / 3, "winner_tie": 1 / 3})
+    metrics = labelled_test_metrics(uniform, labels)
+    assert metrics["rows"] == 4 and math.isclose(metrics["log_loss_tta"], math.log(3))
+    assert math.isclose(metrics["prior_log_loss"], -(0.5 * math.log(0.5) + 0.5 * math.log(0.25)))
+
+
+def test_oof_pools_the_folds_and_the_summary_lists_every_model(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for fold in range(2):
+        ids = np.arange(fold * 10, fold * 10 + 10)
+        labels = rng.integers(0, 3, 10)
+        rows = pd.DataFrame({"id": np.concatenate([ids, ids]), "swapped": [False] * 10 + [True] * 10})
+        both = np.concatenate([labels, SWAPPED_LABEL[labels]])
+        frame = logits_frame(rows, rng.normal(size=(20, 3)), {"label": both})
+        paths.append(tmp_path / f"fold{fold}.parquet")
+        frame.to_parquet(paths[-1])
+    report = {"teachers": {"llama": oof_metrics(paths)}, "student": oof_metrics(paths),
+              "holdout": {"merged": {"rows": 5, "log_loss": 0.5, "prior_log_loss": 0.7}}}
+    assert report["student"]["pooled"]["rows"] == 20 and len(report["student"]["folds"]) == 2
+    summary = summary_markdown(report)
+    for line in ("teacher llama fold 1 (OOF)", "student pooled OOF", "merged model on holdout prompts"):
+        assert line in summary

@@ -1,0 +1,141 @@
+"""From fold adapters to the exported model: averaging, merging, quantizing."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification
+
+from arena_distill.adapters import average_adapters
+from arena_distill.models import add_lora, build_tiny_model, load_model, save_model
+from arena_distill.quantize import quantize_model
+from arena_distill.student import merge_student
+
+# GPTQ packs weights in blocks of 32: every projection needs a multiple of 32 outputs.
+SIZES = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128}
+LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "modules_to_save": ["embed_tokens"]}
+
+
+@pytest.fixture(scope="module")
+def base(tokenizer, tmp_path_factory):
+    path = tmp_path_factory.mktemp("base") / "gemma2"
+    save_model(build_tiny_model("gemma2", tokenizer, SIZES, seed=0), tokenizer, path)
+    return str(path)
+
+
+def fold_adapter(base, tokenizer, path, seed):
+    """A LoRA classifier with random (non-zero) A, B, head and embeddings, saved to `path`."""
+    model = add_lora(load_model(base, task="seq_cls", pad_token_id=tokenizer.pad_token_id, seed=0), LORA, "seq_cls")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    model.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def folds(base, tokenizer, tmp_path_factory):
+    root = tmp_path_factory.mktemp("folds")
+    return [fold_adapter(base, tokenizer, root / f"fold{i}", seed=i) for i in range(3)]
+
+
+def logits_of(model, tokenizer, texts=("a prompt and two answers", "another, longer prompt with its answers")):
+    batch = tokenizer(list(texts), padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return model(**batch).logits.float()
+
+
+def test_mean_is_the_element_wise_mean_of_every_tensor(folds, tmp_path):
+    average_adapters(folds, tmp_path / "avg", method="mean")
+    averaged = load_file(tmp_path / "avg/adapter_model.safetensors")
+    tensors = [load_file(f"{f}/adapter_model.safetensors") for f in folds]
+    assert set(averaged) == set(tensors[0]) and any("score" in k for k in averaged) and any("lora_A" in k for k in averaged)
+    for name, value in averaged.items():
+        assert torch.allclose(value, (tensors[0][name] + tensors[1][name] + tensors[2][name]) / 3, atol=1e-7), name
+    assert json.loads((tmp_path / "avg/adapter_config.json").read_text())["r"] == LORA["r"]
+
+
+def merged_weights(base, tokenizer, adapter):
+    model = load_model(base, task="seq_cls", pad_token_id=tokenizer.pad_token_id, seed=0)
+    return {k: v.clone() for k, v in PeftModel.from_pretrained(model, adapter).merge_and_unload().state_dict().items()}
+
+
+def test_mean_delta_merges_to_the_base_plus_the_mean_update(base, tokenizer, folds, tmp_path):
+    average_adapters(folds, tmp_path / "delta", method="mean_delta")
+    config = json.loads((tmp_path / "delta/adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"]) == (3 * LORA["r"], 3 * LORA["alpha"])
+    plain = load_model(base, task="seq_cls", pad_token_id=tokenizer.pad_token_id, seed=0).state_dict()
+    per_fold = [merged_weights(base, tokenizer, f) for f in folds]
+    merged = merged_weights(base, tokenizer, str(tmp_path / "delta"))
+    changed = 0
+    for name, value in merged.items():
+        mean_update = sum(fold[name] - plain[name] for fold in per_fold) / 3
+        assert torch.allclose(value, plain[name] + mean_update, atol=1e-5), name
+        changed += bool(mean_update.abs().max() > 1e-4)
+    assert changed > 10  # projections of both layers, the head and the embeddings moved
+
+
+def test_element_wise_mean_is_not_the_mean_update(base, tokenizer, folds, tmp_path):
+    average_adapters(folds, tmp_path / "avg", method="mean")
+    average_adapters(folds, tmp_path / "delta", method="mean_delta")
+    name = next(k for k in merged_weights(base, tokenizer, folds[0]) if k.endswith("q_proj.weight"))
+    mean, delta = (merged_weights(base, tokenizer, str(tmp_path / m))[name] for m in ("avg", "delta"))
+    assert (mean - delta).abs().max() > 1e-4
+
+
+def test_target_module_order_does_not_matter(folds, tmp_path):
+    """peft writes `target_modules` from a set: each fold may list them in another order."""
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(folds[1], shuffled)
+    config = json.loads((shuffled / "adapter_config.json").read_text())
+    config["target_modules"] = sorted(config["target_modules"], reverse=True)
+    (shuffled / "adapter_config.json").write_text(json.dumps(config))
+    average_adapters([folds[0], str(shuffled)], tmp_path / "avg")
+    assert (tmp_path / "avg/adapter_model.safetensors").exists()
+
+
+def test_mismatched_adapters_are_refused_by_name(base, tokenizer, folds, tmp_path):
+    other = tmp_path / "other"
+    model = add_lora(load_model(base, task="seq_cls", pad_token_id=tokenizer.pad_token_id, seed=0), {**LORA, "r": 2}, "seq_cls")
+    model.save_pretrained(other)
+    with pytest.raises(ValueError, match=r"other: adapter_config.json key 'r'"):
+        average_adapters([folds[0], str(other)], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def merged(base, tokenizer, folds, tmp_path_factory):
+    root = tmp_path_factory.mktemp("merged")
+    average_adapters(folds, root / "avg")
+    merge_student(base={"path": base}, adapter=str(root / "avg"), spec={"seed": 0}, out_model=str(root / "model"))
+    return root
+
+
+def test_merged_logits_equal_the_adapters(base, tokenizer, merged):
+    adapter = PeftModel.from_pretrained(load_model(base, task="seq_cls", pad_token_id=tokenizer.pad_token_id, seed=0), merged / "avg")
+    stock = AutoModelForSequenceClassification.from_pretrained(merged / "model")
+    assert not (merged / "model/adapter_config.json").exists()
+    assert (logits_of(stock, tokenizer) - logits_of(adapter, tokenizer)).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("method, bits, tolerance", [("gptq", 8, 0.05), ("bnb", 8, 0.05), ("none", 8, 0.0)])
+def test_quantized_model_reloads_with_stock_transformers(tokenizer, merged, tmp_path, method, bits, tolerance):
+    texts = [f"calibration text number {i}: a prompt, answer A and answer B" for i in range(8)]
+    quantize_model(merged / "model", tmp_path / "q", method=method, bits=bits, group_size=32, calibration_texts=texts,
+                   inference={"predict": {"tta": True}})
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "q")
+    full = AutoModelForSequenceClassification.from_pretrained(merged / "model")
+    difference = (logits_of(reloaded, tokenizer) - logits_of(full, tokenizer)).abs().max().item()
+    assert difference <= tolerance
+    config = json.loads((tmp_path / "q/config.json").read_text())
+    if method == "none":
+        assert "quantization_config" not in config
+    else:
+        assert config["quantization_config"]["bits" if method == "gptq" else "load_in_8bit"] in (8, True)
+        assert difference > 0  # the weights really changed
+    assert json.loads((tmp_path / "q/inference.json").read_text()) == {"predict": {"tta": True}}

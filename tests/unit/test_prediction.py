@@ -1,0 +1,77 @@
+"""Test-time scoring: swap TTA, submission checks, the command line."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from arena_distill import LABELS
+from arena_distill.data import prepare_test
+from arena_distill.errors import DataError
+from arena_distill.models import build_tiny_model, save_model
+from arena_distill.pairs import swap_pairs
+from arena_distill.prediction import check_submission, load_classifier, pair_probs, probs_frame
+from arena_distill.text import TextConfig
+from tests.conftest import SAMPLE
+
+SIZES = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tokenizer, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "llama"
+    save_model(build_tiny_model("llama", tokenizer, SIZES, seed=3), tokenizer, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pairs") / "pairs.csv"
+    pd.read_csv(SAMPLE / "test.csv", dtype=str, keep_default_na=False).head(12).to_csv(path, index=False)
+    return path
+
+
+def test_a_swapped_pair_gets_the_mirrored_probabilities(model_dir, pairs):
+    model, tokenizer = load_classifier(model_dir)
+    rows = prepare_test(pairs)
+    text = TextConfig(max_length=96, prompt_tokens=32)
+    original = pair_probs(model, tokenizer, rows, text, max_lengths=[96, 128])
+    mirrored = pair_probs(model, tokenizer, swap_pairs(rows), text, max_lengths=[96, 128])
+    assert np.allclose(mirrored, original[:, [1, 0, 2]], atol=1e-6)
+    assert np.allclose(original.sum(axis=1), 1)
+    plain = pair_probs(model, tokenizer, rows, text, max_lengths=[96], tta=False)
+    assert not np.allclose(plain, pair_probs(model, tokenizer, rows, text, max_lengths=[96]), atol=1e-4)  # TTA changes something
+
+
+def test_submission_checks_name_the_bad_row():
+    probs = np.full((3, 3), 1 / 3)
+    check_submission(probs_frame([5, 6, 7], probs), [7, 6, 5], "sub.csv")
+    with pytest.raises(DataError, match="ids differ"):
+        check_submission(probs_frame([5, 6], probs[:2]), [5, 6, 7], "sub.csv")
+    probs[1] = [0.5, 0.6, -0.1]
+    with pytest.raises(DataError, match=r"not a distribution \(file sub.csv, row id 6"):
+        check_submission(probs_frame([5, 6, 7], probs), [5, 6, 7], "sub.csv")
+
+
+def test_the_command_line_scores_a_file(model_dir, pairs, tmp_path):
+    out = tmp_path / "preds.parquet"
+    args = [sys.executable, "-m", "arena_distill", "predict", "--model", str(model_dir), "--input", str(pairs), "--output", str(out),
+            "--max-length", "96"]
+    subprocess.run(args, check=True, capture_output=True)
+    predictions = pd.read_parquet(out)
+    assert list(predictions.columns) == ["id", *LABELS] and len(predictions) == 12
+    assert np.allclose(predictions[list(LABELS)].sum(axis=1), 1)
+
+
+def test_the_command_line_names_a_bad_row(model_dir, pairs, tmp_path):
+    bad = pd.read_csv(pairs, dtype=str, keep_default_na=False)
+    bad.loc[4, "id"] = "not-an-id"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    args = [sys.executable, "-m", "arena_distill", "predict", "--model", str(model_dir), "--input", str(tmp_path / "bad.csv"),
+            "--output", str(tmp_path / "out.csv")]
+    result = subprocess.run(args, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "bad.csv" in result.stderr and "'id'" in result.stderr
+    assert not (tmp_path / "out.csv").exists()
