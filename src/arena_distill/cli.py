@@ -4,19 +4,22 @@
 
 Input: the Kaggle test schema (`id, prompt, response_a, response_b`, fields as JSON lists
 of turns), CSV or parquet. Output: the submission schema, CSV or parquet by suffix. The
-settings (max length, TTA) default to those the model was exported with in this workflow's
-embedded config; pass them to match another run.
+settings (text budgets, max lengths, TTA) default to those the workflow exported with the
+model (`inference.json` in the model directory); flags override them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+from pathlib import Path
 
 from arena_distill.data import prepare_test
 from arena_distill.errors import ArenaDistillError
 from arena_distill.prediction import check_submission, predict_table, write_table
+from arena_distill.quantize import INFERENCE_FILE
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -26,20 +29,41 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     predict.add_argument("--model", required=True, help="model directory (results/model)")
     predict.add_argument("--input", required=True, help="pairs, .csv or .parquet")
     predict.add_argument("--output", required=True, help="predictions, .csv or .parquet")
-    predict.add_argument("--max-length", type=int, nargs="+", default=[512], help="token budget(s) per pair; several are averaged")
+    predict.add_argument("--max-length", type=int, nargs="+", help="token budget(s) per pair; several are averaged")
     predict.add_argument("--no-tta", action="store_true", help="score the given order only (no A/B-swap averaging)")
-    predict.add_argument("--max-tokens", type=int, default=16384, help="token budget of a scoring batch")
-    predict.add_argument("--prompt-words", type=int, default=256)
-    predict.add_argument("--response-words", type=int, default=700)
-    predict.add_argument("--prompt-tokens", type=int, default=128)
+    predict.add_argument("--max-tokens", type=int, help="token budget of a scoring batch")
+    predict.add_argument("--prompt-words", type=int)
+    predict.add_argument("--response-words", type=int)
+    predict.add_argument("--prompt-tokens", type=int)
     predict.add_argument("--bad-json", choices=["repair", "error"], default="repair", help="what a field that is not valid JSON becomes")
     return parser.parse_args(argv)
 
 
+DEFAULTS = {
+    "text": {"prompt_words": 256, "response_words": 700, "prompt_tokens": 256},
+    "predict": {"max_lengths": [2000], "tta": True, "max_tokens": 65536},
+}
+"""The original's test settings, for a model directory without `inference.json`."""
+
+
+def model_settings(model_dir: str) -> tuple[dict, dict]:
+    """(text, predict) settings saved with the model, else the defaults."""
+    path = Path(model_dir) / INFERENCE_FILE
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    return {**DEFAULTS["text"], **saved.get("text", {})}, {**DEFAULTS["predict"], **saved.get("predict", {})}
+
+
 def predict(args: argparse.Namespace) -> None:
     rows = prepare_test(args.input, bad_json=args.bad_json)
-    text = {"prompt_words": args.prompt_words, "response_words": args.response_words, "prompt_tokens": args.prompt_tokens}
-    settings = {"max_lengths": args.max_length, "tta": not args.no_tta, "max_tokens": args.max_tokens}
+    text, settings = model_settings(args.model)
+    overrides = {"prompt_words": args.prompt_words, "response_words": args.response_words, "prompt_tokens": args.prompt_tokens}
+    text.update({k: v for k, v in overrides.items() if v is not None})
+    if args.max_length:
+        settings["max_lengths"] = args.max_length
+    if args.max_tokens:
+        settings["max_tokens"] = args.max_tokens
+    settings["tta"] = settings.get("tta", True) and not args.no_tta
+    settings["temperature"] = False  # a fitted temperature lives in the workflow, not in the model
     predictions = predict_table(args.model, rows, text, settings)
     check_submission(predictions, rows["id"].tolist(), args.input)
     write_table(predictions, args.output)

@@ -1,5 +1,7 @@
 """Test-time scoring: swap TTA, submission checks, the command line."""
 
+import json
+import shutil
 import subprocess
 import sys
 
@@ -8,6 +10,7 @@ import pandas as pd
 import pytest
 
 from arena_distill import LABELS
+from arena_distill.cli import model_settings
 from arena_distill.data import prepare_test
 from arena_distill.errors import DataError
 from arena_distill.models import build_tiny_model, save_model
@@ -63,6 +66,17 @@ def test_the_command_line_scores_a_file(model_dir, pairs, tmp_path):
     predictions = pd.read_parquet(out)
     assert list(predictions.columns) == ["id", *LABELS] and len(predictions) == 12
     assert np.allclose(predictions[list(LABELS)].sum(axis=1), 1)
+
+
+def test_the_command_line_uses_the_models_saved_settings(model_dir, tmp_path):
+    text, settings = model_settings(str(model_dir))
+    assert settings["max_lengths"] == [2000] and settings["tta"] is True  # no inference.json: the original's
+    saved = tmp_path / "with_settings"
+    shutil.copytree(model_dir, saved)
+    (saved / "inference.json").write_text(json.dumps({"text": {"prompt_tokens": 64}, "predict": {"max_lengths": [300], "tta": False}}))
+    text, settings = model_settings(str(saved))
+    assert text["prompt_tokens"] == 64 and text["prompt_words"] == 256
+    assert settings["max_lengths"] == [300] and settings["tta"] is False
 
 
 def test_the_command_line_names_a_bad_row(model_dir, pairs, tmp_path):
