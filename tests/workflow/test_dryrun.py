@@ -8,6 +8,8 @@ import yaml
 from tests.conftest import REPO, copy_workflow, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow
+DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+N_FOLDS = DEFAULT["folds"]["n"]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +118,7 @@ def test_model_count_follows_config(workflow_copy, tmp_path):
     result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
     counts = job_counts(result.stdout)
     assert counts["init_model"] == 2  # llama + student
-    assert counts["train_teacher"] == 3
+    assert counts["train_teacher"] == N_FOLDS
 
 
 def test_post_pretraining_switches_off_or_is_supplied(workflow_copy, tmp_path):
@@ -137,7 +139,7 @@ def test_calibration_and_out_of_fold_logits_are_switches(workflow_copy, tmp_path
     assert counts["calibrate_teacher"] == 2 and counts["teacher_logits"] == counts["train_teacher"]
     # Out-of-fold logits: each student fold learns from every fold's teacher.
     student = result.stdout.split("rule distill_student:", 1)[1].split("rule ", 1)[0]
-    assert all(f"results/teachers/llama/fold{fold}/logits.parquet" in student for fold in range(3))
+    assert all(f"results/teachers/llama/fold{fold}/logits.parquet" in student for fold in range(N_FOLDS))
     assert "results/teachers/qwen/calibration.json" in student
 
 
@@ -150,7 +152,7 @@ def test_supplied_teacher_logits_plan_no_teacher_rule(workflow_copy, tmp_path):
     counts = job_counts(snakemake(workflow_copy, "-n", "--configfile", str(overlay)).stdout)
     assert not {"train_teacher", "teacher_logits", "gather_logits", "calibrate_teacher"} & set(counts)
     assert counts["init_model"] == counts["post_pretrain"] == 1  # the student alone
-    assert counts["distill_student"] == 3 and counts["evaluate"] == 1
+    assert counts["distill_student"] == N_FOLDS and counts["evaluate"] == 1
 
 
 def test_lint_is_clean():
