@@ -79,3 +79,14 @@ def job_counts(output: str) -> dict[str, int]:
         if match.group(1) != "total":
             counts[match.group(1)] = int(match.group(2))
     return counts
+
+
+@pytest.fixture(scope="session")
+def tiny_local_run(tmp_path_factory) -> Path:
+    """The tiny DAG run once with the local profile; shared by the end-to-end and SLURM tests."""
+    from tests.tiny import tiny_workflow
+
+    workdir = tiny_workflow(tmp_path_factory.mktemp("e2e"))
+    result = snakemake(workdir, "--profile", "profiles/local", "--configfile", "small.yaml")
+    assert "steps (100%) done" in result.stdout
+    return workdir

@@ -1,0 +1,49 @@
+"""The tiny workflow the end-to-end tests run: a few prompt groups of the bundled sample, small sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from tests.conftest import copy_workflow
+
+SMALL = """\
+data:
+  train: small/train.parquet
+  extra: {alpaca_extra: small/extra.parquet}
+  ut: small/ut.parquet
+tokenizer: {vocab_size: 1000, max_texts: 300}
+folds: {n: 2, seed: 2025, group_by: prompt}
+text: {train_max_length: 128, test_max_length: 160, prompt_tokens: 48}
+training: {eval_every: 20, batch_size: 32, micro_batch_size: 16}
+post_pretrain: {epochs: 0.5, max_length: 64}
+teacher_logits: {n_shards: 2}
+calibration: {enabled: true}
+quantize: {n_calibration: 8}
+"""
+N_FOLDS, TEACHERS = 2, ("llama", "qwen")
+STUDENT_SIDE = {"distill_student": N_FOLDS, "average_adapters": 1, "merge_student": 1, "quantize_student": 1, "predict": 1,
+                "submission": 1, "evaluate": 1}
+TRAIN_PROMPTS, EXTRA_PROMPTS, UT_TEXTS = 8, 3, 200
+
+
+def write_small_sample(workdir: Path) -> dict[str, int]:
+    """Whole prompt groups of the bundled sample, so folds stay grouped; returns row counts."""
+    (workdir / "small").mkdir()
+    counts = {}
+    for name, prompts in (("train", TRAIN_PROMPTS), ("extra", EXTRA_PROMPTS)):
+        frame = pd.read_parquet(workdir / f"data/sample/{name}.parquet")
+        keep = frame[frame["prompt"].isin(sorted(frame["prompt"].unique())[:prompts])]
+        keep.to_parquet(workdir / f"small/{name}.parquet", index=False)
+        counts[name] = len(keep)
+    pd.read_parquet(workdir / "data/sample/ut.parquet").head(UT_TEXTS).to_parquet(workdir / "small/ut.parquet", index=False)
+    return counts
+
+
+def tiny_workflow(dest: Path) -> Path:
+    """A private workflow copy with `small.yaml` and its data, ready for `--configfile small.yaml`."""
+    workdir = copy_workflow(dest)
+    (workdir / "small.yaml").write_text(SMALL)
+    write_small_sample(workdir)
+    return workdir
