@@ -1,0 +1,229 @@
+"""The tiny DAG on a real SLURM cluster (loopback), driven through the unchanged `profiles/slurm`.
+
+`cluster.sh up` installs Debian's Slurm, munge, MariaDB and slurmdbd when missing and starts
+them; every assertion about jobs reads `sacct`, as a site admin would. The test overlay
+(`tests/slurm/profile`) only shortens the first status check and sizes the rules for a 2-core
+node; see its comments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, job_counts
+from tests.tiny import N_FOLDS, TEACHERS, tiny_workflow
+
+pytestmark = pytest.mark.slurm
+
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+OVERLAY = REPO / "tests" / "slurm" / "profile"
+LOCAL_RULES = {"make_folds", "clean_folds", "gather_logits", "calibrate_teacher", "submission", "all"}
+RUN_LIMIT_S = 1500
+
+
+@dataclass
+class Run:
+    """One Snakemake invocation through SLURM: its output and the run id its jobs are named by."""
+
+    returncode: int
+    stdout: str
+    run_id: str
+
+
+def missing_cluster_reason() -> str | None:
+    if shutil.which("sbatch") or os.geteuid() == 0:
+        return None
+    return "SLURM is not installed and installing it (cluster.sh up) needs root"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = missing_cluster_reason()
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"the SLURM test must run in CI: {reason}")
+        pytest.skip(reason)
+    up = subprocess.run(["bash", str(CLUSTER), "up"], capture_output=True, text=True, timeout=1200)
+    print(up.stdout + up.stderr)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    yield
+    down = subprocess.run(["bash", str(CLUSTER), "down"], capture_output=True, text=True, timeout=300)
+    assert down.returncode == 0, down.stdout + down.stderr
+
+
+def snakemake_on_slurm(workdir: Path, *args: str, check: bool = True, **popen) -> Run | subprocess.Popen:
+    """Run the venv's Snakemake with the site profile + test overlay, under a hard time limit.
+
+    `args` go first: `--configfile` takes several values and would swallow a target after it.
+    """
+    command = [
+        "timeout", "-k", "30", str(RUN_LIMIT_S), str(Path(sys.executable).parent / "snakemake"),
+        *args, "--profile", "profiles/slurm", "--profile", str(OVERLAY), "--configfile", "small.yaml",
+    ]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ARENA_SLURM_", "SLURM_"))}
+    if popen:
+        return subprocess.Popen(command, cwd=workdir, env=env, text=True, **popen)
+    result = subprocess.run(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-6000:]}")
+    return finished(result.returncode, result.stdout)
+
+
+def finished(returncode: int, stdout: str) -> Run:
+    match = re.search(r"SLURM run ID: (\S+)", stdout)
+    assert match, stdout[-3000:]
+    return Run(returncode, stdout, match.group(1))
+
+
+def sacct(run_id: str, *, duplicates: bool = False) -> list[dict[str, str]]:
+    """The allocations of one Snakemake run (its jobs share the run id as job name)."""
+    fields = ["JobID", "State", "ReqCPUS", "ReqMem", "Timelimit", "Comment", "JobName"]
+    command = ["sacct", "-X", "-n", "-P", "--starttime", "now-1days", "--name", run_id, "-o", ",".join(fields)]
+    lines = subprocess.run(command + (["-D"] if duplicates else []), capture_output=True, text=True, check=True).stdout
+    return [dict(zip(fields, line.split("|"))) for line in lines.splitlines() if line.strip()]
+
+
+def rule_of(comment: str) -> tuple[str, str]:
+    """`rule_train_teacher_wildcards_llama_1` -> (`train_teacher`, `llama_1`)."""
+    match = re.fullmatch(r"rule_(\w+?)(?:_wildcards_(.*))?", comment)
+    assert match, comment
+    return match.group(1), match.group(2) or ""
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    workdir = tiny_workflow(tmp_path_factory.mktemp("slurm"))
+    started = time.monotonic()
+    run = snakemake_on_slurm(workdir)
+    print(f"tiny DAG through SLURM: {time.monotonic() - started:.0f} s")
+    return workdir, run
+
+
+def test_every_rule_instance_is_its_own_completed_slurm_job(slurm_run):
+    workdir, run = slurm_run
+    assert "steps (100%) done" in run.stdout
+    jobs = sacct(run.run_id)
+    planned = {rule: n for rule, n in job_counts(run.stdout).items() if rule not in LOCAL_RULES}
+    comments = [job["Comment"] for job in jobs]
+    assert len(set(comments)) == len(comments), "a rule instance ran twice"
+    assert Counter(rule_of(comment)[0] for comment in comments) == planned
+    assert {job["State"] for job in jobs} == {"COMPLETED"}
+    assert {job["JobName"] for job in jobs} == {run.run_id}
+
+
+def test_jobs_get_the_resources_the_profile_asks_for(slurm_run):
+    _, run = slurm_run
+    for job in sacct(run.run_id):
+        rule, _ = rule_of(job["Comment"])
+        # attempt 1: profiles/slurm's default-resources, the overlay's train_teacher
+        expected = ("2", "3000M", "00:20:00") if rule == "train_teacher" else ("1", "4000M", "00:30:00")
+        assert (job["ReqCPUS"], job["ReqMem"], job["Timelimit"]) == expected, job
+
+
+def test_multi_device_teachers_run_torchrun_inside_one_task(slurm_run):
+    workdir, _ = slurm_run
+    for teacher in TEACHERS:
+        for fold in range(N_FOLDS):
+            log = (workdir / f"results/logs/train_teacher/{teacher}/fold{fold}.log").read_text()
+            assert "launching 2 processes" in log and "torch.distributed.run" in log
+    assert any((workdir / "logs/slurm/rule_train_teacher").rglob("*.log")), "successful jobs' SLURM logs are kept"
+
+
+def test_outputs_equal_a_local_run(slurm_run, tiny_local_run):
+    workdir, _ = slurm_run
+    for name in ("folds/folds.json", "folds/folds_clean.json"):
+        assert json.loads((workdir / "results" / name).read_text()) == json.loads((tiny_local_run / "results" / name).read_text())
+    on_slurm = pd.read_csv(workdir / "results/submission.csv").set_index("id").sort_index()
+    local = pd.read_csv(tiny_local_run / "results/submission.csv").set_index("id").sort_index()
+    assert on_slurm.index.equals(local.index)
+    # Two torchrun processes sum the teachers' gradients in another order than one process.
+    difference = (on_slurm - local).abs().to_numpy().max()
+    print(f"max |probability difference| SLURM vs local: {difference:.2e}")
+    assert difference < 1e-3
+
+
+def test_one_fold_is_rebuilt_alone_and_resumes_after_a_requeue(slurm_run):
+    """Force one teacher fold; requeue its job once it has a checkpoint; it resumes from there."""
+    workdir, _ = slurm_run
+    target = "results/teachers/llama/fold1/logits.parquet"
+    state = workdir / "results/checkpoints/train_teacher/llama/fold1/latest/state.json"
+    output = workdir / "rebuild.out"
+    with output.open("w") as sink:
+        job = snakemake_on_slurm(workdir, target, "--forcerun", "train_teacher", stdout=sink, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 600
+        while not state.exists() and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert state.exists(), "no checkpoint appeared"
+        step = json.loads(state.read_text())["step"]
+        slurm_id = running_job("rule_train_teacher_wildcards_llama_1")
+        subprocess.run(["scontrol", "requeue", slurm_id], check=True)
+        release_when_pending(slurm_id)
+        job.wait(timeout=RUN_LIMIT_S + 60)
+    run = finished(job.returncode, output.read_text())
+    assert run.returncode == 0, run.stdout[-6000:]
+    jobs = sacct(run.run_id)
+    assert sorted(job["Comment"] for job in jobs) == [
+        "rule_teacher_logits_wildcards_llama_1_0", "rule_teacher_logits_wildcards_llama_1_1", "rule_train_teacher_wildcards_llama_1",
+    ]
+    attempts = [job["State"] for job in sacct(run.run_id, duplicates=True) if job["JobID"] == slurm_id]
+    assert attempts[0] == "REQUEUED" and attempts[-1] == "COMPLETED", attempts
+    log = (workdir / "results/logs/train_teacher/llama/fold1.log").read_text()
+    assert f"resumed from step {step}" in log
+    print("one-fold rebuild:\n" + "\n".join("|".join(job.values()) for job in sacct(run.run_id, duplicates=True)))
+
+
+def running_job(comment: str) -> str:
+    """The SLURM id of the running or pending job with this comment."""
+    lines = subprocess.run(["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True, check=True).stdout
+    ids = [line.split("|", 1)[0] for line in lines.splitlines() if line.split("|", 1)[1] == comment]
+    assert len(ids) == 1, lines
+    return ids[0]
+
+
+def release_when_pending(slurm_id: str) -> None:
+    """Slurm holds a requeued job back for two minutes (BeginTime); the test need not wait."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = subprocess.run(["squeue", "-h", "-j", slurm_id, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+        if state == "PENDING":
+            subprocess.run(["scontrol", "update", f"JobId={slurm_id}", "StartTime=now"], check=True)
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"job {slurm_id} never went back to PENDING after the requeue")
+
+
+def test_a_failed_fold_keeps_the_others_and_a_rerun_submits_only_it(slurm_run):
+    """Break fold 0's adapter and rescore one shard of each fold: fold 1's shard is kept."""
+    workdir, _ = slurm_run
+    adapter = workdir / "results/teachers/qwen/fold0/adapter/adapter_model.safetensors"
+    original, stat = adapter.read_bytes(), adapter.stat()
+    targets = [f"results/teachers/qwen/fold{fold}/logits/shard0.parquet" for fold in range(N_FOLDS)]
+    adapter.write_bytes(b"this is not a safetensors file")
+    failed = snakemake_on_slurm(workdir, *targets, "--forcerun", "teacher_logits", "--keep-going", check=False)
+    assert failed.returncode != 0
+    logs = re.findall(r"logs/slurm/rule_teacher_logits/qwen_0_0/\d+\.log", failed.stdout)
+    assert logs and all((workdir / log).exists() for log in logs), failed.stdout[-4000:]
+    jobs = sacct(failed.run_id)
+    states = sorted((rule_of(job["Comment"])[1], job["State"], job["ReqMem"], job["Timelimit"]) for job in jobs)
+    # retries: 1 resubmitted the failed shard once, with attempt-scaled memory and time
+    assert states == [("qwen_0_0", "FAILED", "4000M", "00:30:00"), ("qwen_0_0", "FAILED", "8000M", "01:00:00"),
+                      ("qwen_1_0", "COMPLETED", "4000M", "00:30:00")], states
+    assert (workdir / targets[1]).exists() and not (workdir / targets[0]).exists()
+
+    adapter.write_bytes(original)
+    os.utime(adapter, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    rerun = snakemake_on_slurm(workdir, *targets)
+    assert [job["Comment"] for job in sacct(rerun.run_id)] == ["rule_teacher_logits_wildcards_qwen_0_0"]
+    assert (workdir / targets[0]).exists()
