@@ -33,11 +33,3 @@ def test_conda_env_matches_requirements():
     workflow_only = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "snakefmt"}
     assert conda_pins == {name: v for name, v in direct.items() if name not in workflow_only}
 
-
-def test_slurm_plugin_workaround_is_in_the_profile():
-    """Plugin 2.6.1 adds --ntasks-per-gpu=1 to GPU jobs unless tasks_per_gpu is 0."""
-    locked = pins((REPO / "requirements.lock").read_text().splitlines())
-    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    major, minor, patch = (int(x) for x in locked["snakemake-executor-plugin-slurm"].split("."))
-    if (major, minor, patch) < (2, 7, 1):
-        assert str(profile["default-resources"]["tasks_per_gpu"]) == "0"
