@@ -25,7 +25,7 @@ quantize: {n_calibration: 8}
 N_FOLDS, TEACHERS = 2, ("llama", "qwen")
 STUDENT_SIDE = {"distill_student": N_FOLDS, "average_adapters": 1, "merge_student": 1, "quantize_student": 1, "predict": 1,
                 "submission": 1, "evaluate": 1}
-TRAIN_PROMPTS, EXTRA_PROMPTS, UT_TEXTS = 8, 3, 200
+TRAIN_PROMPTS, EXTRA_PROMPTS, UT_TEXTS = 48, 16, 200
 
 
 def write_small_sample(workdir: Path) -> dict[str, int]:

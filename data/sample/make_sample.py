@@ -2,8 +2,11 @@
 
     python data/sample/make_sample.py /path/to/shared/data
 
-Deterministic: the same sources give byte-identical outputs. Whole prompt groups are drawn,
-so no prompt is split between the train sample, the extra set and the corpus.
+Deterministic: the same sources give byte-identical outputs. No prompt is split between the
+train sample, the extra set and the corpus. Many prompts with a few of their pairs each, not
+a few whole prompt groups: with ~129 pairs per prompt (every model against one baseline
+answer), a sample of few prompts lets a model memorize each prompt's baseline answer and
+teaches little that carries over to unseen prompts.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import pandas as pd
 
 HERE = Path(__file__).parent
 SEED = 2025
-BASE_PROMPTS, EXTRA_PROMPTS, CORPUS_PROMPTS = 80, 10, 150
+BASE_PROMPTS, EXTRA_PROMPTS, CORPUS_PROMPTS = 480, 60, 144
+ROWS_PER_PROMPT = 21  # of the ~129 judged pairs each prompt has
 KAGGLE_TRAIN = ["id", "model_a", "model_b", "prompt", "response_a", "response_b", "winner_model_a", "winner_model_b", "winner_tie"]
 KAGGLE_TEST = ["id", "prompt", "response_a", "response_b"]
 LABELS = ["winner_model_a", "winner_model_b", "winner_tie"]
@@ -30,8 +34,11 @@ def main(source: Path) -> None:
     extra = prompts[BASE_PROMPTS : BASE_PROMPTS + EXTRA_PROMPTS]
     corpus = prompts[BASE_PROMPTS + EXTRA_PROMPTS : BASE_PROMPTS + EXTRA_PROMPTS + CORPUS_PROMPTS]
 
+    rng = np.random.default_rng(SEED)
     for name, ids in [("train", base), ("extra", extra)]:
         rows = pairs[pairs["question_id"].isin(ids)].sort_values(["question_id", "id"])
+        keep = [rng.choice(group, size=min(ROWS_PER_PROMPT, len(group)), replace=False) for _, group in rows.groupby("question_id")["id"]]
+        rows = rows[rows["id"].isin(np.concatenate(keep))]
         rows[KAGGLE_TRAIN].to_parquet(HERE / f"{name}.parquet", index=False, compression="zstd")
 
     # Post-pretraining corpus: one prompt + answer text per model output, from prompts
