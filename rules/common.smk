@@ -71,9 +71,14 @@ def model_slice(name, *keys):
 
 
 def post_pretraining(name):
-    """Whether the workflow post-pretrains model `name` (off, or supplied by the config)."""
+    """Whether the workflow post-pretrains model `name` (off for all or for this model, or
+    supplied by the config)."""
     spec = models()[name]
-    return config["post_pretrain"]["enabled"] and not spec.get("post_pretrained")
+    return (
+        config["post_pretrain"]["enabled"]
+        and spec.get("post_pretrain", True)
+        and not spec.get("post_pretrained")
+    )
 
 
 def source_path(name):

@@ -21,13 +21,14 @@ def test_default_plans_every_table_fold_step_and_tiny_model(workflow_copy):
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     result = snakemake(workflow_copy, "-n", "--profile", "profiles/local")
     n_models = len(config["teachers"]) + 1  # every teacher and the student are tiny here
+    post_pretrained = sum(spec.get("post_pretrain", True) for spec in [*config["teachers"].values(), config["student"]])
     teacher_folds = len(config["teachers"]) * config["folds"]["n"]
     assert job_counts(result.stdout) == {
         "prepare_data": 3,  # train, test, ut
         "make_folds": 1,
         "clean_folds": 1,
         "init_model": n_models,
-        "post_pretrain": n_models,
+        "post_pretrain": post_pretrained,
         "train_teacher": teacher_folds,
         "teacher_logits": teacher_folds * config["teacher_logits"]["n_shards"],
         "gather_logits": teacher_folds,
@@ -126,9 +127,12 @@ def test_post_pretraining_switches_off_or_is_supplied(workflow_copy, tmp_path):
     overlay.write_text("post_pretrain: {enabled: false}\nteachers: {qwen: {post_pretrained: given/qwen-adapter}}\n")
     result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
     assert "post_pretrain" not in job_counts(result.stdout)
-    overlay.write_text("teachers: {qwen: {post_pretrained: given/qwen-adapter}}\n")
+    overlay.write_text("teachers: {llama: {post_pretrain: true}, qwen: {post_pretrained: given/qwen-adapter}}\n")
     result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
     assert job_counts(result.stdout)["post_pretrain"] == 2  # llama and the student; qwen's is given
+    overlay.write_text("teachers: {llama: {post_pretrain: false}}\nstudent: {post_pretrain: false}\n")
+    result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
+    assert job_counts(result.stdout)["post_pretrain"] == 1  # qwen alone
 
 
 def test_calibration_and_out_of_fold_logits_are_switches(workflow_copy, tmp_path):
