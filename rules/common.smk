@@ -23,7 +23,8 @@ os.environ.update(
     )
 )
 
-TABLES = ["train", "test", "ut"]
+TABLES = ["train", "test", "post_pretrain"]
+STUDENT_RUNS = ["student", "student_fresh_init"]
 
 
 def models():
@@ -34,16 +35,6 @@ def models():
 def used_models():
     """The models this run builds on: the student and the teachers it trains."""
     return [*teachers(), "student"]
-
-
-def tiny_models():
-    return [
-        name for name in used_models() if models()[name]["model"].startswith("tiny:")
-    ]
-
-
-def tables():
-    return [table for table in TABLES if table != "ut" or config["data"].get("ut")]
 
 
 def precomputed_teachers():
@@ -72,7 +63,7 @@ def model_slice(name, *keys):
 
 def post_pretraining(name):
     """Whether the workflow post-pretrains model `name` (off for all or for this model, or
-    supplied by the config)."""
+    its adapter supplied by the config)."""
     spec = models()[name]
     return (
         config["post_pretrain"]["enabled"]
@@ -82,17 +73,25 @@ def post_pretraining(name):
 
 
 def source_path(name):
-    """The model before post-pretraining: the built tiny model or the spec's path / hub id."""
+    """The model's weights: the built tiny model or the spec's path / hub id."""
     spec = models()[name]["model"]
     return f"results/models/{name}/base" if spec.startswith("tiny:") else spec
 
 
-def base_of(name):
-    """`{path, post_pretrained}` of the base later stages load for model `name`."""
-    spec = models()[name]
-    if post_pretraining(name):
-        return {"path": f"results/models/{name}/post_pretrained"}
-    return {"path": source_path(name), "post_pretrained": spec.get("post_pretrained")}
+def post_pretrained_adapter(name):
+    return f"results/models/{name}/post_pretrain/adapter"
+
+
+def base_of(name, fresh=False):
+    """`{path, init_adapter}` a fine-tuning job of model `name` starts from: its weights and
+    the LoRA it starts with (post-pretrained here, supplied, or none: a fresh one)."""
+    if fresh:
+        init = None
+    elif post_pretraining(name):
+        init = post_pretrained_adapter(name)
+    else:
+        init = models()[name].get("post_pretrained")
+    return {"path": source_path(name), "init_adapter": init}
 
 
 def workflow_files(base):
@@ -100,14 +99,34 @@ def workflow_files(base):
     return [path for path in base.values() if path and path.startswith("results/")]
 
 
-if config["post_pretrain"]["enabled"] and not config["data"].get("ut"):
+def post_pretrain_settings():
+    """The training keys of the post_pretrain block (the switches stay out of params)."""
+    return {
+        k: v
+        for k, v in config["post_pretrain"].items()
+        if k not in ("enabled", "data", "compare_fresh_init")
+    }
+
+
+def student_runs():
+    """The student fold runs: from the post-pretrained LoRA and, when compared, from a fresh one."""
+    compare = config["post_pretrain"]["compare_fresh_init"] and post_pretraining(
+        "student"
+    )
+    return STUDENT_RUNS if compare else STUDENT_RUNS[:1]
+
+
+if any(map(post_pretraining, used_models())) and not config["post_pretrain"].get(
+    "data"
+):
     raise ValueError(
-        "post_pretrain.enabled needs a UT corpus: set data.ut or post_pretrain.enabled: false (config key 'data.ut')"
+        "post-pretraining needs labelled pairs: set post_pretrain.data or post_pretrain.enabled: false (config key 'post_pretrain.data')"
     )
 
 
 wildcard_constraints:
     table="|".join(TABLES),
+    student_run="|".join(STUDENT_RUNS),
     model="|".join(models()),
     teacher="|".join(config["teachers"]),
     fold=r"\d+",
@@ -118,6 +137,8 @@ def get_table_sources(wildcards):
     data = config["data"]
     if wildcards.table == "train":
         return [data["train"], *data["extra"].values()]
+    if wildcards.table == "post_pretrain":
+        return [config["post_pretrain"]["data"]]
     return [data[wildcards.table]]
 
 
@@ -126,9 +147,7 @@ def get_prepare_params(wildcards):
     data = config["data"]
     if wildcards.table == "train":
         return {"extra": list(data["extra"]), "bad_json": data["bad_json"]}
-    if wildcards.table == "test":
-        return {"bad_json": data["bad_json"]}
-    return {}
+    return {"bad_json": data["bad_json"]}
 
 
 def get_model_source(wildcards):
@@ -139,8 +158,14 @@ def get_base_inputs(wildcards):
     return workflow_files(base_of(wildcards.teacher))
 
 
+def student_base(wildcards):
+    """The student's base for a fold run (`student_run`) or for the merge (post-pretrained)."""
+    run = getattr(wildcards, "student_run", "student")
+    return base_of("student", fresh=run == "student_fresh_init")
+
+
 def get_student_base_inputs(wildcards):
-    return workflow_files(base_of("student"))
+    return workflow_files(student_base(wildcards))
 
 
 def get_logit_shards(wildcards):
@@ -152,12 +177,16 @@ def get_logit_shards(wildcards):
     )
 
 
-def get_teacher_val_logits(wildcards):
+def teacher_val_logits(teacher):
     return expand(
         "results/teachers/{teacher}/fold{fold}/val_logits.parquet",
-        teacher=wildcards.teacher,
+        teacher=teacher,
         fold=folds(),
     )
+
+
+def get_teacher_val_logits(wildcards):
+    return teacher_val_logits(wildcards.teacher)
 
 
 def get_teacher_logit_tables(wildcards):
@@ -212,8 +241,12 @@ def predict_params():
     }
 
 
-def student_val_logits():
-    return expand("results/student/fold{fold}/val_logits.parquet", fold=folds())
+def student_val_logits(run="student"):
+    return expand("results/{run}/fold{fold}/val_logits.parquet", run=run, fold=folds())
+
+
+def student_adapters(run="student"):
+    return expand("results/{run}/fold{fold}/adapter", run=run, fold=folds())
 
 
 def get_predict_inputs(wildcards):
@@ -223,12 +256,22 @@ def get_predict_inputs(wildcards):
 
 def get_evaluate_inputs(wildcards):
     inputs = {
-        "teacher_val_logits": expand(
-            "results/teachers/{teacher}/fold{fold}/val_logits.parquet",
-            teacher=teachers(),
-            fold=folds(),
-        ),
+        "teacher_val_logits": [
+            path for teacher in teachers() for path in teacher_val_logits(teacher)
+        ],
         "student_val_logits": student_val_logits(),
+        "student_adapters": student_adapters(),
+        "fresh_init_val_logits": (
+            student_val_logits("student_fresh_init")
+            if "student_fresh_init" in student_runs()
+            else []
+        ),
+        "fresh_init_adapters": (
+            student_adapters("student_fresh_init")
+            if "student_fresh_init" in student_runs()
+            else []
+        ),
+        "student_base": get_student_base_inputs(wildcards),
         "submission": "results/submission.csv",
     }
     if config["data"].get("test_labels"):

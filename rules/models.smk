@@ -19,11 +19,11 @@ rule init_model:
 rule post_pretrain:
     input:
         source=get_model_source,
-        corpus="results/data/ut.parquet",
+        pairs="results/data/post_pretrain.parquet",
     output:
-        model=directory("results/models/{model}/post_pretrained"),
         adapter=directory("results/models/{model}/post_pretrain/adapter"),
         metrics="results/models/{model}/post_pretrain/metrics.json",
+        dev_logits="results/models/{model}/post_pretrain/dev_logits.parquet",
     log:
         "results/logs/post_pretrain/{model}.log",
     benchmark:
@@ -32,9 +32,12 @@ rule post_pretrain:
         "../envs/arena-distill.yaml"
     params:
         source=lambda wildcards: {"path": source_path(wildcards.model)},
-        spec=lambda wildcards: model_slice(wildcards.model, "seed", "load_in_bits"),
-        settings=config["post_pretrain"],
+        spec=lambda wildcards: model_slice(
+            wildcards.model, "seed", "load_in_bits", "lora", "training"
+        ),
+        settings=post_pretrain_settings(),
         training=config["training"],
+        text=config["text"],
         checkpoints=lambda wildcards: checkpoint_dir("post_pretrain", wildcards.model),
     script:
         "../scripts/post_pretrain.py"

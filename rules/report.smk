@@ -15,8 +15,11 @@ rule evaluate:
     conda:
         "../envs/arena-distill.yaml"
     params:
-        teachers=teachers(),
-        n_folds=len(folds()),
+        teacher_val_logits={
+            teacher: teacher_val_logits(teacher) for teacher in teachers()
+        },
+        student_base=source_path("student"),
+        average_method=config["average"]["method"],
         predict=predict_params(),
         text=config["text"],
     script:

@@ -5,17 +5,17 @@ rule distill_student:
         train="results/data/train.parquet",
         folds="results/folds/folds_clean.json",
     output:
-        adapter=directory("results/student/fold{fold}/adapter"),
-        metrics="results/student/fold{fold}/metrics.json",
-        val_logits="results/student/fold{fold}/val_logits.parquet",
+        adapter=directory("results/{student_run}/fold{fold}/adapter"),
+        metrics="results/{student_run}/fold{fold}/metrics.json",
+        val_logits="results/{student_run}/fold{fold}/val_logits.parquet",
     log:
-        "results/logs/distill_student/fold{fold}.log",
+        "results/logs/distill_student/{student_run}/fold{fold}.log",
     benchmark:
-        "results/benchmarks/distill_student/fold{fold}.tsv"
+        "results/benchmarks/distill_student/{student_run}/fold{fold}.tsv"
     conda:
         "../envs/arena-distill.yaml"
     params:
-        base=base_of("student"),
+        base=student_base,
         teacher_logits=get_teacher_logit_tables,
         calibrations=get_teacher_calibrations(),
         spec=config["student"],
@@ -23,7 +23,7 @@ rule distill_student:
         distill=student_distill_params(),
         text=config["text"],
         checkpoints=lambda wildcards: checkpoint_dir(
-            "distill_student", f"fold{wildcards.fold}"
+            "distill_student", wildcards.student_run, f"fold{wildcards.fold}"
         ),
     script:
         "../scripts/distill_student.py"
@@ -31,7 +31,7 @@ rule distill_student:
 
 rule average_adapters:
     input:
-        expand("results/student/fold{fold}/adapter", fold=folds()),
+        student_adapters(),
     output:
         directory("results/student/averaged"),
     log:
@@ -59,5 +59,6 @@ rule merge_student:
     params:
         base=base_of("student"),
         spec=model_slice("student", "seed"),
+        dtype=config["merge"]["dtype"],
     script:
         "../scripts/merge_student.py"

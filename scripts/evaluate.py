@@ -8,12 +8,15 @@ from arena_distill.logs import script_logging
 
 with script_logging(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
-    teachers, n_folds = snakemake.params.teachers, snakemake.params.n_folds
-    tables = list(snakemake.input.teacher_val_logits)
     report = evaluate_run(
-        teacher_val_logits={t: tables[i * n_folds : (i + 1) * n_folds] for i, t in enumerate(teachers)},
+        teacher_val_logits=snakemake.params.teacher_val_logits,
         student_val_logits=list(snakemake.input.student_val_logits),
-        models={"merged": snakemake.input.merged, "submission (quantized)": snakemake.input.model},
+        student_adapters=list(snakemake.input.student_adapters),
+        fresh_init_val_logits=list(snakemake.input.fresh_init_val_logits),
+        fresh_init_adapters=list(snakemake.input.fresh_init_adapters),
+        student_base=snakemake.params.student_base,
+        average_method=snakemake.params.average_method,
+        models={"merged model (fold average)": snakemake.input.merged, "submission (quantized)": snakemake.input.model},
         train_table=snakemake.input.train,
         folds=snakemake.input.folds,
         submission=snakemake.input.submission,

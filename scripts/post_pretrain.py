@@ -1,4 +1,4 @@
-"""Rule post_pretrain: causal-LM LoRA of one model on the UT corpus, merged into its base."""
+"""Rule post_pretrain: one model's classifier LoRA pre-finetuned on labelled pairs."""
 
 from arena_distill.launch import process_count, run_stage
 from arena_distill.logs import script_logging
@@ -8,13 +8,14 @@ with script_logging(snakemake.log[0]):
         "post_pretrain",
         dict(
             base=snakemake.params.source,
-            corpus=snakemake.input.corpus,
+            pairs=snakemake.input.pairs,
             spec=snakemake.params.spec,
             settings=snakemake.params.settings,
             training=snakemake.params.training,
-            out_model=snakemake.output.model,
+            text=snakemake.params.text,
             out_adapter=snakemake.output.adapter,
             out_metrics=snakemake.output.metrics,
+            out_dev_logits=snakemake.output.dev_logits,
             checkpoint_dir=snakemake.params.checkpoints,
         ),
         processes=process_count(snakemake.resources),

@@ -15,11 +15,11 @@ with script_logging(snakemake.log[0]) as log:
     if settings["method"] == "gptq":
         texts = calibration_texts(
             pd.read_parquet(snakemake.input.train), read_json(snakemake.input.folds), snakemake.input.model,
-            snakemake.params.text, n=settings["n_calibration"], seed=settings["seed"],
+            snakemake.params.text, n=settings["n_calibration"], seed=settings["seed"], fold=settings.get("calibration_fold"),
         )
     summary = quantize_model(
         snakemake.input.model, snakemake.output[0], method=settings["method"], bits=settings["bits"],
-        group_size=settings["group_size"], calibration_texts=texts,
+        group_size=settings["group_size"], calibration_texts=texts, model_seqlen=settings.get("model_seqlen"),
         inference={"text": snakemake.params.text, "predict": snakemake.params.predict},
     )
     log.info("quantized %s: %s", snakemake.input.model, summary)

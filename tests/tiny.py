@@ -12,32 +12,31 @@ SMALL = """\
 data:
   train: small/train.parquet
   extra: {alpaca_extra: small/extra.parquet}
-  ut: small/ut.parquet
 tokenizer: {vocab_size: 1000, max_texts: 300}
 folds: {n: 2, seed: 2025, group_by: prompt}
 text: {train_max_length: 128, test_max_length: 160, prompt_tokens: 48}
 training: {eval_every: 20, batch_size: 32, micro_batch_size: 16}
-post_pretrain: {epochs: 0.5, max_length: 64}
+post_pretrain: {data: small/post_pretrain.parquet, dev_rows: 20}
 teacher_logits: {n_shards: 2}
 calibration: {enabled: true}
 quantize: {n_calibration: 8}
 """
 N_FOLDS, TEACHERS = 2, ("llama", "qwen")
-STUDENT_SIDE = {"distill_student": N_FOLDS, "average_adapters": 1, "merge_student": 1, "quantize_student": 1, "predict": 1,
+# Students from the post-pretrained LoRA and, compared in the evaluation, from a fresh one.
+STUDENT_SIDE = {"distill_student": 2 * N_FOLDS, "average_adapters": 1, "merge_student": 1, "quantize_student": 1, "predict": 1,
                 "submission": 1, "evaluate": 1}
-TRAIN_PROMPTS, EXTRA_PROMPTS, UT_TEXTS = 48, 16, 200
+TRAIN_PROMPTS, EXTRA_PROMPTS, POST_PRETRAIN_PROMPTS = 48, 16, 8
 
 
 def write_small_sample(workdir: Path) -> dict[str, int]:
     """Whole prompt groups of the bundled sample, so folds stay grouped; returns row counts."""
     (workdir / "small").mkdir()
     counts = {}
-    for name, prompts in (("train", TRAIN_PROMPTS), ("extra", EXTRA_PROMPTS)):
+    for name, prompts in (("train", TRAIN_PROMPTS), ("extra", EXTRA_PROMPTS), ("post_pretrain", POST_PRETRAIN_PROMPTS)):
         frame = pd.read_parquet(workdir / f"data/sample/{name}.parquet")
         keep = frame[frame["prompt"].isin(sorted(frame["prompt"].unique())[:prompts])]
         keep.to_parquet(workdir / f"small/{name}.parquet", index=False)
         counts[name] = len(keep)
-    pd.read_parquet(workdir / "data/sample/ut.parquet").head(UT_TEXTS).to_parquet(workdir / "small/ut.parquet", index=False)
     return counts
 
 

@@ -35,6 +35,16 @@ def length_grouped_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def random_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Row indices of one epoch's batches in plain shuffled order (the original's sampler).
+
+    Pads each batch to its longest row, so it costs more than `length_grouped_batches`;
+    like it, a pure function of (rows, `batch_size`, `seed`, `epoch`).
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(len(lengths))
+    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+
 def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_rows: int | None = None) -> list[list[int]]:
     """Row indices sorted by length (longest first), cut so rows × longest ≤ `max_tokens`.
 

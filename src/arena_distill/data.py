@@ -220,23 +220,3 @@ def prepare_test(path: str | Path, *, bad_json: str = "repair") -> pd.DataFrame:
     table, repairs = read_pairs(path, with_labels=False, bad_json=bad_json)
     _log_repairs(str(path), len(table), repairs)
     return table
-
-
-def prepare_corpus(path: str | Path, *, text_column: str = "text") -> pd.DataFrame:
-    """The post-pretraining corpus ("UT"): `id`, `text`; blank texts are dropped and counted."""
-    file = str(path)
-    frame = read_table(path)
-    _require_columns(frame, [text_column], file)
-    ids = _parse_ids(frame, file) if "id" in frame.columns else list(range(len(frame)))
-    texts, kept_ids = [], []
-    blank = fixed_count = 0
-    for row_id, value in zip(ids, frame[text_column].tolist()):
-        if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
-            blank += 1
-            continue
-        text, fixed = fix_surrogates(str(value))
-        fixed_count += fixed
-        texts.append(text)
-        kept_ids.append(row_id)
-    log.info("%s: %d texts kept, %d blank dropped, %d with lone surrogates repaired", file, len(texts), blank, fixed_count)
-    return pd.DataFrame({"id": pd.Series(kept_ids, dtype="int64"), "text": texts})

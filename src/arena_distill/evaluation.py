@@ -4,19 +4,28 @@ Out-of-fold numbers (each fold's model on its own validation rows) judge the tea
 the student folds. The fold-averaged model has trained on every fold's rows, so its
 out-of-fold numbers would be in-sample; it is measured on the holdout prompts that no fold
 ever trained on, and on the labelled test rows when their labels are given.
+
+On the holdout each student fold is also scored alone, beside the average, which shows
+what averaging costs or gains; with `post_pretrain.compare_fresh_init` the same is shown
+for students whose LoRA started fresh instead of from the post-pretrained adapter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from peft import PeftModel
+
 from arena_distill import LABELS
+from arena_distill.adapters import average_adapters
 from arena_distill.io import read_json, read_table
 from arena_distill.metrics import accuracy, log_loss, prior_log_loss
+from arena_distill.models import load_model, load_tokenizer
 from arena_distill.prediction import load_classifier, order_probs
 from arena_distill.stages import validation_metrics
 from arena_distill.text import TextConfig
@@ -66,8 +75,13 @@ def summary_markdown(report: Mapping) -> str:
     for fold, metrics in enumerate(student["folds"]):
         lines.append(line(f"student fold {fold} (OOF)", metrics))
     lines.append(line("student pooled OOF", student["pooled"]))
+    fresh = report.get("student_fresh_init")
+    if fresh:
+        for fold, metrics in enumerate(fresh["folds"]):
+            lines.append(line(f"student fresh-init fold {fold} (OOF)", metrics))
+        lines.append(line("student fresh-init pooled OOF", fresh["pooled"]))
     for name, metrics in report.get("holdout", {}).items():
-        lines.append(line(f"{name} model on holdout prompts", metrics))
+        lines.append(line(f"{name} on holdout prompts", metrics))
     if "test" in report:
         lines.append(line("submission on labelled test rows", report["test"]))
     return "\n".join(lines) + "\n"
@@ -76,6 +90,28 @@ def summary_markdown(report: Mapping) -> str:
 def holdout_metrics(model_dir: str | Path, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> dict:
     """A saved model on labelled rows at the test settings, plain and with TTA."""
     model, tokenizer = load_classifier(model_dir)
+    return model_metrics(model, tokenizer, rows, text, settings)
+
+
+def adapter_holdout_metrics(base: str | Path, adapter: str | Path, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> dict:
+    """`holdout_metrics` of a fold adapter merged into its base in float32."""
+    tokenizer = load_tokenizer(base)
+    model = load_model(base, pad_token_id=tokenizer.pad_token_id, seed=0)
+    return model_metrics(PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval(), tokenizer, rows, text, settings)
+
+
+def student_holdout_metrics(base: str | Path, adapters: Sequence[str | Path], rows: pd.DataFrame, text: Mapping, settings: Mapping,
+                            *, name: str, method: str | None = None) -> dict:
+    """Each fold adapter of a student run on the holdout and, given a `method`, their average."""
+    report = {f"{name} fold {fold}": adapter_holdout_metrics(base, path, rows, text, settings) for fold, path in enumerate(adapters)}
+    if method is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            average_adapters(adapters, Path(tmp) / "averaged", method)
+            report[f"{name} fold average"] = adapter_holdout_metrics(base, Path(tmp) / "averaged", rows, text, settings)
+    return report
+
+
+def model_metrics(model, tokenizer, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> dict:
     config = TextConfig(max_length=settings["max_lengths"][0], prompt_words=text["prompt_words"],
                         response_words=text["response_words"], prompt_tokens=text["prompt_tokens"])
     plain, mirror = order_probs(model, tokenizer, rows, config, max_lengths=settings["max_lengths"], max_tokens=settings.get("max_tokens", 65536))
@@ -96,6 +132,11 @@ def evaluate_run(
     *,
     teacher_val_logits: Mapping[str, Sequence[str]],
     student_val_logits: Sequence[str],
+    student_adapters: Sequence[str],
+    fresh_init_val_logits: Sequence[str],
+    fresh_init_adapters: Sequence[str],
+    student_base: str,
+    average_method: str,
     models: Mapping[str, str],
     train_table: str,
     folds: str,
@@ -104,15 +145,23 @@ def evaluate_run(
     text: Mapping,
     settings: Mapping,
 ) -> dict:
-    """The whole report: OOF per teacher and student, final models on the holdout, test."""
+    """The whole report: OOF per teacher and student, fold and final models on the holdout, test."""
     report: dict = {
         "teachers": {teacher: oof_metrics(paths) for teacher, paths in teacher_val_logits.items()},
         "student": oof_metrics(student_val_logits),
     }
+    if fresh_init_val_logits:
+        report["student_fresh_init"] = oof_metrics(fresh_init_val_logits)
     holdout_ids = read_json(folds).get("holdout_ids", [])
     if holdout_ids:
         rows = pd.read_parquet(train_table).set_index("id").loc[holdout_ids].reset_index()
-        report["holdout"] = {name: holdout_metrics(path, rows, text, settings) for name, path in models.items()}
+        report["holdout"] = {
+            **student_holdout_metrics(student_base, student_adapters, rows, text, settings, name="student"),
+            **{name: holdout_metrics(path, rows, text, settings) for name, path in models.items()},
+        }
+        if fresh_init_adapters:
+            report["holdout"].update(student_holdout_metrics(student_base, fresh_init_adapters, rows, text, settings,
+                                                             name="student fresh-init", method=average_method))
     if test_labels:
         report["test"] = labelled_test_metrics(pd.read_csv(submission), read_table(test_labels))
     return report

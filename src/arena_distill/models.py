@@ -11,11 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
+from peft import (
+    LoraConfig,
+    PeftConfig,
+    PeftModel,
+    TaskType,
+    get_peft_model,
+    get_peft_model_state_dict,
+    load_peft_weights,
+    prepare_model_for_kbit_training,
+    set_peft_model_state_dict,
+)
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -105,7 +115,6 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_d
         tokenizer.save_pretrained(tmp)
 
 
-Task = Literal["seq_cls", "causal_lm"]
 ADAPTER_CONFIG = "adapter_config.json"
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """The original's LoRA targets: every projection of attention and MLP."""
@@ -143,45 +152,49 @@ def is_adapter(path: str | Path) -> bool:
 def load_model(
     path: str | Path,
     *,
-    task: Task,
     pad_token_id: int,
     seed: int,
     dtype: torch.dtype = torch.float32,
     load_in_bits: int | None = None,
     device: torch.device | str = "cpu",
-    base_adapter: str | Path | None = None,
 ) -> PreTrainedModel:
-    """A base model for `task`, optionally k-bit, with `base_adapter` merged into it.
+    """The sequence classifier (3 labels) of `path`, optionally k-bit (frozen, for QLoRA).
 
     Loading a causal-LM checkpoint as a sequence classifier creates a fresh `score` head;
-    `seed` makes that head (and so every run) reproducible. `base_adapter` is a PEFT
-    adapter trained on this base, e.g. an existing post-pretraining adapter, merged on load.
+    `seed` makes that head (and so every run) reproducible. Nothing is ever merged into the
+    base here: a k-bit base would re-quantize the merged weights and erase most of an update.
     """
     torch.manual_seed(seed)
-    kwargs: dict[str, Any] = {"dtype": dtype, "pad_token_id": pad_token_id}
-    if task == "seq_cls":
-        kwargs.update(num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id={v: i for i, v in enumerate(LABELS)})
+    kwargs: dict[str, Any] = {"dtype": dtype, "pad_token_id": pad_token_id, "num_labels": len(LABELS),
+                              "id2label": dict(enumerate(LABELS)), "label2id": {v: i for i, v in enumerate(LABELS)}}
     quantization = quantization_config(load_in_bits, dtype)
     if quantization is not None:
         kwargs.update(quantization_config=quantization, device_map={"": str(device)})
-    auto = AutoModelForSequenceClassification if task == "seq_cls" else AutoModelForCausalLM
-    model = auto.from_pretrained(path, **kwargs)
+    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     if quantization is None:
         model.to(device)
-    if base_adapter is not None:
-        # Task-neutral wrapping: a causal-LM adapter merges into a classifier's shared body.
-        adapter_config = PeftConfig.from_pretrained(base_adapter)
-        adapter_config.task_type = None
-        model = PeftModel.from_pretrained(model, base_adapter, config=adapter_config).merge_and_unload()
     return model
 
 
-def add_lora(model: PreTrainedModel, lora: Mapping[str, Any], task: Task, gradient_checkpointing: bool = False) -> PeftModel:
-    """Wrap `model` with a fresh LoRA adapter described by a config `lora` block.
+def add_lora(
+    model: PreTrainedModel,
+    lora: Mapping[str, Any],
+    gradient_checkpointing: bool = False,
+    init_adapter: str | Path | None = None,
+) -> PeftModel:
+    """Wrap `model` with a LoRA adapter described by a config `lora` block.
 
     For classification PEFT also trains and saves the `score` head in full. Extra modules
     listed in `modules_to_save` (the tiny default trains its embeddings: LoRA on random
     weights learns little otherwise) are trained in full too.
+
+    The adapter starts fresh, or from `init_adapter` (the post-pretrained adapter of this
+    model, as the original hands its UT LoRA to every fold run): its LoRA matrices and
+    extra modules are loaded, its classification head is not, so the head starts from
+    the seeded random init as in a fresh run.
+
+    Trainable parameters are kept in float32 whatever the base's dtype: under bf16 a
+    full-size module such as the head would otherwise round most Adam updates away.
     """
     if is_quantized(model):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
@@ -189,14 +202,58 @@ def add_lora(model: PreTrainedModel, lora: Mapping[str, Any], task: Task, gradie
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     config = LoraConfig(
-        task_type=TaskType.SEQ_CLS if task == "seq_cls" else TaskType.CAUSAL_LM,
+        task_type=TaskType.SEQ_CLS,
         r=lora["r"],
         lora_alpha=lora["alpha"],
         lora_dropout=lora.get("dropout", 0.0),
         target_modules=list(lora.get("target_modules", DEFAULT_TARGETS)),
         modules_to_save=list(lora.get("modules_to_save", [])) or None,
     )
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    if init_adapter is not None:
+        load_initial_lora(model, init_adapter)
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+    return model
+
+
+HEAD_MODULES = ("score", "classifier")
+"""Module names of sequence-classification heads (PEFT saves them with the adapter)."""
+
+
+def is_head_key(key: str) -> bool:
+    return any(part in HEAD_MODULES for part in key.split("."))
+
+
+def lora_layout(config: PeftConfig) -> dict[str, Any]:
+    """The settings of a LoRA config that shape or scale its tensors (heads left out)."""
+    return {
+        "r": config.r,
+        "lora_alpha": config.lora_alpha,
+        "target_modules": sorted(config.target_modules or []),
+        "modules_to_save": sorted(set(config.modules_to_save or []) - set(HEAD_MODULES)),
+    }
+
+
+def load_initial_lora(model: PeftModel, adapter_dir: str | Path) -> None:
+    """Copy `adapter_dir`'s LoRA and extra-module tensors into `model`'s fresh adapter.
+
+    The settings that shape or scale the update must match the model's own `lora` block;
+    a mismatch is a ConfigError naming the setting, never a silent partial load.
+    """
+    if not is_adapter(adapter_dir):
+        raise ConfigError(f"{adapter_dir} is not a PEFT adapter directory (no {ADAPTER_CONFIG})", key="post_pretrained")
+    saved, ours = lora_layout(PeftConfig.from_pretrained(str(adapter_dir))), lora_layout(model.peft_config["default"])
+    for key, value in ours.items():
+        if saved[key] != value:
+            raise ConfigError(f"the initial adapter {adapter_dir} has {key}={saved[key]!r}, this model's lora block {value!r}", key=f"lora.{key}")
+    weights = {key: value for key, value in load_peft_weights(str(adapter_dir), device="cpu").items() if not is_head_key(key)}
+    # peft loads wrapped modules only as a whole set: the head's keys carry its fresh values.
+    weights.update({key: value for key, value in get_peft_model_state_dict(model).items() if is_head_key(key)})
+    result = set_peft_model_state_dict(model, weights)
+    if result.unexpected_keys:
+        raise ConfigError(f"the initial adapter {adapter_dir} has tensors this model lacks, e.g. {result.unexpected_keys[0]}", key="lora")
 
 
 def is_quantized(model: PreTrainedModel) -> bool:

@@ -34,6 +34,7 @@ def quantize_model(
     bits: int,
     group_size: int = 128,
     calibration_texts: Sequence[str] = (),
+    model_seqlen: int | None = None,
     inference: Mapping[str, Any] | None = None,
 ) -> dict:
     """Quantize the model at `merged_dir` into `out_dir`; returns what was done.
@@ -50,7 +51,7 @@ def quantize_model(
             write_inference(tmp, inference)
         return {"method": "none"}
     if method == "gptq":
-        model = gptq_quantize(merged_dir, tokenizer, bits, group_size, calibration_texts)
+        model = gptq_quantize(merged_dir, tokenizer, bits, group_size, calibration_texts, model_seqlen)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(
             merged_dir, quantization_config=quantization_config(bits, torch.float32), device_map={"": device_name()}
@@ -63,12 +64,15 @@ def quantize_model(
             "calibration_texts": len(calibration_texts) if method == "gptq" else 0}
 
 
-def gptq_quantize(merged_dir, tokenizer: PreTrainedTokenizerBase, bits: int, group_size: int, texts: Sequence[str]):
+def gptq_quantize(
+    merged_dir, tokenizer: PreTrainedTokenizerBase, bits: int, group_size: int, texts: Sequence[str], model_seqlen: int | None = None
+):
+    """GPTQ through transformers; `model_seqlen` caps the calibration sequences (the original: 2100)."""
     if bits not in (4, 8):
         raise ConfigError(f"GPTQ bits must be 4 or 8, got {bits!r}", key="quantize.bits")
     if not texts:
         raise ConfigError("GPTQ needs calibration texts; set quantize.n_calibration > 0", key="quantize.n_calibration")
-    config = GPTQConfig(bits=bits, group_size=group_size, dataset=list(texts), tokenizer=tokenizer, batch_size=1)
+    config = GPTQConfig(bits=bits, group_size=group_size, dataset=list(texts), tokenizer=tokenizer, batch_size=1, model_seqlen=model_seqlen)
     return AutoModelForSequenceClassification.from_pretrained(
         merged_dir, quantization_config=config, device_map={"": device_name()}, dtype=torch.float16 if torch.cuda.is_available() else torch.float32
     )

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,11 @@ from scipy.special import softmax
 from arena_distill.inference import predict_logits
 from arena_distill.io import atomic_path, read_json, write_json, write_parquet
 from arena_distill.metrics import accuracy, log_loss, logits_log_loss, prior_log_loss
-from arena_distill.models import Task, add_lora, for_inference, is_adapter, load_model, load_tokenizer, save_model
+from arena_distill.models import add_lora, for_inference, load_model, load_tokenizer
 from arena_distill.logits import LOGIT_COLUMNS, logits_frame, shard_of
 from arena_distill.pairs import encode_rows, fold_rows, unswap_probs, with_swaps
 from arena_distill.text import PairEncoder, TextConfig
 from arena_distill.training import (
-    CausalLMTask,
     ClassificationTask,
     Examples,
     Parallel,
@@ -41,8 +40,7 @@ from arena_distill.training import (
 
 log = logging.getLogger(__name__)
 
-TRAIN_KEYS = ("learning_rate", "epochs", "batch_size", "micro_batch_size", "warmup_ratio", "weight_decay",
-              "max_grad_norm", "eval_every", "eval_max_tokens", "precision", "seed")
+TRAIN_KEYS = tuple(field.name for field in fields(TrainConfig))
 
 
 def train_config(training: Mapping[str, Any], spec: Mapping[str, Any]) -> TrainConfig:
@@ -75,7 +73,7 @@ def fingerprint(*parts: Any) -> str:
 def model_fingerprint(base: Mapping[str, Any]) -> list:
     """Names, sizes and mtimes of a model directory's files (the path itself for a hub id)."""
     entries = []
-    for key in ("path", "post_pretrained"):
+    for key in ("path", "init_adapter"):
         path = base.get(key)
         if path and Path(path).is_dir():
             entries += [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(Path(path).iterdir()) if f.is_file()]
@@ -90,91 +88,18 @@ def examples_digest(examples: Examples) -> np.ndarray:
     return np.frombuffer(hashlib.sha1(b"".join(p.tobytes() for p in parts)).digest(), dtype=np.uint8)
 
 
-def resolve_base(base: Mapping[str, Any]) -> tuple[str, str | None]:
-    """(model path, adapter to merge) of a base `{path, post_pretrained}`.
-
-    `post_pretrained`, when given, is either a post-pretrained model directory (used
-    instead of `path`) or a PEFT adapter trained on `path` (merged into it on load).
-    """
-    given = base.get("post_pretrained")
-    if not given:
-        return base["path"], None
-    return (base["path"], given) if is_adapter(given) else (given, None)
-
-
-def load_base(base: Mapping[str, Any], task: Task, spec: Mapping[str, Any], device: torch.device, bf16: bool):
-    """Tokenizer and model of a base as the model `spec` asks (k-bit or not)."""
-    path, adapter = resolve_base(base)
-    tokenizer = load_tokenizer(path)
+def load_base(base: Mapping[str, Any], spec: Mapping[str, Any], device: torch.device, bf16: bool):
+    """Tokenizer and sequence classifier of `base["path"]` as the model `spec` asks (k-bit or not)."""
+    tokenizer = load_tokenizer(base["path"])
     model = load_model(
-        path,
-        task=task,
+        base["path"],
         pad_token_id=tokenizer.pad_token_id,
         seed=spec.get("seed", 0),
         dtype=torch.bfloat16 if bf16 else torch.float32,
         load_in_bits=spec.get("load_in_bits"),
         device=device,
-        base_adapter=adapter,
     )
     return tokenizer, model
-
-
-def post_pretrain(
-    *,
-    base: Mapping[str, Any],
-    corpus: str,
-    spec: Mapping[str, Any],
-    settings: Mapping[str, Any],
-    training: Mapping[str, Any],
-    out_model: str,
-    out_adapter: str,
-    out_metrics: str,
-    checkpoint_dir: str,
-) -> None:
-    """Causal-LM LoRA on the UT corpus, merged into the base → a base for later stages.
-
-    Texts are joined with EOS and cut into blocks of `settings.max_length` tokens (the
-    usual LM packing); `settings.val_fraction` of the blocks measure the loss.
-    """
-    parallel = Parallel.from_env()
-    device = parallel.device()
-    config = train_config(training, {"seed": spec.get("seed", 0), **settings, "training": spec.get("training", {})})
-    bf16 = use_bf16(config.precision, device)
-    tokenizer, model = load_base(base, "causal_lm", spec, device, bf16)
-    texts = pd.read_parquet(corpus)["text"].tolist()
-    blocks = pack_blocks(tokenizer, texts, settings["max_length"])
-    order = np.random.default_rng(config.seed).permutation(len(blocks))
-    n_val = max(1, round(settings.get("val_fraction", 0.05) * len(blocks)))
-    val_set = Examples([blocks[i] for i in order[:n_val]])
-    train_set = Examples([blocks[i] for i in order[n_val:]])
-    log.info("post-pretraining on %d texts packed into %d blocks of %d tokens (%d for validation)",
-             len(texts), len(blocks), settings["max_length"], n_val)
-    model = add_lora(model, settings["lora"], "causal_lm", training.get("gradient_checkpointing", False))
-    result = train(
-        model,
-        CausalLMTask(),
-        train_set,
-        val_set,
-        config,
-        pad_id=tokenizer.pad_token_id,
-        checkpoint_dir=checkpoint_dir,
-        fingerprint=fingerprint("post_pretrain", spec, settings, training, model_fingerprint(base), examples_digest(train_set)),
-        parallel=parallel,
-    )
-    if parallel.is_main:
-        with atomic_path(out_adapter, directory=True) as tmp:
-            model.save_pretrained(tmp)
-        merged = model.merge_and_unload()
-        save_model(merged, tokenizer, out_model)
-        write_json({"texts": len(texts), "blocks": len(blocks), **result.metrics}, out_metrics)
-    finish(parallel, checkpoint_dir, training)
-
-
-def pack_blocks(tokenizer, texts: list[str], block: int) -> list[list[int]]:
-    """Concatenate the texts' tokens, each followed by EOS, and cut into full `block`s."""
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    stream = [token for seq in ids for token in [*seq, tokenizer.eos_token_id]]
-    return [stream[i : i + block] for i in range(0, len(stream) - block + 1, block)]
 
 
 def finish(parallel: Parallel, checkpoint_dir: str, training: Mapping[str, Any]) -> None:
@@ -202,19 +127,40 @@ class FoldJob:
     val_rows: pd.DataFrame
 
     @classmethod
-    def start(cls, base, spec, training, text, train_table: str, folds: str, fold: int) -> "FoldJob":
-        """Base model and tokenizer on this process's device; the fold's rows (train rows
-        with their mirrors when `training.swap_augment`)."""
+    def start(cls, base, spec, training, text, train_rows: pd.DataFrame, val_rows: pd.DataFrame, config: TrainConfig) -> "FoldJob":
+        """The model on this process's device with its LoRA: fresh, or the post-pretrained
+        `base["init_adapter"]` (head dropped); train rows with their mirrors when
+        `training.swap_augment`."""
         parallel = Parallel.from_env()
         device = parallel.device()
-        config = train_config(training, spec)
         bf16 = use_bf16(config.precision, device)
-        tokenizer, model = load_base(base, "seq_cls", spec, device, bf16)
+        tokenizer, model = load_base(base, spec, device, bf16)
+        model = add_lora(model, spec["lora"], training.get("gradient_checkpointing", False), base.get("init_adapter"))
+        if base.get("init_adapter"):
+            log.info("LoRA starts from %s (its head dropped)", base["init_adapter"])
+        train_rows = with_swaps(train_rows, training.get("swap_augment", True))
+        return cls(parallel, config, bf16, tokenizer, model, PairEncoder(tokenizer, text_config(text, text["train_max_length"])),
+                   train_rows, val_rows)
+
+    @classmethod
+    def for_fold(cls, base, spec, training, text, train_table: str, folds: str, fold: int) -> "FoldJob":
+        """A fold run: the fold's train and validation rows of the train table."""
         table = pd.read_parquet(train_table)
         split = read_json(folds)
-        train_rows = with_swaps(fold_rows(table, split, fold, "train"), training.get("swap_augment", True))
-        return cls(parallel, config, bf16, tokenizer, model, PairEncoder(tokenizer, text_config(text, text["train_max_length"])),
-                   train_rows, fold_rows(table, split, fold, "val"))
+        return cls.start(base, spec, training, text, fold_rows(table, split, fold, "train"), fold_rows(table, split, fold, "val"),
+                         train_config(training, spec))
+
+    def train(self, task, train_set: Examples, val_set: Examples, *, checkpoint_dir: str, fingerprint: str):
+        return train(self.model, task, train_set, val_set, self.config, pad_id=self.tokenizer.pad_token_id,
+                     checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, parallel=self.parallel)
+
+    def write_outputs(self, metrics: Mapping[str, Any], *, out_adapter: str, out_val_logits: str, out_metrics: str,
+                      columns: Mapping[str, Any] | None = None) -> None:
+        """Rank 0 writes the adapter, the validation logits in both orders and `metrics.json`."""
+        if self.parallel.is_main:
+            write_classifier_outputs(self.model, self.encoder, self.val_rows, metrics, max_tokens=self.config.eval_max_tokens,
+                                     bf16=self.bf16, out_adapter=out_adapter, out_val_logits=out_val_logits,
+                                     out_metrics=out_metrics, columns=columns)
 
 
 def train_teacher(
@@ -231,35 +177,72 @@ def train_teacher(
     out_val_logits: str,
     checkpoint_dir: str,
 ) -> None:
-    """LoRA classifier on the fold's train rows (+ mirrors), best val-loss weights kept.
+    """LoRA classifier on the fold's train rows (+ mirrors), the weights `select` names kept.
 
     Besides the adapter it writes the best model's logits on the fold's validation rows in
     both orders: held-out evidence for the metrics, the calibration and the evaluation.
     """
-    job = FoldJob.start(base, spec, training, text, train_table, folds, fold)
-    parallel, config, bf16, tokenizer, model, encoder = job.parallel, job.config, job.bf16, job.tokenizer, job.model, job.encoder
-    train_rows, val_rows = job.train_rows, job.val_rows
-    train_set = classification_examples(encoder, train_rows)
-    val_set = classification_examples(encoder, val_rows.assign(swapped=False))
+    job = FoldJob.for_fold(base, spec, training, text, train_table, folds, fold)
+    train_set = classification_examples(job.encoder, job.train_rows)
+    val_set = classification_examples(job.encoder, job.val_rows.assign(swapped=False))
     log.info("fold %d: %d train rows (with mirrors), %d val rows", fold, len(train_set), len(val_set))
-    model = add_lora(model, spec["lora"], "seq_cls", training.get("gradient_checkpointing", False))
-    result = train(
-        model,
+    result = job.train(
         ClassificationTask(training.get("label_smoothing", 0.0)),
         train_set,
         val_set,
-        config,
-        pad_id=tokenizer.pad_token_id,
         checkpoint_dir=checkpoint_dir,
         fingerprint=fingerprint("train_teacher", fold, spec, training, text, model_fingerprint(base), examples_digest(train_set)),
-        parallel=parallel,
     )
-    if parallel.is_main:
-        write_classifier_outputs(
-            model, encoder, val_rows, {"train_rows": len(train_set), **result.metrics},
-            max_tokens=config.eval_max_tokens, bf16=bf16, out_adapter=out_adapter, out_val_logits=out_val_logits, out_metrics=out_metrics,
-        )
-    finish(parallel, checkpoint_dir, training)
+    job.write_outputs(
+        {"train_rows": len(train_set), "init_adapter": base.get("init_adapter"), **result.metrics},
+        out_adapter=out_adapter, out_val_logits=out_val_logits, out_metrics=out_metrics,
+    )
+    finish(job.parallel, checkpoint_dir, training)
+
+
+def post_pretrain(
+    *,
+    base: Mapping[str, Any],
+    pairs: str,
+    spec: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    training: Mapping[str, Any],
+    text: Mapping[str, Any],
+    out_adapter: str,
+    out_metrics: str,
+    out_dev_logits: str,
+    checkpoint_dir: str,
+) -> None:
+    """Step 1: the model's A/B/tie classifier pre-finetuned on a labelled pair set.
+
+    The original trains the very classifier of the fold runs (same LoRA, both A/B orders)
+    on UltraFeedback pairs converted to the competition schema, then starts every teacher
+    and student fold run of that model from this LoRA with its head dropped. The adapter
+    is carried forward, never merged: merging into a 4-bit base re-quantizes the weights
+    and erases almost all of the update. `settings.dev_rows` random pairs, in their given
+    order only, measure the run; the block's training keys (learning rate, epochs, batch
+    size, ...) override the model's.
+    """
+    table = pd.read_parquet(pairs)
+    seed = settings.get("seed", spec.get("seed", 0))
+    n_dev = min(settings.get("dev_rows", 100), len(table) // 2)
+    dev_ids = set(np.random.default_rng(seed).choice(table["id"].to_numpy(), size=n_dev, replace=False).tolist())
+    is_dev = table["id"].isin(dev_ids)
+    config = train_config(training, {"seed": seed, "training": spec.get("training", {}), **settings})
+    job = FoldJob.start({"path": base["path"]}, spec, training, text, table[~is_dev], table[is_dev], config)
+    train_set = classification_examples(job.encoder, job.train_rows)
+    dev_set = classification_examples(job.encoder, job.val_rows.assign(swapped=False))
+    log.info("post-pretraining on %d pairs (%d rows with mirrors), %d dev pairs", (~is_dev).sum(), len(train_set), len(dev_set))
+    result = job.train(
+        ClassificationTask(training.get("label_smoothing", 0.0)),
+        train_set,
+        dev_set,
+        checkpoint_dir=checkpoint_dir,
+        fingerprint=fingerprint("post_pretrain", spec, settings, training, text, model_fingerprint(base), examples_digest(train_set)),
+    )
+    job.write_outputs({"train_rows": len(train_set), **result.metrics},
+                      out_adapter=out_adapter, out_val_logits=out_dev_logits, out_metrics=out_metrics)
+    finish(job.parallel, checkpoint_dir, training)
 
 
 def write_classifier_outputs(
@@ -336,7 +319,7 @@ def teacher_logits(
     """
     device = Parallel().device()
     bf16 = use_bf16(precision, device)
-    tokenizer, model = load_base(base, "seq_cls", spec, device, bf16)
+    tokenizer, model = load_base(base, spec, device, bf16)
     model = for_inference(PeftModel.from_pretrained(model, adapter))
     table = pd.read_parquet(train_table)
     selected = with_swaps(fold_rows(table, read_json(folds), fold, rows))

@@ -16,20 +16,11 @@ from arena_distill.distill import DistillTask, DistillWeights
 from arena_distill.errors import DataError
 from arena_distill.io import read_json
 from arena_distill.logits import LOGIT_COLUMNS
-from arena_distill.models import add_lora, load_model, load_tokenizer, save_model
-from arena_distill.pairs import encode_rows
-from arena_distill.stages import (
-    FoldJob,
-    examples_digest,
-    finish,
-    fingerprint,
-    model_fingerprint,
-    resolve_base,
-    text_config,
-    write_classifier_outputs,
-)
+from arena_distill.models import load_model, load_tokenizer, save_model
+from arena_distill.pairs import encode_rows, fold_ids
+from arena_distill.stages import FoldJob, examples_digest, finish, fingerprint, model_fingerprint, text_config
 from arena_distill.text import PairEncoder
-from arena_distill.training import Examples, train
+from arena_distill.training import Examples
 
 log = logging.getLogger(__name__)
 
@@ -82,53 +73,62 @@ def distill_student(
     Outputs mirror a teacher's: the best-val adapter, `metrics.json` and the fold's
     out-of-fold logits in both orders.
     """
-    job = FoldJob.start(base, spec, training, text, train_table, folds, fold)
-    parallel, config, bf16, tokenizer, model, encoder = job.parallel, job.config, job.bf16, job.tokenizer, job.model, job.encoder
+    job = FoldJob.for_fold(base, spec, training, text, train_table, folds, fold)
     train_rows, val_rows = job.train_rows, job.val_rows
     targets = teacher_targets(train_rows, teacher_logits, calibrations)
-    train_set = Examples(encode_rows(encoder, train_rows), {"label": train_rows["label"].to_numpy(dtype=np.int64), "teacher_logits": targets})
-    val_set = Examples(encode_rows(encoder, val_rows), {"label": val_rows["label"].to_numpy(dtype=np.int64)})
+    train_set = Examples(encode_rows(job.encoder, train_rows), {"label": train_rows["label"].to_numpy(dtype=np.int64), "teacher_logits": targets})
+    val_set = Examples(encode_rows(job.encoder, val_rows), {"label": val_rows["label"].to_numpy(dtype=np.int64)})
     log.info("fold %d: %d train rows (with mirrors) taught by %s, %d val rows", fold, len(train_set), list(teacher_logits), len(val_set))
     weights = DistillWeights(**distill.get("weights", {}))
-    task = DistillTask(distill["temperature"], weights, training.get("label_smoothing", 0.0))
-    model = add_lora(model, spec["lora"], "seq_cls", training.get("gradient_checkpointing", False))
-    result = train(
-        model,
-        task,
+    result = job.train(
+        DistillTask(distill["temperature"], weights, training.get("label_smoothing", 0.0)),
         train_set,
         val_set,
-        config,
-        pad_id=tokenizer.pad_token_id,
         checkpoint_dir=checkpoint_dir,
         fingerprint=fingerprint("distill_student", fold, spec, training, distill, text, model_fingerprint(base), examples_digest(train_set)),
-        parallel=parallel,
     )
-    if parallel.is_main:
-        write_classifier_outputs(
-            model, encoder, val_rows, {"train_rows": len(train_set), "teachers": list(teacher_logits), **result.metrics},
-            max_tokens=config.eval_max_tokens, bf16=bf16, out_adapter=out_adapter, out_val_logits=out_val_logits, out_metrics=out_metrics,
-            columns={"fold": fold},
-        )
-    finish(parallel, checkpoint_dir, training)
+    job.write_outputs(
+        {"train_rows": len(train_set), "teachers": list(teacher_logits), "init_adapter": base.get("init_adapter"), **result.metrics},
+        out_adapter=out_adapter, out_val_logits=out_val_logits, out_metrics=out_metrics, columns={"fold": fold},
+    )
+    finish(job.parallel, checkpoint_dir, training)
 
 
-def merge_student(*, base: Mapping[str, Any], adapter: str, spec: Mapping[str, Any], out_model: str) -> None:
-    """The averaged adapter merged into the student's base: a plain HF classifier directory."""
-    path, base_adapter = resolve_base(base)
-    tokenizer = load_tokenizer(path)
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32  # 16-bit on GPU, as the original
-    model = load_model(path, task="seq_cls", pad_token_id=tokenizer.pad_token_id, seed=spec.get("seed", 0), dtype=dtype, base_adapter=base_adapter)
+MERGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def merge_dtype(name: str) -> torch.dtype:
+    """The dtype the merge runs and saves in. `auto`: bf16 on GPUs that have it, fp16 on
+    older GPUs, fp32 on CPU. The original merged in fp16, which keeps small updates that
+    bf16's 8-bit mantissa rounds away (an update of relative size 1e-3 keeps ~half)."""
+    if name != "auto":
+        return MERGE_DTYPES[name]
+    if not torch.cuda.is_available():
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def merge_student(*, base: Mapping[str, Any], adapter: str, spec: Mapping[str, Any], dtype: str, out_model: str) -> None:
+    """The averaged adapter merged into the student's base (never k-bit): a plain HF
+    classifier directory. The post-pretrained LoRA needs no merge of its own: every fold
+    adapter started from it, so the average carries it."""
+    tokenizer = load_tokenizer(base["path"])
+    model = load_model(base["path"], pad_token_id=tokenizer.pad_token_id, seed=spec.get("seed", 0), dtype=merge_dtype(dtype))
     merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     save_model(merged, tokenizer, out_model)
 
 
-def calibration_texts(table: pd.DataFrame, folds: Mapping[str, Any], model_dir: str, text: Mapping[str, Any], *, n: int, seed: int) -> list[str]:
+def calibration_texts(
+    table: pd.DataFrame, folds: Mapping[str, Any], model_dir: str, text: Mapping[str, Any], *, n: int, seed: int, fold: int | None = None
+) -> list[str]:
     """`n` random training pairs in the model's input format, as GPTQ calibration texts.
 
-    Drawn from rows some fold trains on (never the holdout), formatted and truncated
-    exactly as in training, then decoded: GPTQ re-tokenizes them itself.
+    Drawn from the train rows of `fold` (the original: fold 1, seed 2023) or of any fold
+    (never the holdout), formatted and truncated exactly as in training, then decoded:
+    GPTQ re-tokenizes them itself.
     """
-    trained = sorted({row_id for fold in folds["folds"] for row_id in fold["train_ids"]})
+    chosen = [split["fold"] for split in folds["folds"]] if fold is None else [fold]
+    trained = sorted({row_id for index in chosen for row_id in fold_ids(folds, index, "train")})
     chosen = np.random.default_rng(seed).choice(trained, size=min(n, len(trained)), replace=False)
     rows = table.set_index("id").loc[chosen].reset_index()
     tokenizer = load_tokenizer(model_dir)

@@ -1,6 +1,6 @@
 """The training loop shared by post-pretraining, teachers and the student.
 
-One loop, three tasks: a task turns a padded batch into a summed loss and evaluation sums;
+One loop, two tasks (classification, distillation): a task turns a padded batch into a summed loss and evaluation sums;
 the loop owns everything else — optimizer, cosine schedule with warmup, gradient
 accumulation, mixed precision, data parallelism, evaluation with best-checkpoint keeping,
 and resumable checkpoints.
@@ -40,8 +40,11 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from arena_distill.batching import length_grouped_batches, pad_right, token_budget_batches
+from arena_distill.batching import length_grouped_batches, pad_right, random_batches, token_budget_batches
+from arena_distill.errors import ConfigError
 from arena_distill.io import atomic_path
+
+BATCH_PLANS = {"length_grouped": length_grouped_batches, "random": random_batches}
 
 log = logging.getLogger(__name__)
 
@@ -101,27 +104,6 @@ class ClassificationTask:
         return {"loss": sums["loss"] / sums["rows"], "accuracy": sums["correct"] / sums["rows"]}
 
 
-class CausalLMTask:
-    """Next-token cross-entropy, averaged over each row's tokens, summed over rows."""
-
-    def _row_losses(self, model, batch) -> torch.Tensor:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-        targets = batch["input_ids"][:, 1:]
-        mask = batch["attention_mask"][:, 1:].float()
-        nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), targets, reduction="none")
-        return (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-
-    def loss(self, model, batch):
-        return self._row_losses(model, batch).sum()
-
-    def eval_sums(self, model, batch):
-        losses = self._row_losses(model, batch)
-        return {"loss": losses.sum().item(), "rows": len(losses)}
-
-    def summarize(self, sums):
-        return {"loss": sums["loss"] / sums["rows"], "perplexity": math.exp(min(sums["loss"] / sums["rows"], 50))}
-
-
 def forward_logits(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Classifier logits in float32 (the head may run in bf16 under autocast)."""
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
@@ -133,15 +115,39 @@ class TrainConfig:
 
     learning_rate: float
     epochs: float = 1.0
+    schedule_epochs: float | None = None
+    """Length of the cosine schedule in epochs; None = `epochs`. The original's teachers stop
+    after 1 epoch of a 2-epoch schedule (the LR is still at half its peak)."""
+    select: str = "best"
+    """Weights the run ends with: `best` validation loss or `last` step."""
     batch_size: int = 32
     micro_batch_size: int = 32
     warmup_ratio: float = 0.05
+    warmup_steps: int | None = None
+    """Warmup in optimizer steps; when set it replaces `warmup_ratio` (the original: 100)."""
+    adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    batching: str = "length_grouped"
+    """`length_grouped` (similar lengths per batch, less padding) or `random` (the original)."""
     eval_every: int = 100
     eval_max_tokens: int = 65536
     precision: str = "auto"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "adam_betas", tuple(self.adam_betas))
+        if self.select not in ("best", "last"):
+            raise ConfigError(f"select must be best or last, got {self.select!r}", key="select")
+        if self.batching not in BATCH_PLANS:
+            raise ConfigError(f"batching must be one of {sorted(BATCH_PLANS)}, got {self.batching!r}", key="batching")
+
+    def schedule(self, steps_per_epoch: int) -> tuple[int, int, int]:
+        """(steps to run, steps of the cosine schedule, warmup steps)."""
+        run = max(1, math.ceil(self.epochs * steps_per_epoch))
+        length = max(run, math.ceil((self.schedule_epochs or self.epochs) * steps_per_epoch))
+        warmup = self.warmup_steps if self.warmup_steps is not None else round(self.warmup_ratio * length)
+        return run, length, min(warmup, length)
 
 
 @dataclass
@@ -334,7 +340,8 @@ def train(
     parallel: Parallel | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
 ) -> TrainResult:
-    """Train the trainable parameters of `model` and leave the best-val-loss weights in it.
+    """Train the trainable parameters of `model`; leave the best-val-loss weights in it
+    (`config.select == "best"`) or those of the last step.
 
     `on_checkpoint(step)` runs after each checkpoint is written (tests use it to stop a
     run mid-way). Returns the metrics that `metrics.json` records.
@@ -343,11 +350,12 @@ def train(
     device = next(model.parameters()).device
     bf16 = use_bf16(config.precision, device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=config.adam_betas, weight_decay=config.weight_decay)
     lengths = train_set.lengths
-    steps_per_epoch = len(length_grouped_batches(lengths, config.batch_size, config.seed, 0))
-    total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
-    scheduler = get_cosine_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
+    plan_batches = BATCH_PLANS[config.batching]
+    steps_per_epoch = len(plan_batches(lengths, config.batch_size, config.seed, 0))
+    total_steps, schedule_steps, warmup_steps = config.schedule(steps_per_epoch)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, schedule_steps)
     checkpoints = Checkpoints(checkpoint_dir, fingerprint, parallel)
     state = TrainState()
     if checkpoints.can_resume():
@@ -372,7 +380,7 @@ def train(
     while state.step < total_steps:
         epoch, position = divmod(state.step, steps_per_epoch)
         if epoch_plan[0] != epoch:
-            epoch_plan = (epoch, length_grouped_batches(lengths, config.batch_size, config.seed, epoch))
+            epoch_plan = (epoch, plan_batches(lengths, config.batch_size, config.seed, epoch))
         global_rows = epoch_plan[1][position]
         step_started = time.perf_counter()
         loss_sum, tokens = accumulate(model, task, train_set, global_rows, config, pad_id, device, parallel, bf16)
@@ -393,10 +401,10 @@ def train(
         progress.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
         if state.step % config.eval_every == 0 or state.step == total_steps:
             val = evaluate(model, task, val_set, pad_id, device, parallel, config.eval_max_tokens, bf16)
-            improved = val["loss"] < state.best_loss
-            if improved:
+            if val["loss"] < state.best_loss:
                 state.best_loss, state.best_step = val["loss"], state.step
-                checkpoints.save_best(model)
+                if config.select == "best":
+                    checkpoints.save_best(model)
             state.seconds = time.perf_counter() - started
             record = {"step": state.step, "train_loss": float(np.mean(interval_losses)), **{f"val_{k}": v for k, v in val.items()}}
             state.history.append(record)
@@ -416,8 +424,9 @@ def train(
             if on_checkpoint is not None:
                 on_checkpoint(state.step)
     progress.close()
-    checkpoints.load_best(model)
-    return TrainResult(metrics=summarize_run(state, steps_per_epoch), state=state)
+    if config.select == "best":
+        checkpoints.load_best(model)
+    return TrainResult(metrics=summarize_run(state, steps_per_epoch, config.select), state=state)
 
 
 def accumulate(
@@ -458,12 +467,15 @@ def sync_gradients(params: list[torch.nn.Parameter], parallel: Parallel) -> None
         offset += g.numel()
 
 
-def summarize_run(state: TrainState, steps_per_epoch: int) -> dict:
-    """The run's metrics: best validation numbers, loss at start and end, speed."""
+def summarize_run(state: TrainState, steps_per_epoch: int, select: str = "best") -> dict:
+    """The run's metrics: validation numbers of the weights kept, loss at start and end, speed."""
     window = max(1, len(state.losses) // 20)
-    best = next((h for h in state.history if h["step"] == state.best_step), {})
+    kept_step = state.best_step if select == "best" else state.step
+    kept = next((h for h in state.history if h["step"] == kept_step), {})
     return {
-        **{key: value for key, value in best.items() if key.startswith("val_")},
+        **{key: value for key, value in kept.items() if key.startswith("val_")},
+        "select": select,
+        "kept_step": kept_step,
         "best_step": state.best_step,
         "steps": state.step,
         "epochs": state.step / steps_per_epoch,

@@ -56,4 +56,4 @@ def tiny_classifier(seed: int = 0, lora: bool = True) -> torch.nn.Module:
     model = AutoModelForSequenceClassification.from_config(config)
     if not lora:
         return model
-    return add_lora(model, {"r": 32, "alpha": 64, "dropout": 0.0, "modules_to_save": ["embed_tokens"]}, "seq_cls")
+    return add_lora(model, {"r": 32, "alpha": 64, "dropout": 0.0, "modules_to_save": ["embed_tokens"]})

@@ -3,7 +3,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from arena_distill.data import parse_turns, prepare_corpus, prepare_test, prepare_train, read_pairs
+from arena_distill.data import parse_turns, prepare_test, prepare_train, read_pairs
 from arena_distill.errors import DuplicateIdError, FieldParseError, LabelError, MissingColumnError
 
 GOOD = {"prompt": '["Hi?"]', "response_a": '["Hello"]', "response_b": '["Hey"]'}
@@ -120,12 +120,3 @@ def test_parquet_round_trip_of_lists(tmp_path, arena_train_csv):
     table.to_parquet(tmp_path / "t.parquet")
     back = pd.read_parquet(tmp_path / "t.parquet")
     assert [list(turns) for turns in back["prompt"]] == table["prompt"].tolist()
-
-
-def test_corpus_drops_blank_texts_with_a_count(tmp_path, caplog):
-    path = tmp_path / "ut.parquet"
-    pd.DataFrame({"text": ["one", "  ", "two"]}).to_parquet(path)
-    with caplog.at_level("INFO"):
-        corpus = prepare_corpus(path)
-    assert corpus["text"].tolist() == ["one", "two"]
-    assert "1 blank dropped" in caplog.text

@@ -28,7 +28,7 @@ def base(tokenizer, tmp_path_factory):
 
 def fold_adapter(base, tokenizer, path, seed):
     """A LoRA classifier with random (non-zero) A, B, head and embeddings, saved to `path`."""
-    model = add_lora(load_model(base, task="seq_cls", pad_token_id=tokenizer.pad_token_id, seed=0), LORA, "seq_cls")
+    model = add_lora(load_model(base, pad_token_id=tokenizer.pad_token_id, seed=0), LORA)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -61,7 +61,7 @@ def test_mean_is_the_element_wise_mean_of_every_tensor(folds, tmp_path):
 
 
 def merged_weights(base, tokenizer, adapter):
-    model = load_model(base, task="seq_cls", pad_token_id=tokenizer.pad_token_id, seed=0)
+    model = load_model(base, pad_token_id=tokenizer.pad_token_id, seed=0)
     return {k: v.clone() for k, v in PeftModel.from_pretrained(model, adapter).merge_and_unload().state_dict().items()}
 
 
@@ -69,7 +69,7 @@ def test_mean_delta_merges_to_the_base_plus_the_mean_update(base, tokenizer, fol
     average_adapters(folds, tmp_path / "delta", method="mean_delta")
     config = json.loads((tmp_path / "delta/adapter_config.json").read_text())
     assert (config["r"], config["lora_alpha"]) == (3 * LORA["r"], 3 * LORA["alpha"])
-    plain = load_model(base, task="seq_cls", pad_token_id=tokenizer.pad_token_id, seed=0).state_dict()
+    plain = load_model(base, pad_token_id=tokenizer.pad_token_id, seed=0).state_dict()
     per_fold = [merged_weights(base, tokenizer, f) for f in folds]
     merged = merged_weights(base, tokenizer, str(tmp_path / "delta"))
     changed = 0
@@ -101,7 +101,7 @@ def test_target_module_order_does_not_matter(folds, tmp_path):
 
 def test_mismatched_adapters_are_refused_by_name(base, tokenizer, folds, tmp_path):
     other = tmp_path / "other"
-    model = add_lora(load_model(base, task="seq_cls", pad_token_id=tokenizer.pad_token_id, seed=0), {**LORA, "r": 2}, "seq_cls")
+    model = add_lora(load_model(base, pad_token_id=tokenizer.pad_token_id, seed=0), {**LORA, "r": 2})
     model.save_pretrained(other)
     with pytest.raises(ValueError, match=r"other: adapter_config.json key 'r'"):
         average_adapters([folds[0], str(other)], tmp_path / "out")
@@ -117,7 +117,7 @@ def merged(base, tokenizer, folds, tmp_path_factory):
 
 
 def test_merged_logits_equal_the_adapters(base, tokenizer, merged):
-    adapter = PeftModel.from_pretrained(load_model(base, task="seq_cls", pad_token_id=tokenizer.pad_token_id, seed=0), merged / "avg")
+    adapter = PeftModel.from_pretrained(load_model(base, pad_token_id=tokenizer.pad_token_id, seed=0), merged / "avg")
     stock = AutoModelForSequenceClassification.from_pretrained(merged / "model")
     assert not (merged / "model/adapter_config.json").exists()
     assert (logits_of(stock, tokenizer) - logits_of(adapter, tokenizer)).abs().max() < 1e-4

@@ -74,32 +74,69 @@ def saved_tiny(tokenizer, path, seed=0, sizes=SMALL):
     return str(path)
 
 
-def test_a_post_pretraining_adapter_loads_like_the_merged_model(tokenizer, tmp_path):
-    """`post_pretrained: <adapter>` (skip the stage) gives the base the stage would have written."""
+def post_pretrained_adapter(tokenizer, tmp_path, lora):
+    """A base and an adapter with every trainable tensor moved away from its init, as after training."""
     import torch
 
     from arena_distill.models import add_lora, load_model
-    from arena_distill.stages import load_base
 
     base = saved_tiny(tokenizer, tmp_path / "base")
-    lm = add_lora(load_model(base, task="causal_lm", pad_token_id=tokenizer.eos_token_id, seed=0), {"r": 8, "alpha": 16}, "causal_lm")
+    model = add_lora(load_model(base, pad_token_id=tokenizer.eos_token_id, seed=0), lora)
     with torch.no_grad():
-        for name, parameter in lm.named_parameters():
-            if "lora_B" in name:
+        for parameter in model.parameters():
+            if parameter.requires_grad:
                 parameter.normal_()
-    lm.save_pretrained(tmp_path / "adapter")
-    lm.merge_and_unload().save_pretrained(tmp_path / "merged")
-    tokenizer.save_pretrained(tmp_path / "merged")
-    spec = {"seed": 5}
-    cpu = torch.device("cpu")
-    _, from_adapter = load_base({"path": base, "post_pretrained": str(tmp_path / "adapter")}, "seq_cls", spec, cpu, False)
-    _, from_merged = load_base({"path": base, "post_pretrained": str(tmp_path / "merged")}, "seq_cls", spec, cpu, False)
-    _, plain = load_base({"path": base}, "seq_cls", spec, cpu, False)
-    ids = torch.tensor([tokenizer("a question and two answers")["input_ids"]])
-    with torch.no_grad():
-        a, m, p = (model(input_ids=ids).logits for model in (from_adapter, from_merged, plain))
-    assert torch.allclose(a, m, atol=1e-5)
-    assert not torch.allclose(a, p, atol=1e-3)
+    model.save_pretrained(tmp_path / "adapter")
+    return base, tmp_path / "adapter", model
+
+
+LORA = {"r": 8, "alpha": 16, "modules_to_save": ["embed_tokens"]}
+
+
+def test_a_fold_run_starts_from_the_post_pretrained_lora_without_its_head(tokenizer, tmp_path):
+    """Every LoRA and extra-module tensor equals the post-pretrained adapter's; the head is fresh."""
+    import torch
+    from peft import get_peft_model_state_dict
+
+    from arena_distill.models import add_lora, load_model
+
+    base, adapter, trained = post_pretrained_adapter(tokenizer, tmp_path, LORA)
+    fresh = add_lora(load_model(base, pad_token_id=tokenizer.eos_token_id, seed=7), LORA)
+    started = add_lora(load_model(base, pad_token_id=tokenizer.eos_token_id, seed=7), LORA, init_adapter=adapter)
+    saved, fresh_state, start_state = (get_peft_model_state_dict(m) for m in (trained, fresh, started))
+    heads = [key for key in saved if ".score." in key]
+    assert heads and len(saved) > len(heads) + 4
+    for key in saved:
+        expected = fresh_state[key] if key in heads else saved[key]
+        assert torch.equal(start_state[key], expected), key
+    assert not torch.equal(saved[heads[0]], start_state[heads[0]])
+
+
+def test_an_initial_adapter_of_another_shape_is_refused(tokenizer, tmp_path):
+    from arena_distill.errors import ConfigError
+    from arena_distill.models import add_lora, load_model
+
+    base, adapter, _ = post_pretrained_adapter(tokenizer, tmp_path, LORA)
+    model = load_model(base, pad_token_id=tokenizer.eos_token_id, seed=0)
+    with pytest.raises(ConfigError, match="r=8") as error:
+        add_lora(model, {**LORA, "r": 4}, init_adapter=adapter)
+    assert error.value.key == "lora.r"
+    with pytest.raises(ConfigError, match="not a PEFT adapter"):
+        add_lora(load_model(base, pad_token_id=tokenizer.eos_token_id, seed=0), LORA, init_adapter=tmp_path / "base")
+
+
+def test_trainable_modules_keep_fp32_master_weights_on_a_bf16_base(tokenizer, tmp_path):
+    """The head and extra modules train in fp32 (bf16 would round small Adam updates away)."""
+    import torch
+
+    from arena_distill.models import add_lora, load_model
+
+    base = saved_tiny(tokenizer, tmp_path / "base")
+    model = add_lora(load_model(base, pad_token_id=tokenizer.eos_token_id, seed=0, dtype=torch.bfloat16), LORA)
+    trainable = {name: p.dtype for name, p in model.named_parameters() if p.requires_grad}
+    frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
+    assert any("score" in name for name in trainable) and set(trainable.values()) == {torch.float32}
+    assert frozen == {torch.bfloat16}
 
 
 @pytest.mark.parametrize("bits", [8, 4])
@@ -110,8 +147,8 @@ def test_k_bit_base_trains_a_lora_adapter_on_cpu(tokenizer, tmp_path, bits):
     from arena_distill.models import add_lora, for_inference, load_model
 
     base = saved_tiny(tokenizer, tmp_path / "base", sizes=KBIT)
-    model = load_model(base, task="seq_cls", pad_token_id=tokenizer.eos_token_id, seed=0, load_in_bits=bits)
-    model = add_lora(model, {"r": 4, "alpha": 8}, "seq_cls")
+    model = load_model(base, pad_token_id=tokenizer.eos_token_id, seed=0, load_in_bits=bits)
+    model = add_lora(model, {"r": 4, "alpha": 8})
     ids = torch.tensor([tokenizer("one pair")["input_ids"], tokenizer("another pair")["input_ids"][:3]])
     loss = torch.nn.functional.cross_entropy(model(input_ids=ids).logits.float(), torch.tensor([0, 2]))
     loss.backward()

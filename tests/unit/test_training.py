@@ -135,3 +135,34 @@ def test_swap_exchanges_responses_and_a_b_labels():
     both = with_swaps(rows)
     assert len(both) == 6 and both["swapped"].tolist() == [False] * 3 + [True] * 3
     assert with_swaps(swapped.drop(columns="swapped"))["label"].tolist()[3:] == [0, 1, 2]
+
+
+def test_schedule_longer_than_the_run_stops_mid_cosine():
+    """The original's teachers: 1 epoch of a 2-epoch schedule, 100 warmup steps."""
+    config = TrainConfig(learning_rate=1e-5, epochs=1, schedule_epochs=2, warmup_steps=100)
+    assert config.schedule(steps_per_epoch=400) == (400, 800, 100)
+    assert TrainConfig(learning_rate=1e-5, epochs=2, warmup_ratio=0.05).schedule(400) == (800, 800, 40)
+
+
+def test_select_last_keeps_the_last_step_not_the_best(tmp_path):
+    """With a schedule cut mid-way and `select: last`, the model ends with the last step's weights."""
+    config = TrainConfig(learning_rate=3e-3, epochs=1, schedule_epochs=2, select="last", batch_size=16, micro_batch_size=16,
+                         eval_every=10, seed=0, adam_betas=(0.9, 0.95), warmup_steps=5)
+    model, result = run(tmp_path, config)
+    metrics = result.metrics
+    assert metrics["select"] == "last" and metrics["kept_step"] == metrics["steps"] == 100
+    val = marker_pairs(120, seed=2)
+    again = evaluate(model, ClassificationTask(), val, PAD, torch.device("cpu"), Parallel(), 4096, False)
+    last = metrics["history"][-1]
+    assert again["loss"] == pytest.approx(last["val_loss"], rel=1e-6) and metrics["val_loss"] == last["val_loss"]
+    assert not (tmp_path / "ckpt" / "best.safetensors").exists()
+
+
+def test_random_batching_covers_every_row_once_per_epoch():
+    from arena_distill.batching import random_batches
+
+    batches = random_batches([5] * 50, batch_size=8, seed=0, epoch=1)
+    assert sorted(i for batch in batches for i in batch) == list(range(50))
+    assert batches == random_batches([5] * 50, batch_size=8, seed=0, epoch=1) != random_batches([5] * 50, 8, 0, 2)
+    config = TrainConfig(learning_rate=3e-3, epochs=1, batch_size=16, micro_batch_size=16, eval_every=100, seed=0, batching="random")
+    assert config.batching == "random"

@@ -18,21 +18,18 @@ def workflow_copy(tmp_path_factory) -> Path:
 
 
 def test_default_plans_every_table_fold_step_and_tiny_model(workflow_copy):
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     result = snakemake(workflow_copy, "-n", "--profile", "profiles/local")
-    n_models = len(config["teachers"]) + 1  # every teacher and the student are tiny here
-    post_pretrained = sum(spec.get("post_pretrain", True) for spec in [*config["teachers"].values(), config["student"]])
-    teacher_folds = len(config["teachers"]) * config["folds"]["n"]
     assert job_counts(result.stdout) == {
-        "prepare_data": 3,  # train, test, ut
+        "prepare_data": 3,  # train, test, post_pretrain
         "make_folds": 1,
         "clean_folds": 1,
-        "init_model": n_models,
-        "post_pretrain": post_pretrained,
-        "train_teacher": teacher_folds,
-        "teacher_logits": teacher_folds * config["teacher_logits"]["n_shards"],
-        "gather_logits": teacher_folds,
-        **STUDENT_SIDE(config["folds"]["n"]),
+        "init_model": 3,  # two tiny teachers and the tiny student
+        "post_pretrain": 3,
+        "train_teacher": 4,  # 2 teachers x 2 folds
+        "teacher_logits": 8,  # 2 shards each
+        "gather_logits": 4,
+        **STUDENT_SIDE(2),
+        "distill_student": 4,  # 2 folds from the post-pretrained LoRA, 2 from a fresh one (compared)
         "all": 1,
     }
     assert "Missing output files" in result.stdout
@@ -44,11 +41,17 @@ def STUDENT_SIDE(n_folds: int) -> dict[str, int]:
     return {"distill_student": n_folds, **dict.fromkeys(single, 1)}
 
 
+def planned_inputs(output: str, rule: str) -> list[str]:
+    """The input line of every job of `rule` in a dry run's output."""
+    blocks = output.split(f"rule {rule}:")[1:]
+    return [next(line for line in block.splitlines() if line.strip().startswith("input:")) for block in blocks]
+
+
 def preset_copy(workflow_copy: Path) -> Path:
     """The preset's data files, as empty placeholders: a dry run reads none of them."""
     preset = yaml.safe_load((REPO / "config" / "presets" / "blackpearl.yaml").read_text())
     data = preset["data"]
-    for path in [data["train"], data["test"], data["ut"], *filter(None, data["extra"].values())]:
+    for path in [data["train"], data["test"], preset["post_pretrain"]["data"], *filter(None, data["extra"].values())]:
         (workflow_copy / path).parent.mkdir(parents=True, exist_ok=True)
         (workflow_copy / path).touch()
     return workflow_copy
@@ -75,6 +78,21 @@ def test_preset_plans_the_real_dag_without_weights(workflow_copy):
     assert "data/sample/extra.parquet" not in result.stdout  # removed by the preset's null
 
 
+def test_the_preset_starts_every_fold_run_from_its_post_pretrained_adapter(workflow_copy):
+    """Post-pretraining is a classifier stage whose adapter feeds every teacher and student fold job."""
+    preset_copy(workflow_copy)
+    result = snakemake(workflow_copy, "-n", "--configfile", "config/presets/blackpearl.yaml")
+    pretraining = planned_inputs(result.stdout, "post_pretrain")
+    assert len(pretraining) == 3 and all("results/data/post_pretrain.parquet" in line for line in pretraining)
+    teachers = planned_inputs(result.stdout, "train_teacher")
+    assert len(teachers) == 10
+    for teacher in ("llama", "qwen"):
+        assert sum(f"results/models/{teacher}/post_pretrain/adapter" in line for line in teachers) == 5
+    students = planned_inputs(result.stdout, "distill_student")
+    assert len(students) == 5 and all("results/models/student/post_pretrain/adapter" in line for line in students)
+    assert "/post_pretrained" not in result.stdout  # no merged post-pretrained model is planned
+
+
 def test_preset_through_the_slurm_profile(workflow_copy):
     preset_copy(workflow_copy)
     result = snakemake(workflow_copy, "submission", "-n", "--profile", "profiles/slurm", "--configfile", "config/presets/blackpearl.yaml")
@@ -87,9 +105,10 @@ def test_missing_preset_data_is_the_only_complaint(tmp_path):
     copy = copy_workflow(tmp_path)
     result = snakemake(copy, "-n", "--configfile", "config/presets/blackpearl.yaml", check=False)
     assert result.returncode != 0
-    preset = yaml.safe_load((REPO / "config" / "presets" / "blackpearl.yaml").read_text())["data"]
+    preset = yaml.safe_load((REPO / "config" / "presets" / "blackpearl.yaml").read_text())
     assert "MissingInputException" in result.stdout
-    assert any(path in result.stdout for path in (preset["train"], preset["test"], preset["ut"]))
+    paths = (preset["data"]["train"], preset["data"]["test"], preset["post_pretrain"]["data"])
+    assert any(path in result.stdout for path in paths)
 
 
 @pytest.mark.parametrize(
@@ -126,7 +145,8 @@ def test_post_pretraining_switches_off_or_is_supplied(workflow_copy, tmp_path):
     overlay = tmp_path / "no_pp.yaml"
     overlay.write_text("post_pretrain: {enabled: false}\nteachers: {qwen: {post_pretrained: given/qwen-adapter}}\n")
     result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
-    assert "post_pretrain" not in job_counts(result.stdout)
+    counts = job_counts(result.stdout)
+    assert "post_pretrain" not in counts and counts["distill_student"] == N_FOLDS  # nothing to compare with
     overlay.write_text("teachers: {llama: {post_pretrain: true}, qwen: {post_pretrained: given/qwen-adapter}}\n")
     result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
     assert job_counts(result.stdout)["post_pretrain"] == 2  # llama and the student; qwen's is given
@@ -156,7 +176,7 @@ def test_supplied_teacher_logits_plan_no_teacher_rule(workflow_copy, tmp_path):
     counts = job_counts(snakemake(workflow_copy, "-n", "--configfile", str(overlay)).stdout)
     assert not {"train_teacher", "teacher_logits", "gather_logits", "calibrate_teacher"} & set(counts)
     assert counts["init_model"] == counts["post_pretrain"] == 1  # the student alone
-    assert counts["distill_student"] == N_FOLDS and counts["evaluate"] == 1
+    assert counts["distill_student"] == 2 * N_FOLDS and counts["evaluate"] == 1
 
 
 def test_lint_is_clean():

@@ -14,7 +14,7 @@ import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.conftest import copy_workflow, job_counts, snakemake
-from tests.tiny import N_FOLDS, STUDENT_SIDE, TEACHERS, UT_TEXTS
+from tests.tiny import N_FOLDS, STUDENT_SIDE, TEACHERS
 
 pytestmark = pytest.mark.workflow
 
@@ -27,12 +27,12 @@ def finished_run(tiny_local_run) -> Path:
 def test_tables_follow_the_contract(finished_run):
     train = pd.read_parquet(finished_run / "results/data/train.parquet")
     test = pd.read_parquet(finished_run / "results/data/test.parquet")
-    ut = pd.read_parquet(finished_run / "results/data/ut.parquet")
-    sizes = {name: len(pd.read_parquet(finished_run / f"small/{name}.parquet")) for name in ("train", "extra")}
+    pairs = pd.read_parquet(finished_run / "results/data/post_pretrain.parquet")
+    sizes = {name: len(pd.read_parquet(finished_run / f"small/{name}.parquet")) for name in ("train", "extra", "post_pretrain")}
     assert len(train) == sizes["train"] + sizes["extra"] and set(train["source"]) == {"base", "alpaca_extra"}
     assert set(train["label"]) == {0, 1, 2}
     assert list(test.columns) == ["id", "prompt", "response_a", "response_b", "group"] and len(test) == 100
-    assert len(ut) == UT_TEXTS and ut["text"].str.len().min() > 0
+    assert len(pairs) == sizes["post_pretrain"] and not set(pairs["group"]) & set(train["group"])
 
 
 def test_folds_are_grouped_cleaned_and_logged(finished_run):
@@ -61,20 +61,25 @@ def test_tiny_models_load_like_real_checkpoints(finished_run, model):
     assert type(classifier).__name__ == expected[model]
 
 
-@pytest.mark.parametrize("model", ["qwen", "student"])
-def test_post_pretraining_lowered_the_lm_loss_and_merged(finished_run, model):
-    metrics = json.loads((finished_run / f"results/models/{model}/post_pretrain/metrics.json").read_text())
-    assert metrics["train_loss_last"] < metrics["train_loss_first"]
-    merged = finished_run / f"results/models/{model}/post_pretrained"
-    assert (merged / "model.safetensors").exists() and not (merged / "adapter_config.json").exists()
-    assert (finished_run / f"results/models/{model}/post_pretrain/adapter/adapter_config.json").exists()
+@pytest.mark.parametrize("model", ["llama", "qwen", "student"])
+def test_post_pretraining_trains_the_classifier_and_is_not_merged(finished_run, model):
+    folder = finished_run / f"results/models/{model}/post_pretrain"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["train_loss_last"] < metrics["train_loss_first"] and metrics["val_rows"] == 20
+    adapter = json.loads((folder / "adapter/adapter_config.json").read_text())
+    assert adapter["task_type"] == "SEQ_CLS" and adapter["base_model_name_or_path"] == f"results/models/{model}/base"
+    assert not (finished_run / f"results/models/{model}/post_pretrained").exists()  # no merged copy anywhere
 
 
-def test_a_model_switched_off_skips_post_pretraining(finished_run):
-    """The default config's llama has `post_pretrain: false`: its teachers start from the base."""
-    assert not (finished_run / "results/models/llama/post_pretrained").exists()
-    adapter = json.loads((finished_run / "results/teachers/llama/fold0/adapter/adapter_config.json").read_text())
-    assert adapter["base_model_name_or_path"] == "results/models/llama/base"
+@pytest.mark.parametrize("run", ["teachers/llama/fold0", "teachers/qwen/fold1", "student/fold0"])
+def test_fold_runs_start_from_the_post_pretrained_adapter(finished_run, run):
+    model = run.split("/")[1] if run.startswith("teachers") else "student"
+    metrics = json.loads((finished_run / f"results/{run}/metrics.json").read_text())
+    assert metrics["init_adapter"] == f"results/models/{model}/post_pretrain/adapter"
+    adapter = json.loads((finished_run / f"results/{run}/adapter/adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == f"results/models/{model}/base"
+    fresh = json.loads((finished_run / "results/student_fresh_init/fold0/metrics.json").read_text())
+    assert fresh["init_adapter"] is None
 
 
 @pytest.mark.parametrize("teacher", ["llama", "qwen"])
@@ -184,12 +189,18 @@ def test_evaluation_reports_every_model_beside_the_prior(finished_run):
     report = json.loads((finished_run / "results/eval/metrics.json").read_text())
     assert set(report["teachers"]) == {"llama", "qwen"} and len(report["student"]["folds"]) == N_FOLDS
     holdout = json.loads((finished_run / "results/folds/folds_clean.json").read_text())["holdout_ids"]
-    for name in ("merged", "submission (quantized)"):
+    names = ["merged model (fold average)", "submission (quantized)", "student fresh-init fold average",
+             *(f"student{kind} fold {fold}" for kind in ("", " fresh-init") for fold in range(N_FOLDS))]
+    assert sorted(report["holdout"]) == sorted(names)
+    for name in names:
         metrics = report["holdout"][name]
         assert metrics["rows"] == len(holdout) > 0 and math.isfinite(metrics["log_loss_tta"])
+    assert len(report["student_fresh_init"]["folds"]) == N_FOLDS
     assert report["test"]["rows"] == 100
     summary = (finished_run / "results/eval/summary.md").read_text()
-    assert "student pooled OOF" in summary and "submission on labelled test rows" in summary
+    for line in ("student pooled OOF", "student fresh-init pooled OOF", "student fold 1 on holdout prompts",
+                 "student fresh-init fold average on holdout prompts", "submission on labelled test rows"):
+        assert line in summary, line
 
 
 def test_a_new_temperature_reruns_only_the_student_side(finished_run, tmp_path):

@@ -1,0 +1,59 @@
+"""The preset's effective settings are the original's, as the README's fidelity table states.
+
+The effective config is what Snakemake runs: the embedded default with the preset merged on
+top (recursively, nulls removing entries), validated with the schema's defaults filled in.
+Every `key = value` in the table's "preset setting" column is asserted against it, so the
+table cannot drift from the config and a default cannot leak into the preset unnoticed.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+from snakemake.utils import update_config, validate
+
+from tests.conftest import REPO
+
+SETTING = re.compile(r"`([\w.*]+) = ([^`]+)`")
+
+
+def effective_preset() -> dict:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "presets" / "blackpearl.yaml").read_text()))
+    for mapping in (config["teachers"], config["data"]["extra"]):
+        for name in [name for name, value in mapping.items() if value is None]:
+            del mapping[name]
+    validate(config, str(REPO / "config" / "schema.yaml"))
+    return config
+
+
+def fidelity_rows() -> list[list[str]]:
+    text = (REPO / "README.md").read_text().split("## Fidelity to the 1st place", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    return [row for row in rows[1:] if len(row) == 5]
+
+
+def lookup(config: dict, key: str) -> list:
+    """The values at a dotted key; `*` fans out over a mapping's entries."""
+    values = [config]
+    for part in key.split("."):
+        values = [v for value in values for v in (value.values() if part == "*" else [value[part]])]
+    return values
+
+
+def settings() -> list[tuple[str, object]]:
+    return [(key, yaml.safe_load(value)) for row in fidelity_rows() for key, value in SETTING.findall(row[3])]
+
+
+def test_the_table_covers_every_ranked_deviation_of_the_audit():
+    ranks = [row[0] for row in fidelity_rows()]
+    assert [rank for rank in ranks if rank != "–"] == [str(i) for i in range(1, 10)]
+    assert len(settings()) >= 40
+
+
+@pytest.mark.parametrize("key,expected", settings(), ids=[key for key, _ in settings()])
+def test_the_preset_runs_the_original_setting(key, expected):
+    values = lookup(effective_preset(), key)
+    assert values and all(value == expected for value in values), f"{key}: {values} != {expected}"
