@@ -28,15 +28,9 @@ from arena_distill.models import add_lora, for_inference, load_model, load_token
 from arena_distill.logits import LOGIT_COLUMNS, logits_frame, shard_of
 from arena_distill.pairs import encode_rows, fold_rows, unswap_probs, with_swaps
 from arena_distill.text import PairEncoder, TextConfig
-from arena_distill.training import (
-    ClassificationTask,
-    Examples,
-    Parallel,
-    TrainConfig,
-    discard_checkpoints,
-    train,
-    use_bf16,
-)
+from arena_distill.checkpoints import discard_checkpoints
+from arena_distill.parallel import Parallel, use_bf16
+from arena_distill.training import ClassificationTask, Examples, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +103,19 @@ def finish(parallel: Parallel, checkpoint_dir: str, training: Mapping[str, Any])
         discard_checkpoints(checkpoint_dir, parallel)
 
 
+@dataclass(frozen=True)
+class ClassifierOutputs:
+    """Where a classifier-training job writes (the rule's outputs) and keeps its checkpoints.
+
+    Built at the boundary from the plain mapping the launcher passes on to workers.
+    """
+
+    adapter: str
+    metrics: str
+    val_logits: str
+    checkpoint_dir: str
+
+
 def classification_examples(encoder: PairEncoder, rows: pd.DataFrame) -> Examples:
     return Examples(encode_rows(encoder, rows), {"label": rows["label"].to_numpy(dtype=np.int64)})
 
@@ -150,17 +157,18 @@ class FoldJob:
         return cls.start(base, spec, training, text, fold_rows(table, split, fold, "train"), fold_rows(table, split, fold, "val"),
                          train_config(training, spec))
 
-    def train(self, task, train_set: Examples, val_set: Examples, *, checkpoint_dir: str, fingerprint: str):
+    def train(self, task, train_set: Examples, val_set: Examples, outputs: ClassifierOutputs, fingerprint: str):
         return train(self.model, task, train_set, val_set, self.config, pad_id=self.tokenizer.pad_token_id,
-                     checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, parallel=self.parallel)
+                     checkpoint_dir=outputs.checkpoint_dir, fingerprint=fingerprint, parallel=self.parallel)
 
-    def write_outputs(self, metrics: Mapping[str, Any], *, out_adapter: str, out_val_logits: str, out_metrics: str,
-                      columns: Mapping[str, Any] | None = None) -> None:
-        """Rank 0 writes the adapter, the validation logits in both orders and `metrics.json`."""
+    def finish(self, metrics: Mapping[str, Any], outputs: ClassifierOutputs, training: Mapping[str, Any],
+               columns: Mapping[str, Any] | None = None) -> None:
+        """Rank 0 writes the adapter, the validation logits in both orders and `metrics.json`;
+        then every rank waits for it and the checkpoints go (unless kept)."""
         if self.parallel.is_main:
-            write_classifier_outputs(self.model, self.encoder, self.val_rows, metrics, max_tokens=self.config.eval_max_tokens,
-                                     bf16=self.bf16, out_adapter=out_adapter, out_val_logits=out_val_logits,
-                                     out_metrics=out_metrics, columns=columns)
+            write_classifier_outputs(self.model, self.encoder, self.val_rows, metrics, outputs,
+                                     max_tokens=self.config.eval_max_tokens, bf16=self.bf16, columns=columns)
+        finish(self.parallel, outputs.checkpoint_dir, training)
 
 
 def train_teacher(
@@ -172,10 +180,7 @@ def train_teacher(
     spec: Mapping[str, Any],
     training: Mapping[str, Any],
     text: Mapping[str, Any],
-    out_adapter: str,
-    out_metrics: str,
-    out_val_logits: str,
-    checkpoint_dir: str,
+    outputs: Mapping[str, str],
 ) -> None:
     """LoRA classifier on the fold's train rows (+ mirrors), the weights `select` names kept.
 
@@ -186,18 +191,15 @@ def train_teacher(
     train_set = classification_examples(job.encoder, job.train_rows)
     val_set = classification_examples(job.encoder, job.val_rows.assign(swapped=False))
     log.info("fold %d: %d train rows (with mirrors), %d val rows", fold, len(train_set), len(val_set))
+    outputs = ClassifierOutputs(**outputs)
     result = job.train(
         ClassificationTask(training.get("label_smoothing", 0.0)),
         train_set,
         val_set,
-        checkpoint_dir=checkpoint_dir,
-        fingerprint=fingerprint("train_teacher", fold, spec, training, text, model_fingerprint(base), examples_digest(train_set)),
+        outputs,
+        fingerprint("train_teacher", fold, spec, training, text, model_fingerprint(base), examples_digest(train_set)),
     )
-    job.write_outputs(
-        {"train_rows": len(train_set), "init_adapter": base.get("init_adapter"), **result.metrics},
-        out_adapter=out_adapter, out_val_logits=out_val_logits, out_metrics=out_metrics,
-    )
-    finish(job.parallel, checkpoint_dir, training)
+    job.finish({"train_rows": len(train_set), "init_adapter": base.get("init_adapter"), **result.metrics}, outputs, training)
 
 
 def post_pretrain(
@@ -208,10 +210,7 @@ def post_pretrain(
     settings: Mapping[str, Any],
     training: Mapping[str, Any],
     text: Mapping[str, Any],
-    out_adapter: str,
-    out_metrics: str,
-    out_dev_logits: str,
-    checkpoint_dir: str,
+    outputs: Mapping[str, str],
 ) -> None:
     """Step 1: the model's A/B/tie classifier pre-finetuned on a labelled pair set.
 
@@ -233,16 +232,15 @@ def post_pretrain(
     train_set = classification_examples(job.encoder, job.train_rows)
     dev_set = classification_examples(job.encoder, job.val_rows.assign(swapped=False))
     log.info("post-pretraining on %d pairs (%d rows with mirrors), %d dev pairs", (~is_dev).sum(), len(train_set), len(dev_set))
+    outputs = ClassifierOutputs(**outputs)
     result = job.train(
         ClassificationTask(training.get("label_smoothing", 0.0)),
         train_set,
         dev_set,
-        checkpoint_dir=checkpoint_dir,
-        fingerprint=fingerprint("post_pretrain", spec, settings, training, text, model_fingerprint(base), examples_digest(train_set)),
+        outputs,
+        fingerprint("post_pretrain", spec, settings, training, text, model_fingerprint(base), examples_digest(train_set)),
     )
-    job.write_outputs({"train_rows": len(train_set), **result.metrics},
-                      out_adapter=out_adapter, out_val_logits=out_dev_logits, out_metrics=out_metrics)
-    finish(job.parallel, checkpoint_dir, training)
+    job.finish({"train_rows": len(train_set), **result.metrics}, outputs, training)
 
 
 def write_classifier_outputs(
@@ -250,25 +248,23 @@ def write_classifier_outputs(
     encoder: PairEncoder,
     val_rows: pd.DataFrame,
     metrics: Mapping[str, Any],
+    outputs: ClassifierOutputs,
     *,
     max_tokens: int,
     bf16: bool,
-    out_adapter: str,
-    out_val_logits: str,
-    out_metrics: str,
     columns: Mapping[str, Any] | None = None,
 ) -> None:
     """What every classifier-training rule writes: the adapter, the best model's logits on
     the validation rows in both orders (plus `columns`), and `metrics.json`."""
-    with atomic_path(out_adapter, directory=True) as tmp:
+    with atomic_path(outputs.adapter, directory=True) as tmp:
         model.save_pretrained(tmp)
     both = with_swaps(val_rows)
     logits = predict_logits(
         for_inference(model), encode_rows(encoder, both), pad_id=encoder.tokenizer.pad_token_id, max_tokens=max_tokens, bf16=bf16, desc="val"
     )
     frame = logits_frame(both, logits, {"label": both["label"].to_numpy(), **{k: np.full(len(both), v) for k, v in (columns or {}).items()}})
-    write_parquet(frame, out_val_logits)
-    write_json({**validation_metrics(frame), **metrics}, out_metrics)
+    write_parquet(frame, outputs.val_logits)
+    write_json({**validation_metrics(frame), **metrics}, outputs.metrics)
 
 
 def validation_metrics(frame: pd.DataFrame) -> dict[str, float]:

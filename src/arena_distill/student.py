@@ -18,7 +18,7 @@ from arena_distill.io import read_json
 from arena_distill.logits import LOGIT_COLUMNS
 from arena_distill.models import load_model, load_tokenizer, save_model
 from arena_distill.pairs import encode_rows, fold_ids
-from arena_distill.stages import FoldJob, examples_digest, finish, fingerprint, model_fingerprint, text_config
+from arena_distill.stages import ClassifierOutputs, FoldJob, examples_digest, fingerprint, model_fingerprint, text_config
 from arena_distill.text import PairEncoder
 from arena_distill.training import Examples
 
@@ -63,10 +63,7 @@ def distill_student(
     training: Mapping[str, Any],
     distill: Mapping[str, Any],
     text: Mapping[str, Any],
-    out_adapter: str,
-    out_metrics: str,
-    out_val_logits: str,
-    checkpoint_dir: str,
+    outputs: Mapping[str, str],
 ) -> None:
     """The student's LoRA classifier on the fold's train rows, taught by labels and teachers.
 
@@ -80,18 +77,16 @@ def distill_student(
     val_set = Examples(encode_rows(job.encoder, val_rows), {"label": val_rows["label"].to_numpy(dtype=np.int64)})
     log.info("fold %d: %d train rows (with mirrors) taught by %s, %d val rows", fold, len(train_set), list(teacher_logits), len(val_set))
     weights = DistillWeights(**distill.get("weights", {}))
+    outputs = ClassifierOutputs(**outputs)
     result = job.train(
         DistillTask(distill["temperature"], weights, training.get("label_smoothing", 0.0)),
         train_set,
         val_set,
-        checkpoint_dir=checkpoint_dir,
-        fingerprint=fingerprint("distill_student", fold, spec, training, distill, text, model_fingerprint(base), examples_digest(train_set)),
+        outputs,
+        fingerprint("distill_student", fold, spec, training, distill, text, model_fingerprint(base), examples_digest(train_set)),
     )
-    job.write_outputs(
-        {"train_rows": len(train_set), "teachers": list(teacher_logits), "init_adapter": base.get("init_adapter"), **result.metrics},
-        out_adapter=out_adapter, out_val_logits=out_val_logits, out_metrics=out_metrics, columns={"fold": fold},
-    )
-    finish(job.parallel, checkpoint_dir, training)
+    metrics = {"train_rows": len(train_set), "teachers": list(teacher_logits), "init_adapter": base.get("init_adapter"), **result.metrics}
+    job.finish(metrics, outputs, training, columns={"fold": fold})
 
 
 MERGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}

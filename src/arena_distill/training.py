@@ -1,48 +1,39 @@
 """The training loop shared by post-pretraining, teachers and the student.
 
-One loop, two tasks (classification, distillation): a task turns a padded batch into a summed loss and evaluation sums;
-the loop owns everything else — optimizer, cosine schedule with warmup, gradient
-accumulation, mixed precision, data parallelism, evaluation with best-checkpoint keeping,
-and resumable checkpoints.
+One loop, two tasks (classification, distillation): a task turns a padded batch into a
+summed loss and evaluation sums; the loop owns everything else, and reads in the order it
+happens — set-up (optimizer, schedule, resume), one optimizer step (accumulate micro-
+batches, sum gradients across processes, clip, step), then every `eval_every` steps an
+evaluation that may keep the best weights and always writes the resumable checkpoint.
 
-Data parallelism: under `torchrun` every process takes every `world`-th row of each global
-batch, the loss is normalized by the global batch's row count, and gradients are summed
-across processes with one `all_reduce`. N processes therefore compute the 1-process
+Data parallelism (`arena_distill.parallel`): under `torchrun` every process takes every
+`world`-th row of each global batch, the loss is normalized by the global batch's row count,
+and gradients are summed across processes. N processes therefore compute the 1-process
 gradient of the same global batch (up to float summation order); the batch plan depends
-only on the seed and the epoch, never on the number of processes.
-
-Resuming: after every evaluation the trainable weights, optimizer, scheduler, every
-process's RNG state and the step are saved under the checkpoint directory, tagged with a
-fingerprint of the run (data, base model, settings). A rerun with the same fingerprint
-continues from that step — the batch plan is a pure function of (seed, epoch), so the
-data position is the step itself. A different fingerprint starts over.
+only on the seed and the epoch, never on the number of processes. Checkpoints and resuming:
+`arena_distill.checkpoints`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import random
-import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from arena_distill.batching import length_grouped_batches, pad_right, random_batches, token_budget_batches
+from arena_distill.checkpoints import Checkpoints
 from arena_distill.errors import ConfigError
-from arena_distill.io import atomic_path
+from arena_distill.parallel import Parallel, sync_gradients, use_bf16
 
 BATCH_PLANS = {"length_grouped": length_grouped_batches, "random": random_batches}
 
@@ -163,138 +154,6 @@ class TrainState:
     resumed_from: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Parallel:
-    """This process's place in a `torchrun` job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls) -> "Parallel":
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def device(self) -> torch.device:
-        if torch.cuda.is_available():
-            torch.cuda.set_device(self.local_rank)
-            return torch.device("cuda", self.local_rank)
-        return torch.device("cpu")
-
-    def sum(self, values: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            dist.all_reduce(values, op=dist.ReduceOp.SUM)
-        return values
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """bf16 autocast where it is native (CUDA with bf16 support); fp32 elsewhere."""
-    if precision == "fp32":
-        return False
-    supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    if precision == "bf16" and not supported:
-        log.warning("precision bf16 requested but %s has no native bf16: training in fp32", device)
-    return supported
-
-
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().to("cpu", copy=True).contiguous() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def load_trainable_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state.items():
-            params[name].copy_(value)
-
-
-class Checkpoints:
-    """The resumable state of one run under `root`: `latest/` plus `best.safetensors`."""
-
-    def __init__(self, root: str | Path, fingerprint: str, parallel: Parallel):
-        self.root = Path(root)
-        self.fingerprint = fingerprint
-        self.parallel = parallel
-        self.latest = self.root / "latest"
-        self.previous = self.root / "previous"
-        self.best = self.root / "best.safetensors"
-        if parallel.is_main and self.previous.is_dir() and not self.latest.exists():
-            os.replace(self.previous, self.latest)
-        parallel.barrier()
-
-    def can_resume(self) -> bool:
-        state = self.latest / "state.json"
-        if not state.is_file():
-            return False
-        if json.loads(state.read_text())["fingerprint"] != self.fingerprint:
-            log.info("checkpoint in %s belongs to another run (inputs or settings changed): starting over", self.root)
-            return False
-        return (self.latest / f"rng-{self.parallel.rank}.pt").is_file()
-
-    def save(self, model, optimizer, scheduler, state: TrainState) -> None:
-        staging = self.root / ".staging"
-        if self.parallel.is_main:
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-        self.parallel.barrier()
-        torch.save(rng_state(), staging / f"rng-{self.parallel.rank}.pt")
-        self.parallel.barrier()
-        if self.parallel.is_main:
-            save_file(trainable_state(model), staging / "trainable.safetensors")
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staging / "optim.pt")
-            (staging / "state.json").write_text(json.dumps({"fingerprint": self.fingerprint, **asdict(state)}))
-            # Two renames: a kill at any moment leaves `latest` or `previous` complete.
-            if self.latest.exists():
-                os.replace(self.latest, self.previous)
-            os.replace(staging, self.latest)
-            shutil.rmtree(self.previous, ignore_errors=True)
-        self.parallel.barrier()
-
-    def restore(self, model, optimizer, scheduler) -> TrainState:
-        load_trainable_state(model, load_file(self.latest / "trainable.safetensors"))
-        optim = torch.load(self.latest / "optim.pt", weights_only=False)
-        optimizer.load_state_dict(optim["optimizer"])
-        scheduler.load_state_dict(optim["scheduler"])
-        set_rng_state(torch.load(self.latest / f"rng-{self.parallel.rank}.pt", weights_only=False))
-        saved = json.loads((self.latest / "state.json").read_text())
-        saved.pop("fingerprint")
-        return TrainState(**saved)
-
-    def save_best(self, model) -> None:
-        if self.parallel.is_main:
-            with atomic_path(self.best) as tmp:
-                save_file(trainable_state(model), tmp)
-
-    def load_best(self, model) -> None:
-        load_trainable_state(model, load_file(self.best))
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def evaluate(
     model: torch.nn.Module,
     task: Task,
@@ -327,6 +186,95 @@ class TrainResult:
     state: TrainState
 
 
+@dataclass
+class Run:
+    """Everything one training run holds between steps (built by `start_run`)."""
+
+    model: torch.nn.Module
+    task: Task
+    train_set: Examples
+    val_set: Examples
+    config: TrainConfig
+    pad_id: int
+    parallel: Parallel
+    device: torch.device
+    bf16: bool
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    checkpoints: Checkpoints
+    plan_batches: Callable[..., list[list[int]]]
+    steps_per_epoch: int
+    total_steps: int
+    state: TrainState
+
+
+def start_run(model, task: Task, train_set: Examples, val_set: Examples, config: TrainConfig, *, pad_id: int,
+              checkpoint_dir: str | Path, fingerprint: str, parallel: Parallel) -> Run:
+    """Optimizer, warmup + cosine schedule and batch plan; resumed from a checkpoint of the same run if any."""
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=config.adam_betas, weight_decay=config.weight_decay)
+    plan_batches = BATCH_PLANS[config.batching]
+    steps_per_epoch = len(plan_batches(train_set.lengths, config.batch_size, config.seed, 0))
+    total_steps, schedule_steps, warmup_steps = config.schedule(steps_per_epoch)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, schedule_steps)
+    checkpoints = Checkpoints(checkpoint_dir, fingerprint, parallel)
+    state = TrainState()
+    if checkpoints.can_resume():
+        state = checkpoints.restore(model, optimizer, scheduler, TrainState)
+        state.resumed_from.append(state.step)
+        log.info("resumed from step %d of %d (checkpoint %s)", state.step, total_steps, checkpoints.latest)
+    run = Run(model, task, train_set, val_set, config, pad_id, parallel, device, use_bf16(config.precision, device), params,
+              optimizer, scheduler, checkpoints, plan_batches, steps_per_epoch, total_steps, state)
+    log.info(
+        "training %d rows (%d per process), %d steps of %d rows (cosine schedule over %d, warmup %d), "
+        "%d trainable parameters, %s on %s",
+        len(train_set), math.ceil(len(train_set) / parallel.world), total_steps, config.batch_size, schedule_steps,
+        warmup_steps, sum(p.numel() for p in params), "bf16" if run.bf16 else "fp32", device,
+    )
+    return run
+
+
+def optimizer_step(run: Run, global_rows: list[int]) -> float:
+    """One optimizer step over a global batch; returns its mean loss over all processes."""
+    started = time.perf_counter()
+    loss_sum, tokens = accumulate(run.model, run.task, run.train_set, global_rows, run.config, run.pad_id, run.device,
+                                  run.parallel, run.bf16)
+    if run.parallel.world > 1:
+        sync_gradients(run.params, run.parallel)
+    torch.nn.utils.clip_grad_norm_(run.params, run.config.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    totals = run.parallel.sum(torch.tensor([loss_sum, float(tokens)], dtype=torch.float64))
+    run.state.tokens += int(totals[1].item())
+    run.state.train_seconds += time.perf_counter() - started
+    run.state.step += 1
+    return totals[0].item() / len(global_rows)
+
+
+def evaluate_and_checkpoint(run: Run, train_loss: float, started: float) -> None:
+    """Score the validation rows, keep the weights if they are the best so far (`select:
+    best`), log, and write the resumable checkpoint."""
+    state, config = run.state, run.config
+    val = evaluate(run.model, run.task, run.val_set, run.pad_id, run.device, run.parallel, config.eval_max_tokens, run.bf16)
+    if val["loss"] < state.best_loss:
+        state.best_loss, state.best_step = val["loss"], state.step
+        if config.select == "best":
+            run.checkpoints.save_best(run.model)
+    state.seconds = time.perf_counter() - started
+    record = {"step": state.step, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}}
+    state.history.append(record)
+    log.info(
+        "step %d/%d epoch %.2f train_loss %.4f %s best %.4f@%d %.0f tok/s",
+        state.step, run.total_steps, state.step / run.steps_per_epoch, train_loss,
+        " ".join(f"val_{k} {v:.4f}" for k, v in val.items()), state.best_loss, state.best_step,
+        state.tokens / max(state.train_seconds, 1e-9),
+    )
+    run.checkpoints.save(run.model, run.optimizer, run.scheduler, state)
+
+
 def train(
     model: torch.nn.Module,
     task: Task,
@@ -346,87 +294,34 @@ def train(
     `on_checkpoint(step)` runs after each checkpoint is written (tests use it to stop a
     run mid-way). Returns the metrics that `metrics.json` records.
     """
-    parallel = parallel or Parallel()
-    device = next(model.parameters()).device
-    bf16 = use_bf16(config.precision, device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=config.adam_betas, weight_decay=config.weight_decay)
-    lengths = train_set.lengths
-    plan_batches = BATCH_PLANS[config.batching]
-    steps_per_epoch = len(plan_batches(lengths, config.batch_size, config.seed, 0))
-    total_steps, schedule_steps, warmup_steps = config.schedule(steps_per_epoch)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, schedule_steps)
-    checkpoints = Checkpoints(checkpoint_dir, fingerprint, parallel)
-    state = TrainState()
-    if checkpoints.can_resume():
-        state = checkpoints.restore(model, optimizer, scheduler)
-        state.resumed_from.append(state.step)
-        log.info("resumed from step %d of %d (checkpoint %s)", state.step, total_steps, checkpoints.latest)
-    log.info(
-        "training %d rows (%d per process), %d steps of %d rows, %d trainable parameters, %s on %s",
-        len(train_set),
-        math.ceil(len(train_set) / parallel.world),
-        total_steps,
-        config.batch_size,
-        sum(p.numel() for p in params),
-        "bf16" if bf16 else "fp32",
-        device,
-    )
+    run = start_run(model, task, train_set, val_set, config, pad_id=pad_id, checkpoint_dir=checkpoint_dir,
+                    fingerprint=fingerprint, parallel=parallel or Parallel())
+    state = run.state
     model.train()
     started = time.perf_counter() - state.seconds
     epoch_plan: tuple[int, list[list[int]]] = (-1, [])
     interval_losses: list[float] = []
-    progress = tqdm(total=total_steps, initial=state.step, disable=not parallel.is_main, desc="train", mininterval=5)
-    while state.step < total_steps:
-        epoch, position = divmod(state.step, steps_per_epoch)
+    progress = tqdm(total=run.total_steps, initial=state.step, disable=not run.parallel.is_main, desc="train", mininterval=5)
+    while state.step < run.total_steps:
+        # The batch plan is a pure function of (seed, epoch): a resumed run replays it.
+        epoch, position = divmod(state.step, run.steps_per_epoch)
         if epoch_plan[0] != epoch:
-            epoch_plan = (epoch, plan_batches(lengths, config.batch_size, config.seed, epoch))
-        global_rows = epoch_plan[1][position]
-        step_started = time.perf_counter()
-        loss_sum, tokens = accumulate(model, task, train_set, global_rows, config, pad_id, device, parallel, bf16)
-        if parallel.world > 1:
-            sync_gradients(params, parallel)
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        totals = parallel.sum(torch.tensor([loss_sum, float(tokens)], dtype=torch.float64))
-        step_loss = totals[0].item() / len(global_rows)
+            epoch_plan = (epoch, run.plan_batches(train_set.lengths, config.batch_size, config.seed, epoch))
+        step_loss = optimizer_step(run, epoch_plan[1][position])
         state.losses.append(step_loss)
         interval_losses.append(step_loss)
-        state.tokens += int(totals[1].item())
-        state.train_seconds += time.perf_counter() - step_started
-        state.step += 1
         progress.update(1)
         progress.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
-        if state.step % config.eval_every == 0 or state.step == total_steps:
-            val = evaluate(model, task, val_set, pad_id, device, parallel, config.eval_max_tokens, bf16)
-            if val["loss"] < state.best_loss:
-                state.best_loss, state.best_step = val["loss"], state.step
-                if config.select == "best":
-                    checkpoints.save_best(model)
-            state.seconds = time.perf_counter() - started
-            record = {"step": state.step, "train_loss": float(np.mean(interval_losses)), **{f"val_{k}": v for k, v in val.items()}}
-            state.history.append(record)
+        # Every eval_every steps and at the end: validate, keep the best, checkpoint.
+        if state.step % config.eval_every == 0 or state.step == run.total_steps:
+            evaluate_and_checkpoint(run, float(np.mean(interval_losses)), started)
             interval_losses = []
-            log.info(
-                "step %d/%d epoch %.2f train_loss %.4f %s best %.4f@%d %.0f tok/s",
-                state.step,
-                total_steps,
-                state.step / steps_per_epoch,
-                record["train_loss"],
-                " ".join(f"val_{k} {v:.4f}" for k, v in val.items()),
-                state.best_loss,
-                state.best_step,
-                state.tokens / max(state.train_seconds, 1e-9),
-            )
-            checkpoints.save(model, optimizer, scheduler, state)
             if on_checkpoint is not None:
                 on_checkpoint(state.step)
     progress.close()
     if config.select == "best":
-        checkpoints.load_best(model)
-    return TrainResult(metrics=summarize_run(state, steps_per_epoch, config.select), state=state)
+        run.checkpoints.load_best(model)
+    return TrainResult(metrics=summarize_run(state, run.steps_per_epoch, config.select), state=state)
 
 
 def accumulate(
@@ -457,16 +352,6 @@ def accumulate(
     return loss_sum, tokens
 
 
-def sync_gradients(params: list[torch.nn.Parameter], parallel: Parallel) -> None:
-    """Sum gradients over processes in one flat buffer (a process with no rows adds zeros)."""
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = parallel.sum(torch.cat([g.reshape(-1) for g in grads]))
-    offset = 0
-    for p, g in zip(params, grads):
-        p.grad = flat[offset : offset + g.numel()].view_as(g).clone()
-        offset += g.numel()
-
-
 def summarize_run(state: TrainState, steps_per_epoch: int, select: str = "best") -> dict:
     """The run's metrics: validation numbers of the weights kept, loss at start and end, speed."""
     window = max(1, len(state.losses) // 20)
@@ -490,7 +375,3 @@ def summarize_run(state: TrainState, steps_per_epoch: int, select: str = "best")
     }
 
 
-def discard_checkpoints(checkpoint_dir: str | Path, parallel: Parallel) -> None:
-    """Remove a finished run's checkpoints (called once its outputs are written)."""
-    if parallel.is_main:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)

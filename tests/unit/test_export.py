@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import pandas as pd
 import pytest
 import torch
 from peft import PeftModel
@@ -12,7 +13,7 @@ from transformers import AutoModelForSequenceClassification
 from arena_distill.adapters import average_adapters
 from arena_distill.models import add_lora, build_tiny_model, load_model, save_model
 from arena_distill.quantize import quantize_model
-from arena_distill.student import merge_student
+from arena_distill.student import calibration_texts, merge_dtype, merge_student
 
 # GPTQ packs weights in blocks of 32: every projection needs a multiple of 32 outputs.
 SIZES = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128}
@@ -112,8 +113,28 @@ def test_mismatched_adapters_are_refused_by_name(base, tokenizer, folds, tmp_pat
 def merged(base, tokenizer, folds, tmp_path_factory):
     root = tmp_path_factory.mktemp("merged")
     average_adapters(folds, root / "avg")
-    merge_student(base={"path": base}, adapter=str(root / "avg"), spec={"seed": 0}, out_model=str(root / "model"))
+    merge_student(base={"path": base}, adapter=str(root / "avg"), spec={"seed": 0}, dtype="auto", out_model=str(root / "model"))
     return root
+
+
+def test_the_merge_runs_in_the_dtype_asked(base, tokenizer, folds, tmp_path):
+    """fp16 as the original (keeps small updates bf16 rounds away); `auto` is fp32 on CPU."""
+    average_adapters(folds, tmp_path / "avg")
+    merge_student(base={"path": base}, adapter=str(tmp_path / "avg"), spec={"seed": 0}, dtype="float16", out_model=str(tmp_path / "fp16"))
+    config = json.loads((tmp_path / "fp16/config.json").read_text())
+    assert config["dtype"] == "float16"
+    assert merge_dtype("auto") == torch.float32 and merge_dtype("bfloat16") == torch.bfloat16
+
+
+def test_gptq_calibration_texts_come_from_the_fold_asked(base, tokenizer):
+    table = pd.DataFrame({"id": [1, 2, 3, 4], "prompt": [[f"question {i}"] for i in range(1, 5)], "response_a": [["a"]] * 4,
+                          "response_b": [["b"]] * 4, "label": [0, 1, 2, 0]})
+    folds = {"folds": [{"fold": 0, "train_ids": [1, 2], "val_ids": [3, 4]}, {"fold": 1, "train_ids": [3, 4], "val_ids": [1, 2]}]}
+    text = {"train_max_length": 64, "prompt_words": 256, "response_words": 700, "prompt_tokens": 16}
+    one = calibration_texts(table, folds, base, text, n=8, seed=2023, fold=1)
+    every = calibration_texts(table, folds, base, text, n=8, seed=2023)
+    assert len(one) == 2 and all("question 3" in t or "question 4" in t for t in one)
+    assert len(every) == 4
 
 
 def test_merged_logits_equal_the_adapters(base, tokenizer, merged):

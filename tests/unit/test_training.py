@@ -13,7 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from arena_distill.pairs import swap_pairs, with_swaps
-from arena_distill.training import ClassificationTask, Parallel, TrainConfig, evaluate, train, trainable_state
+from arena_distill.checkpoints import trainable_state
+from arena_distill.parallel import Parallel
+from arena_distill.training import ClassificationTask, TrainConfig, evaluate, train
 from tests.unit.synthetic import PAD, marker_pairs, tiny_classifier
 
 CONFIG = TrainConfig(learning_rate=3e-3, epochs=3, batch_size=16, micro_batch_size=16, eval_every=20, seed=0)
