@@ -88,10 +88,12 @@ class Checkpoints:
 
     def restore(self, model, optimizer, scheduler, state_type: type[TrainState]) -> TrainState:
         load_trainable_state(model, load_file(self.latest / "trainable.safetensors"))
-        optim = torch.load(self.latest / "optim.pt", weights_only=False)
+        # Tensors come back on the CPU (load_state_dict moves them to each parameter's
+        # device): without it every rank's optimizer state lands on the GPU that saved it.
+        optim = torch.load(self.latest / "optim.pt", map_location="cpu", weights_only=True)
         optimizer.load_state_dict(optim["optimizer"])
         scheduler.load_state_dict(optim["scheduler"])
-        set_rng_state(torch.load(self.latest / f"rng-{self.parallel.rank}.pt", weights_only=False))
+        set_rng_state(torch.load(self.latest / f"rng-{self.parallel.rank}.pt", map_location="cpu", weights_only=True))
         saved = json.loads((self.latest / "state.json").read_text())
         saved.pop("fingerprint")
         return state_type(**saved)
@@ -106,7 +108,12 @@ class Checkpoints:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as tensors, ints and tuples: what `weights_only` loading
+    accepts, so a checkpoint never needs unpickling code to resume."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    numpy = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": position, "has_gauss": has_gauss,
+             "gauss": gauss}
+    state = {"python": random.getstate(), "numpy": numpy, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -114,7 +121,9 @@ def rng_state() -> dict:
 
 def set_rng_state(state: Mapping) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy = state["numpy"]
+    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"],
+                         numpy["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

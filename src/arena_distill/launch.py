@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from arena_distill import stages, student
+from arena_distill.parallel import close_process_group
 
 STAGES = {"post_pretrain": stages.post_pretrain, "train_teacher": stages.train_teacher, "distill_student": student.distill_student}
 
@@ -32,8 +33,19 @@ log = logging.getLogger(__name__)
 
 
 def process_count(resources: Mapping[str, Any]) -> int:
-    """Processes for a job: the `processes` resource if set, else one per GPU, at least one."""
-    processes = resources.get("processes") or resources.get("gpu") or 1
+    """Processes for a job: the `processes` resource if set, else one per GPU, at least one.
+
+    A job that was given GPUs but sees no CUDA fails here, at once: silently training a
+    70B model on the CPU in fp32 would only end at the time limit.
+    """
+    gpus = int(resources.get("gpu") or 0)
+    if gpus and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"this job was given {gpus} GPU(s) but torch {torch.__version__} sees no CUDA device "
+            f"(torch CUDA build: {torch.version.cuda or 'none, a CPU-only wheel'}; it needs a CUDA build of torch and an "
+            f"NVIDIA driver that supports that CUDA version, visible in this job's step: check nvidia-smi there)"
+        )
+    processes = resources.get("processes") or gpus or 1
     return max(1, int(processes))
 
 
@@ -75,6 +87,8 @@ def main(argv: list[str]) -> None:
     except Exception:
         logging.getLogger("arena_distill").exception("rank %d failed", rank)
         raise
+    finally:
+        close_process_group()
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from peft import (
     set_peft_model_state_dict,
 )
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -157,6 +158,7 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     load_in_bits: int | None = None,
     device: torch.device | str = "cpu",
+    attn_implementation: str | None = None,
 ) -> PreTrainedModel:
     """The sequence classifier (3 labels) of `path`, optionally k-bit (frozen, for QLoRA).
 
@@ -166,7 +168,8 @@ def load_model(
     """
     torch.manual_seed(seed)
     kwargs: dict[str, Any] = {"dtype": dtype, "pad_token_id": pad_token_id, "num_labels": len(LABELS),
-                              "id2label": dict(enumerate(LABELS)), "label2id": {v: i for i, v in enumerate(LABELS)}}
+                              "id2label": dict(enumerate(LABELS)), "label2id": {v: i for i, v in enumerate(LABELS)},
+                              "attn_implementation": attention_implementation(path, attn_implementation)}
     quantization = quantization_config(load_in_bits, dtype)
     if quantization is not None:
         kwargs.update(quantization_config=quantization, device_map={"": str(device)})
@@ -174,6 +177,17 @@ def load_model(
     if quantization is None:
         model.to(device)
     return model
+
+
+def attention_implementation(path: str | Path, requested: str | None = None) -> str:
+    """The attention kernel a model runs with: `requested`, else one that computes the
+    model's attention exactly. Gemma-2 soft-caps its attention logits (tanh at 50), which
+    PyTorch's SDPA kernel cannot do: some transformers releases pick SDPA anyway and drop
+    the cap silently, so a soft-capped model gets `eager` by name; others get `sdpa`."""
+    if requested:
+        return requested
+    config = AutoConfig.from_pretrained(path)
+    return "eager" if getattr(config, "attn_logit_softcapping", None) else "sdpa"
 
 
 def add_lora(

@@ -13,11 +13,16 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 log = logging.getLogger(__name__)
+
+GROUP_TIMEOUT = timedelta(hours=2)
+"""How long a collective may wait for the slowest rank. NCCL's default (10 minutes) is
+shorter than loading a 70B model or saving its outputs; a hang still ends, after this."""
 
 
 @dataclass(frozen=True)
@@ -30,10 +35,15 @@ class Parallel:
 
     @classmethod
     def from_env(cls) -> "Parallel":
+        """The job's process group, started once: NCCL for CUDA tensors with gloo beside it
+        for CPU ones, the device bound first so NCCL's communicator lands on it."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
+        parallel = cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
         if world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+            parallel.device()
+            backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend, timeout=GROUP_TIMEOUT)
+        return parallel
 
     @property
     def is_main(self) -> bool:
@@ -46,13 +56,23 @@ class Parallel:
         return torch.device("cpu")
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            dist.all_reduce(values, op=dist.ReduceOp.SUM)
-        return values
+        """`values` summed over processes, on this process's device: the one device type
+        every backend of the group serves (NCCL refuses CPU tensors)."""
+        if self.world == 1:
+            return values
+        on_device = values.to(self.device())
+        dist.all_reduce(on_device, op=dist.ReduceOp.SUM)
+        return on_device
 
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
+
+
+def close_process_group() -> None:
+    """End the job's process group (torchrun workers call it on the way out)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:

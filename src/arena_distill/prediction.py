@@ -27,7 +27,7 @@ from arena_distill.errors import DataError
 from arena_distill.inference import predict_logits
 from arena_distill.io import atomic_path
 from arena_distill.logits import LOGIT_COLUMNS
-from arena_distill.models import load_tokenizer
+from arena_distill.models import attention_implementation, load_tokenizer
 from arena_distill.pairs import encode_rows, swap_pairs, unswap_probs
 from arena_distill.text import PairEncoder, TextConfig
 
@@ -40,7 +40,9 @@ def load_classifier(model_dir: str | Path) -> tuple[PreTrainedModel, object]:
     """A saved classifier (plain, GPTQ or bitsandbytes) and its tokenizer, ready to score."""
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
     tokenizer = load_tokenizer(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, device_map={"": device})
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, device_map={"": device}, attn_implementation=attention_implementation(model_dir)
+    )
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.eval(), tokenizer
 

@@ -20,7 +20,7 @@ from transformers import AutoModelForSequenceClassification, GPTQConfig, PreTrai
 
 from arena_distill.errors import ConfigError
 from arena_distill.io import atomic_path
-from arena_distill.models import load_tokenizer, quantization_config
+from arena_distill.models import attention_implementation, load_tokenizer, quantization_config
 
 METHODS = ("gptq", "bnb", "none")
 INFERENCE_FILE = "inference.json"
@@ -74,7 +74,8 @@ def gptq_quantize(
         raise ConfigError("GPTQ needs calibration texts; set quantize.n_calibration > 0", key="quantize.n_calibration")
     config = GPTQConfig(bits=bits, group_size=group_size, dataset=list(texts), tokenizer=tokenizer, batch_size=1, model_seqlen=model_seqlen)
     return AutoModelForSequenceClassification.from_pretrained(
-        merged_dir, quantization_config=config, device_map={"": device_name()}, dtype=torch.float16 if torch.cuda.is_available() else torch.float32
+        merged_dir, quantization_config=config, device_map={"": device_name()}, attn_implementation=attention_implementation(merged_dir),
+        dtype=torch.float16 if torch.cuda.is_available() else torch.float32,
     )
 
 

@@ -37,10 +37,15 @@ log = logging.getLogger(__name__)
 TRAIN_KEYS = tuple(field.name for field in fields(TrainConfig))
 
 
+def model_training(training: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The `training` block as one model sees it: its own `training` overrides win."""
+    return {**training, **spec.get("training", {})}
+
+
 def train_config(training: Mapping[str, Any], spec: Mapping[str, Any]) -> TrainConfig:
     """The shared `training` block under a model's own keys (learning rate, epochs, seed,
     and its `training` overrides)."""
-    merged = {**training, **spec.get("training", {}), **{k: v for k, v in spec.items() if k in TRAIN_KEYS}}
+    merged = {**model_training(training, spec), **{k: v for k, v in spec.items() if k in TRAIN_KEYS}}
     return TrainConfig(**{k: v for k, v in merged.items() if k in TRAIN_KEYS})
 
 
@@ -92,6 +97,7 @@ def load_base(base: Mapping[str, Any], spec: Mapping[str, Any], device: torch.de
         dtype=torch.bfloat16 if bf16 else torch.float32,
         load_in_bits=spec.get("load_in_bits"),
         device=device,
+        attn_implementation=spec.get("attn_implementation"),
     )
     return tokenizer, model
 
@@ -126,6 +132,8 @@ class FoldJob:
 
     parallel: Parallel
     config: TrainConfig
+    training: Mapping[str, Any]
+    """The shared `training` block under the model's own `training` overrides."""
     bf16: bool
     tokenizer: Any
     model: Any
@@ -138,6 +146,7 @@ class FoldJob:
         """The model on this process's device with its LoRA: fresh, or the post-pretrained
         `base["init_adapter"]` (head dropped); train rows with their mirrors when
         `training.swap_augment`."""
+        training = model_training(training, spec)
         parallel = Parallel.from_env()
         device = parallel.device()
         bf16 = use_bf16(config.precision, device)
@@ -146,7 +155,7 @@ class FoldJob:
         if base.get("init_adapter"):
             log.info("LoRA starts from %s (its head dropped)", base["init_adapter"])
         train_rows = with_swaps(train_rows, training.get("swap_augment", True))
-        return cls(parallel, config, bf16, tokenizer, model, PairEncoder(tokenizer, text_config(text, text["train_max_length"])),
+        return cls(parallel, config, training, bf16, tokenizer, model, PairEncoder(tokenizer, text_config(text, text["train_max_length"])),
                    train_rows, val_rows)
 
     @classmethod
@@ -161,14 +170,13 @@ class FoldJob:
         return train(self.model, task, train_set, val_set, self.config, pad_id=self.tokenizer.pad_token_id,
                      checkpoint_dir=outputs.checkpoint_dir, fingerprint=fingerprint, parallel=self.parallel)
 
-    def finish(self, metrics: Mapping[str, Any], outputs: ClassifierOutputs, training: Mapping[str, Any],
-               columns: Mapping[str, Any] | None = None) -> None:
+    def finish(self, metrics: Mapping[str, Any], outputs: ClassifierOutputs, columns: Mapping[str, Any] | None = None) -> None:
         """Rank 0 writes the adapter, the validation logits in both orders and `metrics.json`;
         then every rank waits for it and the checkpoints go (unless kept)."""
         if self.parallel.is_main:
             write_classifier_outputs(self.model, self.encoder, self.val_rows, metrics, outputs,
                                      max_tokens=self.config.eval_max_tokens, bf16=self.bf16, columns=columns)
-        finish(self.parallel, outputs.checkpoint_dir, training)
+        finish(self.parallel, outputs.checkpoint_dir, self.training)
 
 
 def train_teacher(
@@ -193,13 +201,13 @@ def train_teacher(
     log.info("fold %d: %d train rows (with mirrors), %d val rows", fold, len(train_set), len(val_set))
     outputs = ClassifierOutputs(**outputs)
     result = job.train(
-        ClassificationTask(training.get("label_smoothing", 0.0)),
+        ClassificationTask(job.training.get("label_smoothing", 0.0)),
         train_set,
         val_set,
         outputs,
         fingerprint("train_teacher", fold, spec, training, text, model_fingerprint(base), examples_digest(train_set)),
     )
-    job.finish({"train_rows": len(train_set), "init_adapter": base.get("init_adapter"), **result.metrics}, outputs, training)
+    job.finish({"train_rows": len(train_set), "init_adapter": base.get("init_adapter"), **result.metrics}, outputs)
 
 
 def post_pretrain(
@@ -234,13 +242,13 @@ def post_pretrain(
     log.info("post-pretraining on %d pairs (%d rows with mirrors), %d dev pairs", (~is_dev).sum(), len(train_set), len(dev_set))
     outputs = ClassifierOutputs(**outputs)
     result = job.train(
-        ClassificationTask(training.get("label_smoothing", 0.0)),
+        ClassificationTask(job.training.get("label_smoothing", 0.0)),
         train_set,
         dev_set,
         outputs,
         fingerprint("post_pretrain", spec, settings, training, text, model_fingerprint(base), examples_digest(train_set)),
     )
-    job.finish({"train_rows": len(train_set), **result.metrics}, outputs, training)
+    job.finish({"train_rows": len(train_set), **result.metrics}, outputs)
 
 
 def write_classifier_outputs(

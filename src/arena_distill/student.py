@@ -79,14 +79,14 @@ def distill_student(
     weights = DistillWeights(**distill.get("weights", {}))
     outputs = ClassifierOutputs(**outputs)
     result = job.train(
-        DistillTask(distill["temperature"], weights, training.get("label_smoothing", 0.0)),
+        DistillTask(distill["temperature"], weights, job.training.get("label_smoothing", 0.0)),
         train_set,
         val_set,
         outputs,
         fingerprint("distill_student", fold, spec, training, distill, text, model_fingerprint(base), examples_digest(train_set)),
     )
     metrics = {"train_rows": len(train_set), "teachers": list(teacher_logits), "init_adapter": base.get("init_adapter"), **result.metrics}
-    job.finish(metrics, outputs, training, columns={"fold": fold})
+    job.finish(metrics, outputs, columns={"fold": fold})
 
 
 MERGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}

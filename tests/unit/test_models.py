@@ -155,3 +155,36 @@ def test_k_bit_base_trains_a_lora_adapter_on_cpu(tokenizer, tmp_path, bits):
     grads = [p.grad for n, p in model.named_parameters() if p.requires_grad and "lora_B" in n]
     assert grads and all(g is not None for g in grads)
     assert for_inference(model) is model  # a k-bit base is not merged for scoring
+
+
+def test_a_soft_capped_model_runs_an_attention_that_applies_the_cap(tokenizer, tmp_path):
+    """Gemma-2 soft-caps attention logits; SDPA cannot, and some releases drop the cap silently.
+
+    The chosen implementation must give eager's logits, and the cap must change them.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from arena_distill.models import attention_implementation, build_tiny_model, load_model
+
+    capped = build_tiny_model("gemma2", tokenizer, SMALL, seed=0)
+    with torch.no_grad():  # attention logits of a few units, where a cap of 1 bites
+        for layer in capped.model.layers:
+            layer.self_attn.q_proj.weight.mul_(300)
+    capped.config.attn_logit_softcapping = 1.0
+    capped.save_pretrained(tmp_path / "capped")
+    tokenizer.save_pretrained(tmp_path / "capped")
+    uncapped = AutoModelForCausalLM.from_pretrained(tmp_path / "capped")
+    uncapped.config.attn_logit_softcapping = None
+    uncapped.save_pretrained(tmp_path / "uncapped")
+    assert attention_implementation(tmp_path / "capped") == "eager"
+    assert attention_implementation(saved_tiny(tokenizer, tmp_path / "llama")) == "sdpa"
+    ids = torch.tensor([tokenizer("a question and two answers to compare")["input_ids"]])
+    chosen, eager, no_cap = (
+        load_model(tmp_path / name, pad_token_id=tokenizer.eos_token_id, seed=0, attn_implementation=impl).eval()
+        for name, impl in (("capped", None), ("capped", "eager"), ("uncapped", "eager"))
+    )
+    with torch.no_grad():
+        logits = [model(input_ids=ids).logits for model in (chosen, eager, no_cap)]
+    assert chosen.config._attn_implementation == "eager"
+    assert torch.equal(logits[0], logits[1]) and not torch.allclose(logits[0], logits[2], atol=1e-4)

@@ -1,0 +1,74 @@
+"""What only a GPU cluster would otherwise show: collectives, the process group, resuming, missing CUDA."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+import torch.distributed as dist
+from safetensors.torch import save_file
+
+from arena_distill import parallel as parallel_module
+from arena_distill.checkpoints import Checkpoints
+from arena_distill.launch import process_count
+from arena_distill.parallel import Parallel
+from arena_distill.stages import model_training, train_config
+
+
+def test_collectives_get_tensors_on_the_loops_device(monkeypatch):
+    """NCCL serves only CUDA tensors: a CPU tensor handed to it crashes the first step.
+
+    A recording stand-in for the process group and a device other than the CPU ("meta")
+    show which device every tensor reaches the collective on.
+    """
+    seen = []
+    monkeypatch.setattr(dist, "all_reduce", lambda tensor, op=None: seen.append(tensor.device))
+    monkeypatch.setattr(Parallel, "device", lambda self: torch.device("meta"))
+    totals = torch.tensor([1.5, 2.0], dtype=torch.float64)
+    summed = Parallel(rank=0, world=2).sum(totals)
+    assert seen == [torch.device("meta")] and summed.device == torch.device("meta")
+
+
+def test_the_process_group_serves_cpu_and_cuda_tensors_with_a_long_timeout(monkeypatch):
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: calls.append(("set_device", index)))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, timeout: calls.append((backend, timeout)))
+    parallel = Parallel.from_env()
+    assert parallel == Parallel(rank=1, world=2, local_rank=1)
+    assert calls == [("set_device", 1), ("cpu:gloo,cuda:nccl", parallel_module.GROUP_TIMEOUT)]
+    assert parallel_module.GROUP_TIMEOUT.total_seconds() >= 3600  # longer than loading and saving a 70B model
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("code ran while loading a checkpoint",))
+
+
+def test_checkpoints_never_unpickle_code(tmp_path):
+    """Whoever can write under results/checkpoints/ must not run code in the next job."""
+    checkpoints = Checkpoints(tmp_path, "run", Parallel())
+    checkpoints.latest.mkdir(parents=True)
+    (checkpoints.latest / "optim.pt").write_bytes(pickle.dumps({"optimizer": Payload()}))
+    save_file({}, checkpoints.latest / "trainable.safetensors")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        checkpoints.restore(torch.nn.Linear(1, 1), None, None, dict)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_job_given_gpus_without_cuda_fails_at_once():
+    with pytest.raises(RuntimeError, match=r"given 8 GPU\(s\) but torch .* sees no CUDA device.*CPU-only wheel"):
+        process_count({"gpu": 8})
+    assert process_count({"processes": 2}) == 2 and process_count({}) == 1
+
+
+def test_a_models_own_training_keys_are_honoured():
+    training = {"gradient_checkpointing": True, "swap_augment": True, "batch_size": 64}
+    spec = {"learning_rate": 5e-5, "training": {"gradient_checkpointing": False, "batch_size": 32}}
+    assert model_training(training, spec) == {"gradient_checkpointing": False, "swap_augment": True, "batch_size": 32}
+    assert train_config(training, spec).batch_size == 32
