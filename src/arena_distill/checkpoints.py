@@ -54,6 +54,7 @@ class Checkpoints:
         self.latest = self.root / "latest"
         self.previous = self.root / "previous"
         self.best = self.root / "best.safetensors"
+        self.best_logits = self.root / "best-val-logits.safetensors"
         if parallel.is_main and self.previous.is_dir() and not self.latest.exists():
             os.replace(self.previous, self.latest)
         parallel.barrier()
@@ -98,13 +99,18 @@ class Checkpoints:
         saved.pop("fingerprint")
         return state_type(**saved)
 
-    def save_best(self, model) -> None:
+    def save_best(self, model, val_logits: np.ndarray) -> None:
+        """The best weights so far, with their validation logits (the run writes those)."""
         if self.parallel.is_main:
             with atomic_path(self.best) as tmp:
                 save_file(trainable_state(model), tmp)
+            with atomic_path(self.best_logits) as tmp:
+                save_file({"logits": torch.from_numpy(np.ascontiguousarray(val_logits))}, tmp)
 
-    def load_best(self, model) -> None:
+    def load_best(self, model) -> np.ndarray:
+        """Put the best weights back into `model`; returns their validation logits."""
         load_trainable_state(model, load_file(self.best))
+        return load_file(self.best_logits)["logits"].numpy()
 
 
 def rng_state() -> dict:

@@ -9,10 +9,6 @@ from tqdm import tqdm
 from arena_distill.batching import pad_right, token_budget_batches
 
 
-def device_for_inference() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
 def predict_logits(
     model: torch.nn.Module,
     sequences: list[list[int]],

@@ -30,7 +30,7 @@ from arena_distill.pairs import encode_rows, fold_rows, unswap_probs, with_swaps
 from arena_distill.text import PairEncoder, TextConfig
 from arena_distill.checkpoints import discard_checkpoints
 from arena_distill.parallel import Parallel, use_bf16
-from arena_distill.training import ClassificationTask, Examples, TrainConfig, train
+from arena_distill.training import ClassificationTask, Examples, TrainConfig, TrainResult, score, train
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +170,27 @@ class FoldJob:
         return train(self.model, task, train_set, val_set, self.config, pad_id=self.tokenizer.pad_token_id,
                      checkpoint_dir=outputs.checkpoint_dir, fingerprint=fingerprint, parallel=self.parallel)
 
-    def finish(self, metrics: Mapping[str, Any], outputs: ClassifierOutputs, columns: Mapping[str, Any] | None = None) -> None:
-        """Rank 0 writes the adapter, the validation logits in both orders and `metrics.json`;
-        then every rank waits for it and the checkpoints go (unless kept)."""
+    def finish(self, result: TrainResult, metrics: Mapping[str, Any], outputs: ClassifierOutputs,
+               columns: Mapping[str, Any] | None = None) -> None:
+        """Write the adapter, the kept weights' logits on the validation rows in both orders
+        (plus `columns`) and `metrics.json`; then the checkpoints go (unless kept).
+
+        The given order's logits are the run's last (or best) validation, not scored again;
+        the mirrors are scored here by every rank, each its share, so no rank works alone
+        while the others wait at a barrier. Rank 0 writes.
+        """
+        both = with_swaps(self.val_rows)
+        todo = both[both["swapped"]] if result.val_logits is not None else both
+        scored = score(self.model, Examples(encode_rows(self.encoder, todo)), self.tokenizer.pad_token_id, self.parallel.device(),
+                       self.parallel, self.config.eval_max_tokens, self.bf16)
+        logits = scored if result.val_logits is None else np.concatenate([result.val_logits, scored])
         if self.parallel.is_main:
-            write_classifier_outputs(self.model, self.encoder, self.val_rows, metrics, outputs,
-                                     max_tokens=self.config.eval_max_tokens, bf16=self.bf16, columns=columns)
+            with atomic_path(outputs.adapter, directory=True) as tmp:
+                self.model.save_pretrained(tmp)
+            extra = {"label": both["label"].to_numpy(), **{k: np.full(len(both), v) for k, v in (columns or {}).items()}}
+            frame = logits_frame(both, logits, extra)
+            write_parquet(frame, outputs.val_logits)
+            write_json({**validation_metrics(frame), **metrics, **result.metrics}, outputs.metrics)
         finish(self.parallel, outputs.checkpoint_dir, self.training)
 
 
@@ -207,7 +222,7 @@ def train_teacher(
         outputs,
         fingerprint("train_teacher", fold, spec, training, text, model_fingerprint(base), examples_digest(train_set)),
     )
-    job.finish({"train_rows": len(train_set), "init_adapter": base.get("init_adapter"), **result.metrics}, outputs)
+    job.finish(result, {"train_rows": len(train_set), "init_adapter": base.get("init_adapter")}, outputs)
 
 
 def post_pretrain(
@@ -248,31 +263,7 @@ def post_pretrain(
         outputs,
         fingerprint("post_pretrain", spec, settings, training, text, model_fingerprint(base), examples_digest(train_set)),
     )
-    job.finish({"train_rows": len(train_set), **result.metrics}, outputs)
-
-
-def write_classifier_outputs(
-    model,
-    encoder: PairEncoder,
-    val_rows: pd.DataFrame,
-    metrics: Mapping[str, Any],
-    outputs: ClassifierOutputs,
-    *,
-    max_tokens: int,
-    bf16: bool,
-    columns: Mapping[str, Any] | None = None,
-) -> None:
-    """What every classifier-training rule writes: the adapter, the best model's logits on
-    the validation rows in both orders (plus `columns`), and `metrics.json`."""
-    with atomic_path(outputs.adapter, directory=True) as tmp:
-        model.save_pretrained(tmp)
-    both = with_swaps(val_rows)
-    logits = predict_logits(
-        for_inference(model), encode_rows(encoder, both), pad_id=encoder.tokenizer.pad_token_id, max_tokens=max_tokens, bf16=bf16, desc="val"
-    )
-    frame = logits_frame(both, logits, {"label": both["label"].to_numpy(), **{k: np.full(len(both), v) for k, v in (columns or {}).items()}})
-    write_parquet(frame, outputs.val_logits)
-    write_json({**validation_metrics(frame), **metrics}, outputs.metrics)
+    job.finish(result, {"train_rows": len(train_set)}, outputs)
 
 
 def validation_metrics(frame: pd.DataFrame) -> dict[str, float]:

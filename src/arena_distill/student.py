@@ -85,8 +85,8 @@ def distill_student(
         outputs,
         fingerprint("distill_student", fold, spec, training, distill, text, model_fingerprint(base), examples_digest(train_set)),
     )
-    metrics = {"train_rows": len(train_set), "teachers": list(teacher_logits), "init_adapter": base.get("init_adapter"), **result.metrics}
-    job.finish(metrics, outputs, columns={"fold": fold})
+    metrics = {"train_rows": len(train_set), "teachers": list(teacher_logits), "init_adapter": base.get("init_adapter")}
+    job.finish(result, metrics, outputs, columns={"fold": fold})
 
 
 MERGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}

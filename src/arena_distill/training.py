@@ -1,7 +1,7 @@
 """The training loop shared by post-pretraining, teachers and the student.
 
 One loop, two tasks (classification, distillation): a task turns a padded batch into a
-summed loss and evaluation sums; the loop owns everything else, and reads in the order it
+summed loss; the loop owns everything else, and reads in the order it
 happens — set-up (optimizer, schedule, resume), one optimizer step (accumulate micro-
 batches, sum gradients across processes, clip, step), then every `eval_every` steps an
 evaluation that may keep the best weights and always writes the resumable checkpoint.
@@ -33,6 +33,7 @@ from transformers import get_cosine_schedule_with_warmup
 from arena_distill.batching import length_grouped_batches, pad_right, random_batches, token_budget_batches
 from arena_distill.checkpoints import Checkpoints
 from arena_distill.errors import ConfigError
+from arena_distill.metrics import accuracy, logits_log_loss
 from arena_distill.parallel import Parallel, sync_gradients, use_bf16
 
 BATCH_PLANS = {"length_grouped": length_grouped_batches, "random": random_batches}
@@ -63,20 +64,15 @@ class Examples:
 
 
 class Task(Protocol):
-    """What a training stage computes from a batch; the loop does the rest."""
+    """What a training stage computes from a batch; the loop does the rest. Every task trains
+    the 3-way classifier, so evaluation is the classifier's: log loss against `label`."""
 
     def loss(self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The loss summed (not averaged) over the batch's rows."""
 
-    def eval_sums(self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """Additive evaluation statistics of the batch; must include `loss` and `rows`."""
-
-    def summarize(self, sums: Mapping[str, float]) -> dict[str, float]:
-        """Metrics from summed statistics; must include `loss` (lower is better)."""
-
 
 class ClassificationTask:
-    """Cross-entropy of the 3-way head against `label`; reports log loss and accuracy."""
+    """Cross-entropy of the 3-way head against `label`."""
 
     def __init__(self, label_smoothing: float = 0.0):
         self.label_smoothing = label_smoothing
@@ -84,15 +80,6 @@ class ClassificationTask:
     def loss(self, model, batch):
         logits = forward_logits(model, batch)
         return F.cross_entropy(logits, batch["label"], reduction="sum", label_smoothing=self.label_smoothing)
-
-    def eval_sums(self, model, batch):
-        logits = forward_logits(model, batch)
-        nll = F.cross_entropy(logits, batch["label"], reduction="sum")
-        correct = (logits.argmax(dim=-1) == batch["label"]).sum()
-        return {"loss": nll.item(), "correct": correct.item(), "rows": len(logits)}
-
-    def summarize(self, sums):
-        return {"loss": sums["loss"] / sums["rows"], "accuracy": sums["correct"] / sums["rows"]}
 
 
 def forward_logits(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -154,36 +141,63 @@ class TrainState:
     resumed_from: list[int] = field(default_factory=list)
 
 
-def evaluate(
+def score(
     model: torch.nn.Module,
-    task: Task,
     examples: Examples,
     pad_id: int,
     device: torch.device,
     parallel: Parallel,
     max_tokens: int,
     bf16: bool,
-) -> dict[str, float]:
-    """The task's metrics over all `examples`, each process scoring every `world`-th row."""
+) -> np.ndarray:
+    """Logits (rows × labels, float32) of every row of `examples`, on every process.
+
+    Each process scores every `world`-th row in length-sorted, token-budgeted batches; one
+    sum then gathers the rows (each row is zero on all processes but its own), so no
+    process scores alone while the others wait.
+    """
     rows = np.arange(parallel.rank, len(examples), parallel.world)
-    totals: dict[str, float] = {}
+    logits = torch.zeros((len(examples), model.config.num_labels), dtype=torch.float32)
     was_training = model.training
     model.eval()
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for batch_rows in token_budget_batches(examples.lengths[rows], max_tokens):
-            sums = task.eval_sums(model, examples.batch(rows[batch_rows].tolist(), pad_id, device))
-            for key, value in sums.items():
-                totals[key] = totals.get(key, 0.0) + float(value)
+            chosen = rows[batch_rows]
+            logits[chosen] = forward_logits(model, examples.batch(chosen.tolist(), pad_id, device)).cpu()
     model.train(was_training)
-    keys = sorted(totals)
-    reduced = parallel.sum(torch.tensor([totals[k] for k in keys], dtype=torch.float64))
-    return task.summarize(dict(zip(keys, reduced.tolist())))
+    return parallel.sum(logits).cpu().numpy()
+
+
+@dataclass
+class Evaluation:
+    """Validation loss and accuracy, and the logits they came from (rows of the set, in order)."""
+
+    metrics: dict[str, float]
+    logits: np.ndarray
+
+
+def evaluate(
+    model: torch.nn.Module,
+    examples: Examples,
+    pad_id: int,
+    device: torch.device,
+    parallel: Parallel,
+    max_tokens: int,
+    bf16: bool,
+) -> Evaluation:
+    """Log loss and accuracy of the classifier on `examples` (which carry `label`)."""
+    logits = score(model, examples, pad_id, device, parallel, max_tokens, bf16)
+    labels = examples.targets["label"]
+    return Evaluation({"loss": logits_log_loss(logits, labels), "accuracy": accuracy(logits, labels)}, logits)
 
 
 @dataclass
 class TrainResult:
     metrics: dict
     state: TrainState
+    val_logits: np.ndarray | None
+    """Validation logits of the weights the run ends with (None when a rerun found the
+    run already finished and scored nothing)."""
 
 
 @dataclass
@@ -207,6 +221,7 @@ class Run:
     steps_per_epoch: int
     total_steps: int
     state: TrainState
+    last_logits: np.ndarray | None = None
 
 
 def start_run(model, task: Task, train_set: Examples, val_set: Examples, config: TrainConfig, *, pad_id: int,
@@ -258,11 +273,12 @@ def evaluate_and_checkpoint(run: Run, train_loss: float, started: float) -> None
     """Score the validation rows, keep the weights if they are the best so far (`select:
     best`), log, and write the resumable checkpoint."""
     state, config = run.state, run.config
-    val = evaluate(run.model, run.task, run.val_set, run.pad_id, run.device, run.parallel, config.eval_max_tokens, run.bf16)
+    evaluation = evaluate(run.model, run.val_set, run.pad_id, run.device, run.parallel, config.eval_max_tokens, run.bf16)
+    val, run.last_logits = evaluation.metrics, evaluation.logits
     if val["loss"] < state.best_loss:
         state.best_loss, state.best_step = val["loss"], state.step
         if config.select == "best":
-            run.checkpoints.save_best(run.model)
+            run.checkpoints.save_best(run.model, evaluation.logits)
     state.seconds = time.perf_counter() - started
     record = {"step": state.step, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}}
     state.history.append(record)
@@ -319,9 +335,9 @@ def train(
             if on_checkpoint is not None:
                 on_checkpoint(state.step)
     progress.close()
-    if config.select == "best":
-        run.checkpoints.load_best(model)
-    return TrainResult(metrics=summarize_run(state, run.steps_per_epoch, config.select), state=state)
+    # The validation logits of the weights kept: nothing is scored twice.
+    kept_logits = run.checkpoints.load_best(model) if config.select == "best" else run.last_logits
+    return TrainResult(summarize_run(state, run.steps_per_epoch, config.select), state, kept_logits)
 
 
 def accumulate(

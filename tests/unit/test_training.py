@@ -39,16 +39,18 @@ def run(tmp_path: Path, config: TrainConfig = CONFIG, **kwargs):
 
 def test_training_learns_the_marker(tmp_path):
     val = marker_pairs(120, seed=2)
-    untrained = evaluate(tiny_classifier(seed=0), ClassificationTask(), val, PAD, torch.device("cpu"), Parallel(), 4096, False)
+    untrained = evaluate(tiny_classifier(seed=0), val, PAD, torch.device("cpu"), Parallel(), 4096, False).metrics
     model, result = run(tmp_path)
     metrics = result.metrics
     assert metrics["val_accuracy"] > 0.9, metrics
     assert untrained["accuracy"] < 0.5
     assert metrics["val_loss"] < 0.3 < untrained["loss"]
     assert metrics["train_loss_last"] < metrics["train_loss_first"] / 3
-    # The weights left in the model are the best checkpoint's: re-evaluating gives its loss.
-    again = evaluate(model, ClassificationTask(), val, PAD, torch.device("cpu"), Parallel(), 4096, False)
-    assert again["loss"] == pytest.approx(metrics["val_loss"], rel=1e-6)
+    # The weights left in the model are the best checkpoint's: re-evaluating gives its loss,
+    # and the logits the run hands back are theirs (the stage writes them, never rescoring).
+    again = evaluate(model, val, PAD, torch.device("cpu"), Parallel(), 4096, False)
+    assert again.metrics["loss"] == pytest.approx(metrics["val_loss"], rel=1e-6)
+    np.testing.assert_allclose(result.val_logits, again.logits, atol=1e-5)
 
 
 def test_labels_detached_from_the_rows_are_not_learned(tmp_path):
@@ -154,9 +156,10 @@ def test_select_last_keeps_the_last_step_not_the_best(tmp_path):
     metrics = result.metrics
     assert metrics["select"] == "last" and metrics["kept_step"] == metrics["steps"] == 100
     val = marker_pairs(120, seed=2)
-    again = evaluate(model, ClassificationTask(), val, PAD, torch.device("cpu"), Parallel(), 4096, False)
+    again = evaluate(model, val, PAD, torch.device("cpu"), Parallel(), 4096, False)
     last = metrics["history"][-1]
-    assert again["loss"] == pytest.approx(last["val_loss"], rel=1e-6) and metrics["val_loss"] == last["val_loss"]
+    assert again.metrics["loss"] == pytest.approx(last["val_loss"], rel=1e-6) and metrics["val_loss"] == last["val_loss"]
+    np.testing.assert_allclose(result.val_logits, again.logits, atol=1e-5)
     assert not (tmp_path / "ckpt" / "best.safetensors").exists()
 
 
