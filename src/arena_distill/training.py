@@ -168,27 +168,9 @@ def score(
     return parallel.sum(logits).cpu().numpy()
 
 
-@dataclass
-class Evaluation:
-    """Validation loss and accuracy, and the logits they came from (rows of the set, in order)."""
-
-    metrics: dict[str, float]
-    logits: np.ndarray
-
-
-def evaluate(
-    model: torch.nn.Module,
-    examples: Examples,
-    pad_id: int,
-    device: torch.device,
-    parallel: Parallel,
-    max_tokens: int,
-    bf16: bool,
-) -> Evaluation:
-    """Log loss and accuracy of the classifier on `examples` (which carry `label`)."""
-    logits = score(model, examples, pad_id, device, parallel, max_tokens, bf16)
-    labels = examples.targets["label"]
-    return Evaluation({"loss": logits_log_loss(logits, labels), "accuracy": accuracy(logits, labels)}, logits)
+def classifier_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Validation loss (log loss) and accuracy of a classifier's logits."""
+    return {"loss": logits_log_loss(logits, labels), "accuracy": accuracy(logits, labels)}
 
 
 @dataclass
@@ -273,12 +255,12 @@ def evaluate_and_checkpoint(run: Run, train_loss: float, started: float) -> None
     """Score the validation rows, keep the weights if they are the best so far (`select:
     best`), log, and write the resumable checkpoint."""
     state, config = run.state, run.config
-    evaluation = evaluate(run.model, run.val_set, run.pad_id, run.device, run.parallel, config.eval_max_tokens, run.bf16)
-    val, run.last_logits = evaluation.metrics, evaluation.logits
+    run.last_logits = score(run.model, run.val_set, run.pad_id, run.device, run.parallel, config.eval_max_tokens, run.bf16)
+    val = classifier_metrics(run.last_logits, run.val_set.targets["label"])
     if val["loss"] < state.best_loss:
         state.best_loss, state.best_step = val["loss"], state.step
         if config.select == "best":
-            run.checkpoints.save_best(run.model, evaluation.logits)
+            run.checkpoints.save_best(run.model, run.last_logits)
     state.seconds = time.perf_counter() - started
     record = {"step": state.step, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}}
     state.history.append(record)

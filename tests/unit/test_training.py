@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from arena_distill.pairs import swap_pairs, with_swaps
 from arena_distill.checkpoints import trainable_state
 from arena_distill.parallel import Parallel
-from arena_distill.training import ClassificationTask, TrainConfig, evaluate, train
+from arena_distill.training import ClassificationTask, TrainConfig, classifier_metrics, score, train
 from tests.unit.synthetic import PAD, marker_pairs, tiny_classifier
 
 CONFIG = TrainConfig(learning_rate=3e-3, epochs=3, batch_size=16, micro_batch_size=16, eval_every=20, seed=0)
@@ -39,7 +39,8 @@ def run(tmp_path: Path, config: TrainConfig = CONFIG, **kwargs):
 
 def test_training_learns_the_marker(tmp_path):
     val = marker_pairs(120, seed=2)
-    untrained = evaluate(tiny_classifier(seed=0), val, PAD, torch.device("cpu"), Parallel(), 4096, False).metrics
+    untrained = classifier_metrics(score(tiny_classifier(seed=0), val, PAD, torch.device("cpu"), Parallel(), 4096, False),
+                                   val.targets["label"])
     model, result = run(tmp_path)
     metrics = result.metrics
     assert metrics["val_accuracy"] > 0.9, metrics
@@ -48,9 +49,9 @@ def test_training_learns_the_marker(tmp_path):
     assert metrics["train_loss_last"] < metrics["train_loss_first"] / 3
     # The weights left in the model are the best checkpoint's: re-evaluating gives its loss,
     # and the logits the run hands back are theirs (the stage writes them, never rescoring).
-    again = evaluate(model, val, PAD, torch.device("cpu"), Parallel(), 4096, False)
-    assert again.metrics["loss"] == pytest.approx(metrics["val_loss"], rel=1e-6)
-    np.testing.assert_allclose(result.val_logits, again.logits, atol=1e-5)
+    again = score(model, val, PAD, torch.device("cpu"), Parallel(), 4096, False)
+    assert classifier_metrics(again, val.targets["label"])["loss"] == pytest.approx(metrics["val_loss"], rel=1e-6)
+    np.testing.assert_allclose(result.val_logits, again, atol=1e-5)
 
 
 def test_labels_detached_from_the_rows_are_not_learned(tmp_path):
@@ -156,10 +157,11 @@ def test_select_last_keeps_the_last_step_not_the_best(tmp_path):
     metrics = result.metrics
     assert metrics["select"] == "last" and metrics["kept_step"] == metrics["steps"] == 100
     val = marker_pairs(120, seed=2)
-    again = evaluate(model, val, PAD, torch.device("cpu"), Parallel(), 4096, False)
+    again = score(model, val, PAD, torch.device("cpu"), Parallel(), 4096, False)
     last = metrics["history"][-1]
-    assert again.metrics["loss"] == pytest.approx(last["val_loss"], rel=1e-6) and metrics["val_loss"] == last["val_loss"]
-    np.testing.assert_allclose(result.val_logits, again.logits, atol=1e-5)
+    assert classifier_metrics(again, val.targets["label"])["loss"] == pytest.approx(last["val_loss"], rel=1e-6)
+    assert metrics["val_loss"] == last["val_loss"]
+    np.testing.assert_allclose(result.val_logits, again, atol=1e-5)
     assert not (tmp_path / "ckpt" / "best.safetensors").exists()
 
 
