@@ -30,9 +30,12 @@ def test_oof_pools_the_folds_and_the_summary_lists_every_model(tmp_path):
         frame = logits_frame(rows, rng.normal(size=(20, 3)), {"label": both})
         paths.append(tmp_path / f"fold{fold}.parquet")
         frame.to_parquet(paths[-1])
-    report = {"teachers": {"llama": oof_metrics(paths)}, "student": oof_metrics(paths),
-              "holdout": {"merged": {"rows": 5, "log_loss": 0.5, "prior_log_loss": 0.7}}}
+    holdout = {"rows": 5, "log_loss": 0.5, "prior_log_loss": 0.7}
+    report = {"teachers": {"llama": oof_metrics(paths)}, "student": oof_metrics(paths), "student_fresh_init": oof_metrics(paths),
+              "holdout": {"student fold 1": holdout, "merged model (fold average)": holdout, "student fresh-init fold average": holdout}}
     assert report["student"]["pooled"]["rows"] == 20 and len(report["student"]["folds"]) == 2
     summary = summary_markdown(report)
-    for line in ("teacher llama fold 1 (OOF)", "student pooled OOF", "merged model on holdout prompts"):
-        assert line in summary
+    for line in ("teacher llama fold 1 (OOF)", "student pooled OOF", "student fresh-init fold 1 (OOF)", "student fresh-init pooled OOF",
+                 "| student fold 1 on holdout prompts | 5 | 0.5000 |", "merged model (fold average) on holdout prompts",
+                 "student fresh-init fold average on holdout prompts"):
+        assert line in summary, line
