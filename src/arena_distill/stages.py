@@ -170,6 +170,16 @@ class FoldJob:
         return train(self.model, task, train_set, val_set, self.config, pad_id=self.tokenizer.pad_token_id,
                      checkpoint_dir=outputs.checkpoint_dir, fingerprint=fingerprint, parallel=self.parallel)
 
+    def train_classifier(self, outputs: ClassifierOutputs, run: tuple, metrics: Mapping[str, Any] | None = None) -> None:
+        """Train the plain classifier (cross-entropy on the labels) and write its outputs;
+        `run` names the run's settings for the checkpoint fingerprint (the rows are added)."""
+        train_set = classification_examples(self.encoder, self.train_rows)
+        val_set = classification_examples(self.encoder, self.val_rows.assign(swapped=False))
+        log.info("%d train rows (with mirrors), %d validation rows", len(train_set), len(val_set))
+        result = self.train(ClassificationTask(self.training.get("label_smoothing", 0.0)), train_set, val_set, outputs,
+                            fingerprint(*run, examples_digest(train_set)))
+        self.finish(result, {"train_rows": len(train_set), **(metrics or {})}, outputs)
+
     def finish(self, result: TrainResult, metrics: Mapping[str, Any], outputs: ClassifierOutputs,
                columns: Mapping[str, Any] | None = None) -> None:
         """Write the adapter, the kept weights' logits on the validation rows in both orders
@@ -210,19 +220,10 @@ def train_teacher(
     Besides the adapter it writes the best model's logits on the fold's validation rows in
     both orders: held-out evidence for the metrics, the calibration and the evaluation.
     """
+    log.info("fold %d", fold)
     job = FoldJob.for_fold(base, spec, training, text, train_table, folds, fold)
-    train_set = classification_examples(job.encoder, job.train_rows)
-    val_set = classification_examples(job.encoder, job.val_rows.assign(swapped=False))
-    log.info("fold %d: %d train rows (with mirrors), %d val rows", fold, len(train_set), len(val_set))
-    outputs = ClassifierOutputs(**outputs)
-    result = job.train(
-        ClassificationTask(job.training.get("label_smoothing", 0.0)),
-        train_set,
-        val_set,
-        outputs,
-        fingerprint("train_teacher", fold, spec, training, text, model_fingerprint(base), examples_digest(train_set)),
-    )
-    job.finish(result, {"train_rows": len(train_set), "init_adapter": base.get("init_adapter")}, outputs)
+    job.train_classifier(ClassifierOutputs(**outputs), ("train_teacher", fold, spec, training, text, model_fingerprint(base)),
+                         {"init_adapter": base.get("init_adapter")})
 
 
 def post_pretrain(
@@ -246,24 +247,14 @@ def post_pretrain(
     size, ...) override the model's.
     """
     table = pd.read_parquet(pairs)
-    seed = settings.get("seed", spec.get("seed", 0))
+    seed = spec.get("seed", 0)
     n_dev = min(settings.get("dev_rows", 100), len(table) // 2)
     dev_ids = set(np.random.default_rng(seed).choice(table["id"].to_numpy(), size=n_dev, replace=False).tolist())
     is_dev = table["id"].isin(dev_ids)
+    log.info("post-pretraining on %d pairs, %d held out as dev pairs", (~is_dev).sum(), n_dev)
     config = train_config(training, {"seed": seed, "training": spec.get("training", {}), **settings})
     job = FoldJob.start({"path": base["path"]}, spec, training, text, table[~is_dev], table[is_dev], config)
-    train_set = classification_examples(job.encoder, job.train_rows)
-    dev_set = classification_examples(job.encoder, job.val_rows.assign(swapped=False))
-    log.info("post-pretraining on %d pairs (%d rows with mirrors), %d dev pairs", (~is_dev).sum(), len(train_set), len(dev_set))
-    outputs = ClassifierOutputs(**outputs)
-    result = job.train(
-        ClassificationTask(job.training.get("label_smoothing", 0.0)),
-        train_set,
-        dev_set,
-        outputs,
-        fingerprint("post_pretrain", spec, settings, training, text, model_fingerprint(base), examples_digest(train_set)),
-    )
-    job.finish(result, {"train_rows": len(train_set)}, outputs)
+    job.train_classifier(ClassifierOutputs(**outputs), ("post_pretrain", spec, settings, training, text, model_fingerprint(base)))
 
 
 def validation_metrics(frame: pd.DataFrame) -> dict[str, float]:
