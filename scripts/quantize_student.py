@@ -20,6 +20,6 @@ with script_logging(snakemake.log[0]) as log:
     summary = quantize_model(
         snakemake.input.model, snakemake.output[0], method=settings["method"], bits=settings["bits"],
         group_size=settings["group_size"], calibration_texts=texts, model_seqlen=settings.get("model_seqlen"),
-        inference={"text": snakemake.params.text, "predict": snakemake.params.predict},
+        dtype=settings["dtype"], inference={"text": snakemake.params.text, "predict": snakemake.params.predict},
     )
     log.info("quantized %s: %s", snakemake.input.model, summary)

@@ -35,13 +35,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     predict.add_argument("--prompt-words", type=int)
     predict.add_argument("--response-words", type=int)
     predict.add_argument("--prompt-tokens", type=int)
+    predict.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"],
+                         help="scoring precision (auto: bf16 on GPUs with it, fp16 on a T4, fp32 on CPU)")
+    predict.add_argument("--gptq-backend", help="GPTQModel kernel for a GPTQ model, e.g. gptq_marlin, gptq_triton (default: auto)")
     predict.add_argument("--bad-json", choices=["repair", "error"], default="repair", help="what a field that is not valid JSON becomes")
     return parser.parse_args(argv)
 
 
 DEFAULTS = {
     "text": {"prompt_words": 256, "response_words": 700, "prompt_tokens": 256},
-    "predict": {"max_lengths": [2000], "tta": True, "max_tokens": 65536},
+    "predict": {"max_lengths": [2000], "tta": True, "max_tokens": 65536, "dtype": "auto", "gptq_backend": "auto"},
 }
 """The original's test settings, for a model directory without `inference.json`."""
 
@@ -62,6 +65,10 @@ def predict(args: argparse.Namespace) -> None:
         settings["max_lengths"] = args.max_length
     if args.max_tokens:
         settings["max_tokens"] = args.max_tokens
+    if args.dtype:
+        settings["dtype"] = args.dtype
+    if args.gptq_backend:
+        settings["gptq_backend"] = args.gptq_backend
     settings["tta"] = settings.get("tta", True) and not args.no_tta
     settings["temperature"] = False  # a fitted temperature lives in the workflow, not in the model
     predictions = predict_table(args.model, rows, text, settings)

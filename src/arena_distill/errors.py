@@ -55,3 +55,11 @@ class ConfigError(ArenaDistillError, ValueError):
     def __init__(self, message: str, *, key: str):
         self.key = key
         super().__init__(f"{message} (config key {key!r})")
+
+
+class NumericalError(ArenaDistillError, ArithmeticError):
+    """A model produced inf or NaN where numbers were needed; `row` is the pair's id."""
+
+    def __init__(self, message: str, *, row: object):
+        self.row = row
+        super().__init__(f"{message} (row id {row})")

@@ -89,7 +89,7 @@ def summary_markdown(report: Mapping) -> str:
 
 def holdout_metrics(model_dir: str | Path, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> dict:
     """A saved model on labelled rows at the test settings, plain and with TTA."""
-    model, tokenizer = load_classifier(model_dir)
+    model, tokenizer = load_classifier(model_dir, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"))
     return model_metrics(model, tokenizer, rows, text, settings)
 
 

@@ -146,6 +146,23 @@ def quantization_config(bits: int | None, compute_dtype: torch.dtype) -> BitsAnd
     raise ConfigError(f"load_in_bits must be 4, 8 or null, got {bits!r}", key="load_in_bits")
 
 
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """A config dtype (`auto`, `float16`, `bfloat16`, `float32`) as a torch dtype.
+
+    `auto` is bf16 on GPUs that have it (A100, H100), fp16 on older GPUs (a T4 has no
+    bf16) and fp32 on CPU. fp16 on bf16 hardware risks overflow: its range ends at 65504,
+    and Gemma-family activations are known to exceed it, giving inf and then NaN.
+    """
+    if name != "auto":
+        return DTYPES[name]
+    if not torch.cuda.is_available():
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def is_adapter(path: str | Path) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
 

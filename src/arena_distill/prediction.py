@@ -19,15 +19,15 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.special import softmax
-from transformers import AutoModelForSequenceClassification, PreTrainedModel
+from transformers import AutoConfig, AutoModelForSequenceClassification, GPTQConfig, PreTrainedModel
 
 from arena_distill import LABELS
 from arena_distill.calibration import fit_temperature
-from arena_distill.errors import DataError
+from arena_distill.errors import ConfigError, DataError, NumericalError
 from arena_distill.inference import predict_logits
 from arena_distill.io import atomic_path
 from arena_distill.logits import LOGIT_COLUMNS
-from arena_distill.models import attention_implementation, load_tokenizer
+from arena_distill.models import attention_implementation, load_tokenizer, resolve_dtype
 from arena_distill.pairs import encode_rows, swap_pairs, unswap_probs
 from arena_distill.text import PairEncoder, TextConfig
 
@@ -36,15 +36,49 @@ SUBMISSION_COLUMNS = ["id", *LABELS]
 log = logging.getLogger(__name__)
 
 
-def load_classifier(model_dir: str | Path) -> tuple[PreTrainedModel, object]:
-    """A saved classifier (plain, GPTQ or bitsandbytes) and its tokenizer, ready to score."""
+def load_classifier(model_dir: str | Path, dtype: str = "auto", gptq_backend: str = "auto") -> tuple[PreTrainedModel, object]:
+    """A saved classifier (plain, GPTQ or bitsandbytes) and its tokenizer, ready to score.
+
+    `dtype` (`auto`: bf16 on GPUs that have it, fp16 on a T4, fp32 on CPU) is the precision
+    of the unquantized tensors and of the activations. A GPTQ model picks its kernel by
+    `gptq_backend`; `auto` lets GPTQModel choose (Machete, then Marlin, then Triton on an
+    H100; the first two compile on first use, so a node without nvcc names `gptq_triton`).
+    """
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
     tokenizer = load_tokenizer(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, device_map={"": device}, attn_implementation=attention_implementation(model_dir)
+        model_dir, device_map={"": device}, dtype=resolve_dtype(dtype), attn_implementation=attention_implementation(model_dir),
+        **gptq_loading(model_dir, gptq_backend),
     )
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.eval(), tokenizer
+
+
+def gptq_loading(model_dir: str | Path, backend: str) -> dict[str, Any]:
+    """The `from_pretrained` argument that pins a GPTQ model's kernel (none for `auto`)."""
+    saved = getattr(AutoConfig.from_pretrained(model_dir), "quantization_config", None) or {}
+    if backend == "auto" or saved.get("quant_method") != "gptq":
+        return {}
+    from gptqmodel.utils.backend import BACKEND
+
+    if backend not in {choice.value for choice in BACKEND}:
+        raise ConfigError(f"unknown GPTQ backend {backend!r}; GPTQModel has {sorted(b.value for b in BACKEND if 'gptq' in b.value)}",
+                          key="predict.gptq_backend")
+    return {"quantization_config": GPTQConfig(bits=saved["bits"], backend=backend)}
+
+
+def check_finite(logits: np.ndarray, ids: Sequence[int], model: PreTrainedModel) -> None:
+    """Raise NumericalError naming the first pair whose logits are inf or NaN.
+
+    A model exported or scored in fp16 can overflow (fp16 ends at 65504); its NaN would
+    otherwise pass through the softmax into the submission.
+    """
+    bad = ~np.isfinite(logits).all(axis=1)
+    if bad.any():
+        raise NumericalError(
+            f"{int(bad.sum())} of {len(logits)} pairs got non-finite logits with the model in {model.dtype}; score in bfloat16 "
+            f"or float32 (predict.dtype)", row=int(ids[int(np.flatnonzero(bad)[0])]),
+        )
 
 
 def order_probs(
@@ -68,6 +102,7 @@ def order_probs(
             view = swap_pairs(rows) if swapped else rows
             logits = predict_logits(model, encode_rows(encoder, view), pad_id=tokenizer.pad_token_id, max_tokens=max_tokens,
                                     desc="swapped" if swapped else "original")
+            check_finite(logits, rows["id"].tolist(), model)
             probs = softmax(logits.astype(np.float64) / temperature, axis=1)
             totals[swapped] += unswap_probs(probs) if swapped else probs
     plain = totals[False] / len(max_lengths)
@@ -131,7 +166,7 @@ def predict_table(
     temperature = oof_temperature(oof_logits) if settings.get("temperature") else 1.0
     if temperature != 1.0:
         log.info("temperature %.4f fitted on %d out-of-fold tables", temperature, len(oof_logits))
-    model, tokenizer = load_classifier(model_dir)
+    model, tokenizer = load_classifier(model_dir, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"))
     probs = pair_probs(
         model,
         tokenizer,

@@ -20,7 +20,7 @@ from transformers import AutoModelForSequenceClassification, GPTQConfig, PreTrai
 
 from arena_distill.errors import ConfigError
 from arena_distill.io import atomic_path
-from arena_distill.models import attention_implementation, load_tokenizer, quantization_config
+from arena_distill.models import attention_implementation, load_tokenizer, quantization_config, resolve_dtype
 
 METHODS = ("gptq", "bnb", "none")
 INFERENCE_FILE = "inference.json"
@@ -35,9 +35,13 @@ def quantize_model(
     group_size: int = 128,
     calibration_texts: Sequence[str] = (),
     model_seqlen: int | None = None,
+    dtype: str = "auto",
     inference: Mapping[str, Any] | None = None,
 ) -> dict:
     """Quantize the model at `merged_dir` into `out_dir`; returns what was done.
+
+    `dtype` is the precision the model is calibrated and exported in (`auto`: bf16 on GPUs
+    that have it, fp16 on a T4, fp32 on CPU); prediction loads it in the same dtype.
 
     `inference` (text budgets and prediction settings) is saved beside the weights as
     `inference.json`, so whoever serves the model scores pairs the way the run did.
@@ -51,23 +55,33 @@ def quantize_model(
             write_inference(tmp, inference)
         return {"method": "none"}
     if method == "gptq":
-        model = gptq_quantize(merged_dir, tokenizer, bits, group_size, calibration_texts, model_seqlen)
+        model = gptq_quantize(merged_dir, tokenizer, bits, group_size, calibration_texts, model_seqlen, resolve_dtype(dtype))
     else:
         model = AutoModelForSequenceClassification.from_pretrained(
-            merged_dir, quantization_config=quantization_config(bits, torch.float32), device_map={"": device_name()}
+            merged_dir, quantization_config=quantization_config(bits, resolve_dtype(dtype)), device_map={"": device_name()}
         )
     with atomic_path(out_dir, directory=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_inference(tmp, inference)
-    return {"method": method, "bits": bits, "group_size": group_size if method == "gptq" else None,
+    return {"method": method, "bits": bits, "dtype": str(model.dtype).removeprefix("torch."), "group_size": group_size if method == "gptq" else None,
             "calibration_texts": len(calibration_texts) if method == "gptq" else 0}
 
 
 def gptq_quantize(
-    merged_dir, tokenizer: PreTrainedTokenizerBase, bits: int, group_size: int, texts: Sequence[str], model_seqlen: int | None = None
+    merged_dir,
+    tokenizer: PreTrainedTokenizerBase,
+    bits: int,
+    group_size: int,
+    texts: Sequence[str],
+    model_seqlen: int | None = None,
+    dtype: torch.dtype = torch.float32,
 ):
-    """GPTQ through transformers; `model_seqlen` caps the calibration sequences (the original: 2100)."""
+    """GPTQ through transformers; `model_seqlen` caps the calibration sequences (the original: 2100).
+
+    Calibration runs in `dtype`: an inf in an fp16 activation would reach the Hessian and
+    break its Cholesky factorization, so bf16 hardware calibrates in bf16.
+    """
     if bits not in (4, 8):
         raise ConfigError(f"GPTQ bits must be 4 or 8, got {bits!r}", key="quantize.bits")
     if not texts:
@@ -75,7 +89,7 @@ def gptq_quantize(
     config = GPTQConfig(bits=bits, group_size=group_size, dataset=list(texts), tokenizer=tokenizer, batch_size=1, model_seqlen=model_seqlen)
     return AutoModelForSequenceClassification.from_pretrained(
         merged_dir, quantization_config=config, device_map={"": device_name()}, attn_implementation=attention_implementation(merged_dir),
-        dtype=torch.float16 if torch.cuda.is_available() else torch.float32,
+        dtype=dtype,
     )
 
 

@@ -16,7 +16,7 @@ from arena_distill.distill import DistillTask, DistillWeights
 from arena_distill.errors import DataError
 from arena_distill.io import read_json
 from arena_distill.logits import LOGIT_COLUMNS
-from arena_distill.models import load_model, load_tokenizer, save_model
+from arena_distill.models import load_model, load_tokenizer, resolve_dtype, save_model
 from arena_distill.pairs import encode_rows, fold_ids
 from arena_distill.stages import ClassifierOutputs, FoldJob, examples_digest, fingerprint, model_fingerprint, text_config
 from arena_distill.text import PairEncoder
@@ -89,26 +89,14 @@ def distill_student(
     job.finish(result, metrics, outputs, columns={"fold": fold})
 
 
-MERGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-def merge_dtype(name: str) -> torch.dtype:
-    """The dtype the merge runs and saves in. `auto`: bf16 on GPUs that have it, fp16 on
-    older GPUs, fp32 on CPU. The original merged in fp16, which keeps small updates that
-    bf16's 8-bit mantissa rounds away (an update of relative size 1e-3 keeps ~half)."""
-    if name != "auto":
-        return MERGE_DTYPES[name]
-    if not torch.cuda.is_available():
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def merge_student(*, base: Mapping[str, Any], adapter: str, spec: Mapping[str, Any], dtype: str, out_model: str) -> None:
     """The averaged adapter merged into the student's base (never k-bit): a plain HF
     classifier directory. The post-pretrained LoRA needs no merge of its own: every fold
-    adapter started from it, so the average carries it."""
+    adapter started from it, so the average carries it. The merge runs and saves in
+    `dtype`; the original merged in fp16, which keeps small updates that bf16's 8-bit
+    mantissa rounds away (an update of relative size 1e-3 keeps about half)."""
     tokenizer = load_tokenizer(base["path"])
-    model = load_model(base["path"], pad_token_id=tokenizer.pad_token_id, seed=spec.get("seed", 0), dtype=merge_dtype(dtype))
+    model = load_model(base["path"], pad_token_id=tokenizer.pad_token_id, seed=spec.get("seed", 0), dtype=resolve_dtype(dtype))
     merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     save_model(merged, tokenizer, out_model)
 

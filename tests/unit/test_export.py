@@ -11,9 +11,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
 from arena_distill.adapters import average_adapters
-from arena_distill.models import add_lora, build_tiny_model, load_model, save_model
+from arena_distill.errors import ConfigError
+from arena_distill.models import add_lora, build_tiny_model, load_model, resolve_dtype, save_model
+from arena_distill.prediction import load_classifier
 from arena_distill.quantize import quantize_model
-from arena_distill.student import calibration_texts, merge_dtype, merge_student
+from arena_distill.student import calibration_texts, merge_student
 
 # GPTQ packs weights in blocks of 32: every projection needs a multiple of 32 outputs.
 SIZES = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128}
@@ -123,7 +125,7 @@ def test_the_merge_runs_in_the_dtype_asked(base, tokenizer, folds, tmp_path):
     merge_student(base={"path": base}, adapter=str(tmp_path / "avg"), spec={"seed": 0}, dtype="float16", out_model=str(tmp_path / "fp16"))
     config = json.loads((tmp_path / "fp16/config.json").read_text())
     assert config["dtype"] == "float16"
-    assert merge_dtype("auto") == torch.float32 and merge_dtype("bfloat16") == torch.bfloat16
+    assert resolve_dtype("auto") == torch.float32 and resolve_dtype("bfloat16") == torch.bfloat16
 
 
 def test_gptq_calibration_texts_come_from_the_fold_asked(base, tokenizer):
@@ -160,3 +162,19 @@ def test_quantized_model_reloads_with_stock_transformers(tokenizer, merged, tmp_
         assert config["quantization_config"]["bits" if method == "gptq" else "load_in_8bit"] in (8, True)
         assert difference > 0  # the weights really changed
     assert json.loads((tmp_path / "q/inference.json").read_text()) == {"predict": {"tta": True}}
+
+
+def test_a_gptq_model_loads_with_the_kernel_asked(tokenizer, merged, tmp_path):
+    texts = [f"calibration text number {i}: a prompt, answer A and answer B" for i in range(8)]
+    quantize_model(merged / "model", tmp_path / "q", method="gptq", bits=8, group_size=32, calibration_texts=texts)
+
+    def kernels(backend: str) -> set[str]:
+        model, _ = load_classifier(tmp_path / "q", gptq_backend=backend)
+        return {type(m).__name__ for m in model.modules() if type(m).__module__.startswith("gptqmodel.nn_modules.qlinear")}
+
+    assert kernels("auto") == {"TorchLinear"}  # GPTQModel's choice on this CPU
+    assert "TorchInt8Linear" in kernels("gptq_torch_int8")
+    with pytest.raises(ValueError, match="TritonV2Linear.*does not support device: cpu"):
+        kernels("gptq_triton")
+    with pytest.raises(ConfigError, match="predict.gptq_backend"):
+        kernels("fastest")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -72,3 +75,12 @@ def test_a_models_own_training_keys_are_honoured():
     spec = {"learning_rate": 5e-5, "training": {"gradient_checkpointing": False, "batch_size": 32}}
     assert model_training(training, spec) == {"gradient_checkpointing": False, "swap_augment": True, "batch_size": 32}
     assert train_config(training, spec).batch_size == 32
+
+
+def test_jobs_run_offline_with_expandable_cuda_segments_unless_the_user_says_otherwise():
+    code = "import os, arena_distill; print(os.environ['PYTORCH_CUDA_ALLOC_CONF'], os.environ['GPTQMODEL_OFFLINE'])"
+    base = {"PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(sys.path)}
+    plain = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True, check=True)
+    assert plain.stdout.split() == ["expandable_segments:True", "1"]
+    mine = subprocess.run([sys.executable, "-c", code], env={**base, "GPTQMODEL_OFFLINE": "0"}, capture_output=True, text=True, check=True)
+    assert mine.stdout.split() == ["expandable_segments:True", "0"]

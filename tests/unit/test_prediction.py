@@ -8,12 +8,13 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from arena_distill import LABELS
 from arena_distill.cli import model_settings
 from arena_distill.data import prepare_test
-from arena_distill.errors import DataError
-from arena_distill.models import build_tiny_model, save_model
+from arena_distill.errors import DataError, NumericalError
+from arena_distill.models import build_tiny_model, resolve_dtype, save_model
 from arena_distill.pairs import swap_pairs
 from arena_distill.prediction import check_submission, load_classifier, pair_probs, probs_frame
 from arena_distill.text import TextConfig
@@ -89,3 +90,34 @@ def test_the_command_line_names_a_bad_row(model_dir, pairs, tmp_path):
     assert result.returncode == 2
     assert "error:" in result.stderr and "bad.csv" in result.stderr and "'id'" in result.stderr
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_bf16_scoring_stays_close_to_fp32(model_dir, pairs, tmp_path):
+    rows = prepare_test(pairs)
+    text = TextConfig(max_length=96, prompt_tokens=32)
+    full, tokenizer = load_classifier(model_dir, dtype="float32")
+    save_model(full, tokenizer, tmp_path / "classifier")  # with its head, as the workflow exports it
+    half, _ = load_classifier(tmp_path / "classifier", dtype="bfloat16")
+    assert full.dtype == torch.float32 and half.dtype == torch.bfloat16
+    reference = pair_probs(full, tokenizer, rows, text, max_lengths=[96])
+    rounded = pair_probs(half, tokenizer, rows, text, max_lengths=[96])
+    assert 0 < np.abs(rounded - reference).max() < 0.02
+
+
+def test_auto_precision_is_bf16_where_the_gpu_has_it_and_fp16_on_a_t4(monkeypatch):
+    assert resolve_dtype("auto") == torch.float32  # this CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert resolve_dtype("auto") == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert resolve_dtype("auto") == torch.float16
+    assert resolve_dtype("float32") == torch.float32
+
+
+def test_non_finite_logits_stop_the_prediction_naming_the_pair(model_dir, pairs):
+    model, tokenizer = load_classifier(model_dir)
+    with torch.no_grad():
+        model.score.weight[1, 0] = float("nan")
+    rows = prepare_test(pairs)
+    with pytest.raises(NumericalError, match=rf"12 of 12 pairs got non-finite logits .* \(row id {rows['id'].iloc[0]}\)"):
+        pair_probs(model, tokenizer, rows, TextConfig(max_length=96, prompt_tokens=32), max_lengths=[96])
