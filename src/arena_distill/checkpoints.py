@@ -135,7 +135,6 @@ def set_rng_state(state: Mapping) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def discard_checkpoints(checkpoint_dir: str | Path, parallel: Parallel) -> None:
+def discard_checkpoints(checkpoint_dir: str | Path) -> None:
     """Remove a finished run's checkpoints (called once its outputs are written)."""
-    if parallel.is_main:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)

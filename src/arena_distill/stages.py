@@ -102,13 +102,6 @@ def load_base(base: Mapping[str, Any], spec: Mapping[str, Any], device: torch.de
     return tokenizer, model
 
 
-def finish(parallel: Parallel, checkpoint_dir: str, training: Mapping[str, Any]) -> None:
-    """Wait for rank 0's outputs, then drop the checkpoints unless asked to keep them."""
-    parallel.barrier()
-    if not training.get("keep_checkpoints", False):
-        discard_checkpoints(checkpoint_dir, parallel)
-
-
 @dataclass(frozen=True)
 class ClassifierOutputs:
     """Where a classifier-training job writes (the rule's outputs) and keeps its checkpoints.
@@ -187,7 +180,9 @@ class FoldJob:
 
         The given order's logits are the run's last (or best) validation, not scored again;
         the mirrors are scored here by every rank, each its share, so no rank works alone
-        while the others wait at a barrier. Rank 0 writes.
+        while the others wait. Rank 0 then writes and the others leave: nobody waits in a
+        collective while it writes (NCCL's watchdog would end the job). The checkpoints go
+        only after the outputs are written, so a crash in between resumes, not retrains.
         """
         both = with_swaps(self.val_rows)
         todo = both[both["swapped"]] if result.val_logits is not None else both
@@ -201,7 +196,8 @@ class FoldJob:
             frame = logits_frame(both, logits, extra)
             write_parquet(frame, outputs.val_logits)
             write_json({**validation_metrics(frame), **metrics, **result.metrics}, outputs.metrics)
-        finish(self.parallel, outputs.checkpoint_dir, self.training)
+            if not self.training.get("keep_checkpoints", False):
+                discard_checkpoints(outputs.checkpoint_dir)
 
 
 def train_teacher(

@@ -6,7 +6,9 @@ import os
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
@@ -14,9 +16,14 @@ from safetensors.torch import save_file
 
 from arena_distill import parallel as parallel_module
 from arena_distill.checkpoints import Checkpoints
+from arena_distill.data import read_pairs
 from arena_distill.launch import process_count
+from arena_distill.models import build_tiny_model, save_model
 from arena_distill.parallel import Parallel
 from arena_distill.stages import model_training, train_config
+from tests.conftest import SAMPLE
+
+TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64}
 
 
 def test_collectives_get_tensors_on_the_loops_device(monkeypatch):
@@ -84,3 +91,26 @@ def test_jobs_run_offline_with_expandable_cuda_segments_unless_the_user_says_oth
     assert plain.stdout.split() == ["expandable_segments:True", "1"]
     mine = subprocess.run([sys.executable, "-c", code], env={**base, "GPTQMODEL_OFFLINE": "0"}, capture_output=True, text=True, check=True)
     assert mine.stdout.split() == ["expandable_segments:True", "0"]
+
+
+def test_no_rank_waits_on_rank_0s_writes(tokenizer, tmp_path):
+    """2 gloo processes under a 4 s group timeout; rank 0 spends 10 s writing its outputs.
+
+    Rank 1 must not sit in a collective meanwhile (NCCL's watchdog would kill the job):
+    it scores its share of the mirrors, then leaves.
+    """
+    model_dir = tmp_path / "llama"
+    save_model(build_tiny_model("llama", tokenizer, TINY, seed=0), tokenizer, model_dir)
+    rows, _ = read_pairs(SAMPLE / "post_pretrain.parquet", with_labels=True)
+    rows.head(64).to_parquet(tmp_path / "pairs.parquet")
+    repo = Path(__file__).resolve().parents[2]
+    env = {"PYTHONPATH": f"{repo}:{repo / 'src'}", "OMP_NUM_THREADS": "1", "PATH": os.environ["PATH"]}
+    job = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(Path(__file__).with_name("tail_worker.py")),
+         str(model_dir), str(tmp_path / "pairs.parquet"), str(tmp_path / "out"), "4"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert job.returncode == 0, job.stderr[-3000:]
+    dev = pd.read_parquet(tmp_path / "out/dev_logits.parquet")
+    assert len(dev) == 2 * 16 and (tmp_path / "out/adapter/adapter_config.json").is_file()
+    assert not (tmp_path / "out/checkpoints").exists()
