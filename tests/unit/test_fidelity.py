@@ -8,6 +8,7 @@ table cannot drift from the config and a default cannot leak into the preset unn
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -57,3 +58,19 @@ def test_the_table_covers_every_ranked_deviation_of_the_audit():
 def test_the_preset_runs_the_original_setting(key, expected):
     values = lookup(effective_preset(), key)
     assert values and all(value == expected for value in values), f"{key}: {values} != {expected}"
+
+
+def test_validation_costs_at_most_a_tenth_of_the_training_in_the_preset():
+    """At the competition's sizes: 57,477 rows in 5 folds plus the 33k extra set, both orders."""
+    from arena_distill.stages import train_config
+
+    config = effective_preset()
+    val_rows = 57_477 / 5
+    train_rows = 2 * (57_477 - val_rows + 33_000)
+    specs = [*config["teachers"].values(), config["student"]]
+    for spec in specs:
+        settings = train_config(config["training"], spec)
+        steps = math.ceil(train_rows / settings.batch_size)
+        assert settings.validation_share(steps, train_rows, val_rows) <= 0.10
+    original = train_config({**config["training"], "eval_every": 100}, config["student"])
+    assert original.validation_share(math.ceil(train_rows / 64), train_rows, val_rows) > 0.5
