@@ -33,3 +33,31 @@ def test_conda_env_matches_requirements():
     workflow_only = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "snakefmt"}
     assert conda_pins == {name: v for name, v in direct.items() if name not in workflow_only}
 
+
+
+def test_the_cuda_lock_pins_pypis_cuda_torch_of_the_lock():
+    """`===` admits only the build without a local version: a `+cpu` wheel cannot satisfy it."""
+    from packaging.specifiers import SpecifierSet
+
+    cuda = (REPO / "requirements-cuda.lock").read_text()
+    locked = pins((REPO / "requirements.lock").read_text().splitlines())
+    torch_line = next(line for line in cuda.splitlines() if line.startswith("torch"))
+    assert torch_line == f"torch==={locked['torch']}"
+    assert not SpecifierSet(torch_line[len("torch"):]).contains(f"{locked['torch']}+cpu")
+    runtime = pins(line for line in cuda.splitlines() if line != torch_line)
+    assert {"nvidia-nccl-cu13", "nvidia-cudnn-cu13", "triton"} <= runtime.keys() and not runtime.keys() & locked.keys()
+
+
+def test_setup_refuses_a_cpu_torch_where_cuda_was_asked(monkeypatch):
+    import torch
+
+    from arena_distill.cuda_report import report
+
+    assert report("cpu")[1]
+    monkeypatch.setattr(torch.version, "cuda", None)
+    line, ok = report("cu130")
+    assert not ok and "CPU wheel" in line
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line, ok = report("cu130")
+    assert not ok and "driver" in line
