@@ -1,11 +1,15 @@
-"""Command line: score pairs with a saved model.
+"""Command line: score pairs with a saved model, or plan the GPU memory of a run before it starts.
 
     python -m arena_distill predict --model results/model --input pairs.csv --output preds.csv
+    python -m arena_distill plan --configfile config/presets/blackpearl.yaml --profile profiles/slurm
 
 Input: the Kaggle test schema (`id, prompt, response_a, response_b`, fields as JSON lists
 of turns), CSV or parquet. Output: the submission schema, CSV or parquet by suffix. The
 settings (text budgets, max lengths, TTA) default to those the workflow exported with the
 model (`inference.json` in the model directory); flags override them.
+
+`plan` prints, per rule that loads a model, the estimated peak memory per GPU against the
+GPUs the profile gives the rule (`arena_distill.capacity`), and exits 1 when one cannot fit.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ import logging
 import sys
 from pathlib import Path
 
+from arena_distill.capacity import plan as capacity_plan, table
 from arena_distill.data import prepare_test
 from arena_distill.errors import ArenaDistillError
 from arena_distill.prediction import check_submission, predict_table, write_table
 from arena_distill.quantize import INFERENCE_FILE
+from arena_distill.workflow import effective_config
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m arena_distill", description="Predict arena preferences with a saved model.")
+    parser = argparse.ArgumentParser(prog="python -m arena_distill",
+                                     description="Score pairs with a saved model; plan a run's GPU memory.")
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="score pairs: Kaggle test schema in, submission schema out")
     predict.add_argument("--model", required=True, help="model directory (results/model)")
@@ -39,6 +46,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                          help="scoring precision (auto: bf16 on GPUs with it, fp16 on a T4, fp32 on CPU)")
     predict.add_argument("--gptq-backend", help="GPTQModel kernel for a GPTQ model, e.g. gptq_marlin, gptq_triton (default: auto)")
     predict.add_argument("--bad-json", choices=["repair", "error"], default="repair", help="what a field that is not valid JSON becomes")
+    plan = commands.add_parser("plan", help="estimated peak GPU memory per rule of a run, against the profile's GPUs")
+    plan.add_argument("--configfile", nargs="+", action="extend", default=[],
+                      help="config files overlaid on config/config.yaml in order, as snakemake --configfile")
+    plan.add_argument("--profile", default="profiles/slurm",
+                      help="Snakemake profile whose set-resources give each rule its GPUs")
+    plan.add_argument("--gpu-memory-gib", type=float, default=80.0, help="memory of one GPU")
     return parser.parse_args(argv)
 
 
@@ -77,10 +90,24 @@ def predict(args: argparse.Namespace) -> None:
     logging.getLogger("arena_distill").info("wrote %d predictions to %s", len(predictions), args.output)
 
 
+def plan(args: argparse.Namespace) -> int:
+    """Print the capacity plan; 1 when a rule cannot fit, naming it."""
+    estimates = capacity_plan(effective_config(args.configfile), args.profile, args.gpu_memory_gib)
+    print(table(estimates))
+    too_large = [estimate for estimate in estimates if estimate.verdict == "OOM"]
+    for estimate in too_large:
+        where = "per GPU" if estimate.gpus else "of host RAM"
+        print(f"OOM: {estimate.rule} ({estimate.model}) needs ~{estimate.total_gib:.1f} GiB {where}, "
+              f"the limit is {estimate.limit_gib:.0f} GiB", file=sys.stderr)
+    return 1 if too_large else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command == "plan":
+            return plan(args)
         predict(args)
     except (ArenaDistillError, FileNotFoundError, ValueError) as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)

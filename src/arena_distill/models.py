@@ -76,8 +76,10 @@ class ModelSpec:
         return arch
 
 
-def tiny_config(arch: str, tokenizer: PreTrainedTokenizerBase, sizes: Mapping[str, int]) -> PretrainedConfig:
-    """The config of a tiny `arch` model sized by `sizes`, with vocab and special ids from `tokenizer`."""
+def tiny_config(arch: str, sizes: Mapping[str, int], *, vocab_size: int, bos_token_id: int | None = None,
+                eos_token_id: int | None = None) -> PretrainedConfig:
+    """The config of a tiny `arch` model sized by `sizes`, with the tokenizer's vocab size and special ids
+    (the capacity plan sizes a tiny model before its tokenizer exists, so they come as numbers)."""
     unknown = set(sizes) - set(SIZE_KEYS)
     if unknown:
         raise ValueError(f"unknown size keys {sorted(unknown)}; allowed: {list(SIZE_KEYS)}")
@@ -88,10 +90,10 @@ def tiny_config(arch: str, tokenizer: PreTrainedTokenizerBase, sizes: Mapping[st
         head_dim = sizes["hidden_size"] // heads
         extra = {"head_dim": head_dim, "query_pre_attn_scalar": head_dim}
     return TINY_ARCHS[arch](
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.eos_token_id,
+        vocab_size=vocab_size,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=eos_token_id,
         num_labels=len(LABELS),
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
@@ -104,7 +106,8 @@ def build_tiny_model(
     arch: str, tokenizer: PreTrainedTokenizerBase, sizes: Mapping[str, int], seed: int
 ) -> PreTrainedModel:
     """A random-init causal LM; the same seed gives the same weights."""
-    config = tiny_config(arch, tokenizer, sizes)
+    config = tiny_config(arch, sizes, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
@@ -201,9 +204,12 @@ def attention_implementation(path: str | Path, requested: str | None = None) -> 
     model's attention exactly. Gemma-2 soft-caps its attention logits (tanh at 50), which
     PyTorch's SDPA kernel cannot do: some transformers releases pick SDPA anyway and drop
     the cap silently, so a soft-capped model gets `eager` by name; others get `sdpa`."""
-    if requested:
-        return requested
-    config = AutoConfig.from_pretrained(path)
+    return requested or config_attention(AutoConfig.from_pretrained(path))
+
+
+def config_attention(config: PretrainedConfig) -> str:
+    """The exact attention kernel of a model config (see `attention_implementation`), for callers that
+    hold the config but no weights."""
     return "eager" if getattr(config, "attn_logit_softcapping", None) else "sdpa"
 
 
