@@ -319,15 +319,20 @@ def logits_estimate(name: str, spec: Mapping[str, Any], shape: ModelShape, confi
                     gib_parts(static, {"scoring batch": scoring}), job.limit_gib)
 
 
-MERGE_DTYPES = {"float16": ("fp16", 2), "bfloat16": ("bf16", 2), "float32": ("fp32", 4)}
+CONFIG_DTYPES = {"float16": ("fp16", 2), "bfloat16": ("bf16", 2), "float32": ("fp32", 4)}
+
+
+def config_dtype(name: str, job: Job) -> tuple[str, int]:
+    """(name, bytes per value) of a config dtype (`merge.dtype`, `quantize.dtype`, `predict.dtype`),
+    `auto` resolved where the job runs: bf16 on a GPU (the plan's GPUs have it), fp32 on a CPU."""
+    if name == "auto":
+        return DTYPE_NAMES[job.compute_bytes()], job.compute_bytes()
+    return CONFIG_DTYPES[name]
 
 
 def merge_dtype(config: Mapping[str, Any], merge_job: Job) -> tuple[str, int]:
-    """(name, bytes per parameter) of the merged student: `merge.dtype`, `auto` resolved where merge_student runs."""
-    dtype = config["merge"]["dtype"]
-    if dtype == "auto":
-        return "bf16" if merge_job.gpus else "fp32", merge_job.compute_bytes()
-    return MERGE_DTYPES[dtype]
+    """(name, bytes per parameter) of the merged student: `merge.dtype` where merge_student runs."""
+    return config_dtype(config["merge"]["dtype"], merge_job)
 
 
 def merge_estimate(spec: Mapping[str, Any], shape: ModelShape, config: Mapping[str, Any], job: Job) -> Estimate:
@@ -342,11 +347,11 @@ def merge_estimate(spec: Mapping[str, Any], shape: ModelShape, config: Mapping[s
 
 
 def quantize_estimate(spec: Mapping[str, Any], shape: ModelShape, config: Mapping[str, Any], job: Job) -> Estimate:
-    """quantize_student: GPTQ calibrates the merged student in fp16 block by block; bnb loads it k-bit."""
+    """quantize_student: GPTQ calibrates the merged student in `quantize.dtype` block by block; bnb loads it k-bit."""
     quantize = config["quantize"]
     if quantize["method"] == "none":
         return no_model("quantize_student", spec, job)
-    compute = job.compute_bytes()
+    name, compute = config_dtype(quantize["dtype"], job)
     if quantize["method"] == "bnb":
         dtype, weights = weight_bytes(shape, quantize["bits"], compute, compute)
         return Estimate("quantize_student", describe("student", spec), job.gpus, dtype, shape.params, None,
@@ -355,22 +360,23 @@ def quantize_estimate(spec: Mapping[str, Any], shape: ModelShape, config: Mappin
     layer = shape.first_layer()
     attention = spec.get("attn_implementation") or shape.attention
     static = {
-        "weights (fp16)": shape.params * compute,
+        f"weights ({name})": shape.params * compute,
         "calibration block inputs and outputs": 2 * quantize["n_calibration"] * length * shape.hidden * compute,
         "Hessians of one layer (fp32)": sum(fan_in**2 for fan_in, _ in layer) * 4,
         "one layer in fp32": sum(fan_in * fan_out for fan_in, fan_out in layer) * 4,
     }
     phases = {"calibration forward": forward_bytes(shape, length, length, attention, compute, None)}
-    return Estimate("quantize_student", describe("student", spec), job.gpus, f"fp16 -> gptq int{quantize['bits']}",
+    return Estimate("quantize_student", describe("student", spec), job.gpus, f"{name} -> gptq int{quantize['bits']}",
                     shape.params, None, gib_parts(static, phases), job.limit_gib)
 
 
-def served_weights(shape: ModelShape, config: Mapping[str, Any], merged: tuple[str, int]) -> tuple[str, float]:
-    """(dtype label, bytes) of the exported model (`results/model`) as prediction loads it."""
+def served_weights(shape: ModelShape, config: Mapping[str, Any], merged: tuple[str, int], job: Job) -> tuple[str, float]:
+    """(dtype label, bytes) of the exported model (`results/model`) as prediction loads it (`predict.dtype`)."""
     quantize = config["quantize"]
     if quantize["method"] == "gptq":
-        per_param = quantize["bits"] / 8 + 4 / quantize["group_size"]  # fp16 scale and packed zero per group
-        return f"gptq int{quantize['bits']} + fp16", shape.projection_params * per_param + shape.other_params * 2
+        name, size = config_dtype(config["predict"]["dtype"], job)
+        per_param = quantize["bits"] / 8 + 4 / quantize["group_size"]  # a 16-bit scale and packed zero per group
+        return f"gptq int{quantize['bits']} + {name}", shape.projection_params * per_param + shape.other_params * size
     if quantize["method"] == "bnb":
         return weight_bytes(shape, quantize["bits"], merged[1], merged[1])
     return merged[0], shape.params * merged[1]
@@ -382,7 +388,7 @@ def scoring_estimate(rule: str, spec: Mapping[str, Any], shape: ModelShape, conf
     predict = config["predict"]
     length = max(predict.get("max_lengths") or [config["text"]["test_max_length"]])
     merged = merge_dtype(config, merge_job)
-    dtype, weights = served_weights(shape, config, merged)
+    dtype, weights = served_weights(shape, config, merged, job)
     if rule == "evaluate" and shape.params * merged[1] > weights:
         dtype, weights = f"merged {merged[0]}", shape.params * merged[1]
     attention = spec.get("attn_implementation") or shape.attention

@@ -25,7 +25,6 @@ from arena_distill.data import prepare_test
 from arena_distill.errors import ArenaDistillError
 from arena_distill.prediction import check_submission, predict_table, write_table
 from arena_distill.quantize import INFERENCE_FILE
-from arena_distill.workflow import effective_config
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -92,6 +91,8 @@ def predict(args: argparse.Namespace) -> None:
 
 def plan(args: argparse.Namespace) -> int:
     """Print the capacity plan; 1 when a rule cannot fit, naming it."""
+    from arena_distill.workflow import effective_config  # needs snakemake, which `predict` does not
+
     estimates = capacity_plan(effective_config(args.configfile), args.profile, args.gpu_memory_gib)
     print(table(estimates))
     too_large = [estimate for estimate in estimates if estimate.verdict == "OOM"]
