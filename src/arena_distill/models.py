@@ -234,7 +234,10 @@ def add_lora(
     full-size module such as the head would otherwise round most Adam updates away.
     """
     if is_quantized(model):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        # Non-reentrant checkpointing on both paths: peft passes `{}` on, and torch's default is
+        # still the reentrant kind, with a warning.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()

@@ -139,16 +139,21 @@ def test_trainable_modules_keep_fp32_master_weights_on_a_bf16_base(tokenizer, tm
     assert frozen == {torch.bfloat16}
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_k_bit_base_trains_a_lora_adapter_on_cpu(tokenizer, tmp_path, bits):
-    """QLoRA's path (bitsandbytes base + LoRA) runs a training step on CPU."""
+@pytest.mark.parametrize("bits, checkpointing", [(8, False), (4, True)])
+def test_k_bit_base_trains_a_lora_adapter_on_cpu(tokenizer, tmp_path, bits, checkpointing):
+    """QLoRA's path (bitsandbytes base + LoRA) runs a training step on CPU; its gradient
+    checkpointing is the non-reentrant kind, as on a full-precision base."""
     import torch
 
     from arena_distill.models import add_lora, for_inference, load_model
 
     base = saved_tiny(tokenizer, tmp_path / "base", sizes=KBIT)
     model = load_model(base, pad_token_id=tokenizer.eos_token_id, seed=0, load_in_bits=bits)
-    model = add_lora(model, {"r": 4, "alpha": 8})
+    model = add_lora(model, {"r": 4, "alpha": 8}, gradient_checkpointing=checkpointing)
+    checkpointed = [m._gradient_checkpointing_func for m in model.modules() if getattr(m, "gradient_checkpointing", False)]
+    assert bool(checkpointed) == checkpointing
+    assert all(func.keywords.get("use_reentrant") is False for func in checkpointed)
+    model.train()
     ids = torch.tensor([tokenizer("one pair")["input_ids"], tokenizer("another pair")["input_ids"][:3]])
     loss = torch.nn.functional.cross_entropy(model(input_ids=ids).logits.float(), torch.tensor([0, 2]))
     loss.backward()
