@@ -254,26 +254,36 @@ def get_predict_inputs(wildcards):
     return {"oof": student_val_logits()} if config["predict"]["temperature"] else {}
 
 
-def get_evaluate_inputs(wildcards):
-    inputs = {
-        "teacher_val_logits": [
-            path for teacher in teachers() for path in teacher_val_logits(teacher)
-        ],
-        "student_val_logits": student_val_logits(),
+def get_score_holdout_inputs(wildcards):
+    """The student fold adapters (both runs when compared) and the base they load on."""
+    return {
         "student_adapters": student_adapters(),
-        "fresh_init_val_logits": (
-            student_val_logits("student_fresh_init")
-            if "student_fresh_init" in student_runs()
-            else []
-        ),
         "fresh_init_adapters": (
             student_adapters("student_fresh_init")
             if "student_fresh_init" in student_runs()
             else []
         ),
         "student_base": get_student_base_inputs(wildcards),
+    }
+
+
+def get_evaluate_inputs(wildcards):
+    """Out-of-fold logits, the submission, and the holdout scores when the run keeps a
+    holdout: only then does the evaluation need a GPU job (score_holdout)."""
+    inputs = {
+        "teacher_val_logits": [
+            path for teacher in teachers() for path in teacher_val_logits(teacher)
+        ],
+        "student_val_logits": student_val_logits(),
+        "fresh_init_val_logits": (
+            student_val_logits("student_fresh_init")
+            if "student_fresh_init" in student_runs()
+            else []
+        ),
         "submission": "results/submission.csv",
     }
+    if config["folds"]["holdout"]:
+        inputs["holdout"] = "results/eval/holdout.json"
     if config["data"].get("test_labels"):
         inputs["test_labels"] = config["data"]["test_labels"]
     return inputs

@@ -1,26 +1,44 @@
-rule evaluate:
+localrules:
+    evaluate,
+
+
+rule score_holdout:
     input:
-        unpack(get_evaluate_inputs),
+        unpack(get_score_holdout_inputs),
         merged="results/student/merged",
         model="results/model",
         train="results/data/train.parquet",
         folds="results/folds/folds_clean.json",
     output:
+        "results/eval/holdout.json",
+    log:
+        "results/logs/score_holdout.log",
+    benchmark:
+        "results/benchmarks/score_holdout.tsv"
+    conda:
+        "../envs/arena-distill.yaml"
+    params:
+        student_base=source_path("student"),
+        average_method=config["average"]["method"],
+        predict=predict_params(),
+        text=config["text"],
+    script:
+        "../scripts/score_holdout.py"
+
+
+rule evaluate:
+    input:
+        unpack(get_evaluate_inputs),
+    output:
         metrics="results/eval/metrics.json",
         summary="results/eval/summary.md",
     log:
         "results/logs/evaluate.log",
-    benchmark:
-        "results/benchmarks/evaluate.tsv"
     conda:
         "../envs/arena-distill.yaml"
     params:
         teacher_val_logits={
             teacher: teacher_val_logits(teacher) for teacher in teachers()
         },
-        student_base=source_path("student"),
-        average_method=config["average"]["method"],
-        predict=predict_params(),
-        text=config["text"],
     script:
         "../scripts/evaluate.py"

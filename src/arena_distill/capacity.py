@@ -384,12 +384,12 @@ def served_weights(shape: ModelShape, config: Mapping[str, Any], merged: tuple[s
 
 def scoring_estimate(rule: str, spec: Mapping[str, Any], shape: ModelShape, config: Mapping[str, Any], job: Job,
                      merge_job: Job) -> Estimate:
-    """predict scores the exported model; evaluate scores the merged and the exported one in turn."""
+    """predict scores the exported model; score_holdout scores the merged and the exported one in turn."""
     predict = config["predict"]
     length = max(predict.get("max_lengths") or [config["text"]["test_max_length"]])
     merged = merge_dtype(config, merge_job)
     dtype, weights = served_weights(shape, config, merged, job)
-    if rule == "evaluate" and shape.params * merged[1] > weights:
+    if rule == "score_holdout" and shape.params * merged[1] > weights:
         dtype, weights = f"merged {merged[0]}", shape.params * merged[1]
     attention = spec.get("attn_implementation") or shape.attention
     scoring = forward_bytes(shape, predict["max_tokens"], length, attention, job.compute_bytes(), None)
@@ -432,12 +432,10 @@ def plan(config: Mapping[str, Any], profile: str | Path, gpu_memory_gib: float) 
         quantize_estimate(student, shapes["student"], config, job("quantize_student")),
         scoring_estimate("predict", student, shapes["student"], config, job("predict"), job("merge_student")),
     ]
-    # evaluate loads models only to score the holdout prompts; test labels are compared with the submission file.
+    # Models are scored on the holdout prompts only when the run keeps some (score_holdout is then in the DAG).
     if config["folds"]["holdout"]:
-        estimates.append(scoring_estimate("evaluate", student, shapes["student"], config, job("evaluate"),
+        estimates.append(scoring_estimate("score_holdout", student, shapes["student"], config, job("score_holdout"),
                                           job("merge_student")))
-    else:
-        estimates.append(no_model("evaluate", student, job("evaluate")))
     return estimates
 
 

@@ -128,40 +128,53 @@ def labelled_test_metrics(submission: pd.DataFrame, labels: pd.DataFrame) -> dic
             "prior_log_loss": prior_log_loss(truth)}
 
 
-def evaluate_run(
+def holdout_report(
     *,
-    teacher_val_logits: Mapping[str, Sequence[str]],
-    student_val_logits: Sequence[str],
-    student_adapters: Sequence[str],
-    fresh_init_val_logits: Sequence[str],
-    fresh_init_adapters: Sequence[str],
     student_base: str,
+    student_adapters: Sequence[str],
+    fresh_init_adapters: Sequence[str],
     average_method: str,
     models: Mapping[str, str],
     train_table: str,
     folds: str,
-    submission: str,
-    test_labels: str | None,
     text: Mapping,
     settings: Mapping,
 ) -> dict:
-    """The whole report: OOF per teacher and student, fold and final models on the holdout, test."""
+    """Every student fold alone, their average and the final models on the holdout prompts
+    (empty without a holdout). The only part of the evaluation that runs models."""
+    holdout_ids = read_json(folds).get("holdout_ids", [])
+    if not holdout_ids:
+        return {}
+    rows = pd.read_parquet(train_table).set_index("id").loc[holdout_ids].reset_index()
+    report = {
+        **student_holdout_metrics(student_base, student_adapters, rows, text, settings, name="student"),
+        **{name: holdout_metrics(path, rows, text, settings) for name, path in models.items()},
+    }
+    if fresh_init_adapters:
+        report.update(student_holdout_metrics(student_base, fresh_init_adapters, rows, text, settings,
+                                              name="student fresh-init", method=average_method))
+    return report
+
+
+def evaluate_run(
+    *,
+    teacher_val_logits: Mapping[str, Sequence[str]],
+    student_val_logits: Sequence[str],
+    fresh_init_val_logits: Sequence[str],
+    holdout: Mapping[str, Mapping] | None,
+    submission: str,
+    test_labels: str | None,
+) -> dict:
+    """The whole report: OOF per teacher and student, the holdout scores (`holdout_report`),
+    and the submission on the labelled test rows when their labels are given."""
     report: dict = {
         "teachers": {teacher: oof_metrics(paths) for teacher, paths in teacher_val_logits.items()},
         "student": oof_metrics(student_val_logits),
     }
     if fresh_init_val_logits:
         report["student_fresh_init"] = oof_metrics(fresh_init_val_logits)
-    holdout_ids = read_json(folds).get("holdout_ids", [])
-    if holdout_ids:
-        rows = pd.read_parquet(train_table).set_index("id").loc[holdout_ids].reset_index()
-        report["holdout"] = {
-            **student_holdout_metrics(student_base, student_adapters, rows, text, settings, name="student"),
-            **{name: holdout_metrics(path, rows, text, settings) for name, path in models.items()},
-        }
-        if fresh_init_adapters:
-            report["holdout"].update(student_holdout_metrics(student_base, fresh_init_adapters, rows, text, settings,
-                                                             name="student fresh-init", method=average_method))
+    if holdout:
+        report["holdout"] = dict(holdout)
     if test_labels:
         report["test"] = labelled_test_metrics(pd.read_csv(submission), read_table(test_labels))
     return report

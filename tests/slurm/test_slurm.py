@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slurm
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 OVERLAY = REPO / "tests" / "slurm" / "profile"
-LOCAL_RULES = {"make_folds", "clean_folds", "gather_logits", "calibrate_teacher", "submission", "all"}
+LOCAL_RULES = {"make_folds", "clean_folds", "gather_logits", "calibrate_teacher", "submission", "evaluate", "all"}
 RUN_LIMIT_S = 1500
 
 

@@ -35,10 +35,11 @@ def test_default_plans_every_table_fold_step_and_tiny_model(workflow_copy):
     assert "Missing output files" in result.stdout
 
 
-def STUDENT_SIDE(n_folds: int) -> dict[str, int]:
-    """Steps 5-9: a student per fold, then one of everything."""
+def STUDENT_SIDE(n_folds: int, holdout: bool = True) -> dict[str, int]:
+    """Steps 5-9: a student per fold, then one of everything; models are scored on the
+    holdout prompts only when the run keeps some."""
     single = ["average_adapters", "merge_student", "quantize_student", "predict", "submission", "evaluate"]
-    return {"distill_student": n_folds, **dict.fromkeys(single, 1)}
+    return {"distill_student": n_folds, **dict.fromkeys(single + ["score_holdout"] * holdout, 1)}
 
 
 def planned_inputs(output: str, rule: str) -> list[str]:
@@ -71,7 +72,7 @@ def test_preset_plans_the_real_dag_without_weights(workflow_copy):
         "train_teacher": teacher_folds,
         "teacher_logits": teacher_folds * preset["teacher_logits"]["n_shards"],
         "gather_logits": teacher_folds,
-        **STUDENT_SIDE(5),
+        **STUDENT_SIDE(5, holdout=False),  # no holdout: no job scores models for the evaluation
         "all": 1,
     }
     assert "data/lmsys-33k/lmsys-33k-deduplicated.csv" in result.stdout
