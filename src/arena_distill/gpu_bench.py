@@ -35,23 +35,45 @@ PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
 first match wins, so the PCIe and NVL variants come before the plain H100 (SXM)."""
 
 H100_PEAK = 989.0
+NODE_GPUS = 8
+"""GPUs of a training job (the SLURM profile gives post_pretrain, train_teacher and distill_student a node)."""
 T4_PEAK = 65.0
 """T4 has no bf16: its fp16 tensor-core peak, what an fp16 model runs at on Kaggle."""
 
 GEMMA2_9B: dict[str, Any] = {
-    "hidden_size": 3584, "num_hidden_layers": 42, "num_attention_heads": 16, "num_key_value_heads": 8,
-    "head_dim": 256, "intermediate_size": 14336, "vocab_size": 256000, "attn_logit_softcapping": 50.0,
-    "final_logit_softcapping": 30.0, "sliding_window": 4096, "query_pre_attn_scalar": 256,
+    "hidden_size": 3584,
+    "num_hidden_layers": 42,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 256,
+    "intermediate_size": 14336,
+    "vocab_size": 256000,
+    "attn_logit_softcapping": 50.0,
+    "final_logit_softcapping": 30.0,
+    "sliding_window": 4096,
+    "query_pre_attn_scalar": 256,
     "max_position_embeddings": 8192,
 }
 LLAMA3_70B: dict[str, Any] = {
-    "hidden_size": 8192, "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8,
-    "head_dim": 128, "intermediate_size": 28672, "vocab_size": 128256, "rope_theta": 500000.0,
+    "hidden_size": 8192,
+    "num_hidden_layers": 80,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 28672,
+    "vocab_size": 128256,
+    "rope_theta": 500000.0,
     "max_position_embeddings": 8192,
 }
 QWEN2_72B: dict[str, Any] = {
-    "hidden_size": 8192, "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8,
-    "head_dim": 128, "intermediate_size": 29568, "vocab_size": 152064, "max_position_embeddings": 32768,
+    "hidden_size": 8192,
+    "num_hidden_layers": 80,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 29568,
+    "vocab_size": 152064,
+    "max_position_embeddings": 32768,
 }
 """The real models' configs (their architecture keys), for random-init benchmark models."""
 
@@ -80,8 +102,14 @@ class Shape:
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> "Shape":
         heads = config["num_attention_heads"]
-        return cls(config["hidden_size"], config["num_hidden_layers"], heads, config.get("num_key_value_heads", heads),
-                   config.get("head_dim") or config["hidden_size"] // heads, config["intermediate_size"])
+        return cls(
+            config["hidden_size"],
+            config["num_hidden_layers"],
+            heads,
+            config.get("num_key_value_heads", heads),
+            config.get("head_dim") or config["hidden_size"] // heads,
+            config["intermediate_size"],
+        )
 
     @property
     def projection_params(self) -> int:
@@ -151,14 +179,19 @@ def evaluations(steps: int, eval_every: int) -> int:
     return steps // eval_every + (1 if steps % eval_every else 0)
 
 
+Mfus = tuple[float | None, float | None]
+
+
 def scaled(mfu_value: float | None, flops: float, gpus: int, peak: float) -> float | None:
     return None if mfu_value is None else hours(flops, gpus, peak, mfu_value)
 
 
-def fold_run(name: str, shape: Shape, spec: Mapping[str, Any], training: Mapping[str, Any], folds: int, gpus: int,
-             train_mfu: float | None, forward_mfu: float | None, tokens: int = TRAIN_TOKENS) -> Stage:
-    """One fold run of a model on `gpus` H100s: training plus its validations (every
-    `eval_every` steps and at the end, and the mirrored validation rows once)."""
+def fold_run(name: str, shape: Shape, spec: Mapping[str, Any], preset: Mapping[str, Any], mfus: Mfus) -> Stage:
+    """One fold run of a model (`spec`) of the preset on 8 H100s: training plus its validations
+    (every `eval_every` steps and at the end, and the mirrored validation rows once), at the
+    (training, scoring) MFUs `mfus`."""
+    training, folds, gpus, tokens = preset["training"], preset["folds"]["n"], NODE_GPUS, TRAIN_TOKENS
+    train_mfu, forward_mfu = mfus
     train_rows, val_rows = fold_rows(folds, training.get("swap_augment", True))
     epochs = spec.get("epochs", 1)
     steps = math.ceil(epochs * math.ceil(train_rows / training["batch_size"]))
@@ -166,14 +199,17 @@ def fold_run(name: str, shape: Shape, spec: Mapping[str, Any], training: Mapping
     train_hours = scaled(train_mfu, shape.lora_train_flops(tokens) * train_rows * epochs * tokens, gpus, H100_PEAK)
     eval_hours = scaled(forward_mfu, shape.forward_flops(tokens) * (n_evals + 1) * val_rows * tokens, gpus, H100_PEAK)
     total = None if train_hours is None or eval_hours is None else train_hours + eval_hours
-    note = (f"{train_rows:,} rows x {epochs:g} epoch(s), {steps:,} steps; {n_evals} validations of {val_rows:,} rows"
-            + (f" ({train_hours:.1f} h training + {eval_hours:.1f} h validation)" if total is not None else ""))
+    note = (
+        f"{train_rows:,} rows x {epochs:g} epoch(s), {steps:,} steps; {n_evals} validations of {val_rows:,} rows"
+        + (f" ({train_hours:.1f} h training + {eval_hours:.1f} h validation)" if total is not None else "")
+    )
     return Stage(name, folds, total, note)
 
 
-def project(preset: Mapping[str, Any], measured: Measured, gpus: int = 8) -> list[Stage]:
-    """Per-job hours of the preset's heavy stages on `gpus` H100s, and of the Kaggle test."""
-    training, folds = preset["training"], preset["folds"]["n"]
+def project(preset: Mapping[str, Any], measured: Measured) -> list[Stage]:
+    """Per-job hours of the preset's heavy stages on 8 H100s (one per shard for the teacher
+    logits), and of the Kaggle test."""
+    folds, gpus = preset["folds"]["n"], NODE_GPUS
     student = Shape.of(GEMMA2_9B)
     teachers = {"llama": Shape.of(LLAMA3_70B), "qwen": Shape.of(QWEN2_72B)}
     stages = []
@@ -182,25 +218,62 @@ def project(preset: Mapping[str, Any], measured: Measured, gpus: int = 8) -> lis
         if spec is None:
             continue
         flops = shape.lora_train_flops(TRAIN_TOKENS) * POST_PRETRAIN_TOKENS
-        stages.append(Stage(f"post_pretrain {name}", 1, scaled(measured.teacher_train, flops, gpus, H100_PEAK),
-                            "per 100M tokens (corpus size not known)"))
-        stages.append(fold_run(f"train_teacher {name}", shape, spec, training, folds, gpus, measured.teacher_train,
-                               measured.teacher_forward))
+        stages.append(
+            Stage(
+                f"post_pretrain {name}",
+                1,
+                scaled(measured.teacher_train, flops, gpus, H100_PEAK),
+                "per 100M tokens (corpus size not known)",
+            )
+        )
+        stages.append(
+            fold_run(f"train_teacher {name}", shape, spec, preset, (measured.teacher_train, measured.teacher_forward))
+        )
         shards = preset["teacher_logits"]["n_shards"]
         rows = fold_rows(folds, True)[0] / shards
-        stages.append(Stage(f"teacher_logits {name}", folds * shards,
-                            scaled(measured.teacher_forward, shape.forward_flops(TRAIN_TOKENS) * rows * TRAIN_TOKENS, 1,
-                                   H100_PEAK), f"{rows:,.0f} rows (both orders) per shard on 1 GPU"))
-    stages.append(Stage("post_pretrain student", 1, scaled(measured.student_train, student.lora_train_flops(TRAIN_TOKENS)
-                                                         * POST_PRETRAIN_TOKENS, gpus, H100_PEAK),
-                        "per 100M tokens (corpus size not known)"))
-    stages.append(fold_run("distill_student", student, preset["student"], training, folds, gpus, measured.student_train,
-                           measured.student_forward))
+        stages.append(
+            Stage(
+                f"teacher_logits {name}",
+                folds * shards,
+                scaled(
+                    measured.teacher_forward, shape.forward_flops(TRAIN_TOKENS) * rows * TRAIN_TOKENS, 1, H100_PEAK
+                ),
+                f"{rows:,.0f} rows (both orders) per shard on 1 GPU",
+            )
+        )
+    stages.append(
+        Stage(
+            "post_pretrain student",
+            1,
+            scaled(
+                measured.student_train, student.lora_train_flops(TRAIN_TOKENS) * POST_PRETRAIN_TOKENS, gpus, H100_PEAK
+            ),
+            "per 100M tokens (corpus size not known)",
+        )
+    )
+    stages.append(
+        fold_run(
+            "distill_student", student, preset["student"], preset, (measured.student_train, measured.student_forward)
+        )
+    )
     test_flops = student.forward_flops(KAGGLE_TEST_TOKENS) * KAGGLE_TEST_PAIRS * 2 * KAGGLE_TEST_TOKENS
-    stages.append(Stage("Kaggle test on 1 H100", 1, scaled(measured.student_forward, test_flops, 1, H100_PEAK),
-                        f"{KAGGLE_TEST_PAIRS:,} pairs x 2 (TTA) x {KAGGLE_TEST_TOKENS} tokens, bf16"))
+    stages.append(
+        Stage(
+            "Kaggle test on 1 H100",
+            1,
+            scaled(measured.student_forward, test_flops, 1, H100_PEAK),
+            f"{KAGGLE_TEST_PAIRS:,} pairs x 2 (TTA) x {KAGGLE_TEST_TOKENS} tokens, bf16",
+        )
+    )
     t4 = scaled(measured.student_forward, test_flops, 2, T4_PEAK)
-    verdict = "" if t4 is None else f"; {'within' if t4 <= KAGGLE_LIMIT_HOURS else 'over'} the {KAGGLE_LIMIT_HOURS:g} h limit"
-    stages.append(Stage("Kaggle test on 2x T4", 1, t4, f"fp16 peak {T4_PEAK:g} TFLOP/s each at the H100's measured MFU"
-                        + verdict))
+    verdict = (
+        ""
+        if t4 is None
+        else f"; {'within' if t4 <= KAGGLE_LIMIT_HOURS else 'over'} the {KAGGLE_LIMIT_HOURS:g} h limit"
+    )
+    stages.append(
+        Stage(
+            "Kaggle test on 2x T4", 1, t4, f"fp16 peak {T4_PEAK:g} TFLOP/s each at the H100's measured MFU" + verdict
+        )
+    )
     return stages

@@ -81,8 +81,14 @@ QUANTIZATION = (
     "optimum==2.3.0",
     "bitsandbytes==0.50.2",
 )
-PURE_SDISTS = ("gptqmodel==7.6.0", "defuser==0.0.28", "tokenicer==0.0.14", "logbar==0.4.15", "Device-SMI==0.5.7",
-               "connection_pool==0.0.3")
+PURE_SDISTS = (
+    "gptqmodel==7.6.0",
+    "defuser==0.0.28",
+    "tokenicer==0.0.14",
+    "logbar==0.4.15",
+    "Device-SMI==0.5.7",
+    "connection_pool==0.0.3",
+)
 """Published as source distributions only, all pure Python (GPTQModel compiles its CUDA kernels
 on first use): wheels built here by any Python 3 serve the GPU machine."""
 NATIVE_SDISTS = ("pypcre==0.6.4",)
@@ -97,8 +103,19 @@ def pip(python: str, *args: str) -> None:
 def download(wheels: Path, python312: str) -> None:
     """Every wheel of the bundle into `wheels`, without dependencies (the lists above are complete)."""
     platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
-    pip(sys.executable, "download", "--no-deps", "--only-binary=:all:", "--python-version", PYTHON_VERSION, *platforms,
-        "--dest", str(wheels), *SNAKEMAKE, *QUANTIZATION)
+    pip(
+        sys.executable,
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        PYTHON_VERSION,
+        *platforms,
+        "--dest",
+        str(wheels),
+        *SNAKEMAKE,
+        *QUANTIZATION,
+    )
     pip(sys.executable, "wheel", "--no-deps", "--wheel-dir", str(wheels), *PURE_SDISTS)
     pip(python312, "wheel", "--no-deps", "--wheel-dir", str(wheels), *NATIVE_SDISTS)
 
@@ -130,8 +147,16 @@ def size_of(path: Path) -> int:
 
 def working_tree_size(repo: Path) -> int:
     """Bytes of the files that travel with the working tree (tracked or not ignored)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
-                            check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     return sum((repo / name).stat().st_size for name in listed if name and (repo / name).is_file())
 
 
@@ -153,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     bundle = build(args.target, args.python312)
     tree = working_tree_size(Path.cwd())
     mib = 2**20
-    print(f"bundle {args.target}: {bundle / mib:.1f} MiB; with the working tree {(bundle + tree) / mib:.1f} MiB "
-          f"(limit {CARRY_LIMIT / mib:.0f} MiB)")
+    print(
+        f"bundle {args.target}: {bundle / mib:.1f} MiB; with the working tree {(bundle + tree) / mib:.1f} MiB "
+        f"(limit {CARRY_LIMIT / mib:.0f} MiB)"
+    )
     return 0 if bundle + tree <= CARRY_LIMIT else 1
 
 

@@ -74,8 +74,10 @@ def run_phase(name: str, phase: Callable[[Result], None]) -> Result:
         result.error = f"{type(error).__name__}: {error}"
         result.data["traceback"] = traceback.format_exc()
     result.seconds = time.monotonic() - started
-    print(f"gpu-check: {name} {result.status} in {result.seconds:.0f} s" + (f": {result.error}" if result.error else ""),
-          flush=True)
+    print(
+        f"gpu-check: {name} {result.status} in {result.seconds:.0f} s" + (f": {result.error}" if result.error else ""),
+        flush=True,
+    )
     return result
 
 
@@ -83,9 +85,10 @@ def write_summary(out: Path, header: list[str], results: list[Result]) -> Path:
     """`summary.md` (what a person reads) and `results.json` (every number) under `out`."""
     out.mkdir(parents=True, exist_ok=True)
     overall = FAIL if any(r.status == FAIL for r in results) else PASS
-    lines = ["# GPU check", "", *header, "", f"**Overall: {overall}**" if results else "", "",
-             "| phase | status | seconds |", "|---|---|---|"]
-    lines += [f"| {r.name} | {r.status} | {r.seconds:.0f} |" for r in results]
+    lines = ["# GPU check", "", *header]
+    if results:
+        lines += ["", f"**Overall: {overall}**", "", "| phase | status | seconds |", "|---|---|---|"]
+        lines += [f"| {r.name} | {r.status} | {r.seconds:.0f} |" for r in results]
     for r in results:
         lines += ["", f"## {r.name}: {r.status} ({r.seconds:.0f} s)", ""]
         if r.error:
@@ -93,8 +96,9 @@ def write_summary(out: Path, header: list[str], results: list[Result]) -> Path:
         lines += r.lines
     summary = out / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps({"header": header, "phases": [asdict(r) for r in results]}, indent=1,
-                                                 default=str))
+    (out / "results.json").write_text(
+        json.dumps({"header": header, "phases": [asdict(r) for r in results]}, indent=1, default=str)
+    )
     return summary
 
 
@@ -120,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no GPU: skipped ({reason})")
         write_summary(args.out, [f"{stamp}, {platform.node()}", "", f"no GPU: skipped ({reason})."], [])
         return 0
+    # The workflow runs in its own directory: a relative PYTHONPATH (src:.gpu-bundle) must still hold there.
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    os.environ["PYTHONPATH"] = os.pathsep.join(str(Path(path).resolve()) for path in paths if path)
     # No machine of the check reaches the network: GPTQModel must not try to fetch CUTLASS.
     os.environ.setdefault("GPTQMODEL_OFFLINE", "1")
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
@@ -129,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     deadline = Deadline(args.budget)
     args.out.mkdir(parents=True, exist_ok=True)
     results = gpu_phases.run_all(args.out.resolve(), deadline, run_phase)
-    header = [f"{stamp}, {platform.node()}, {gpu_phases.device_line()}", "",
-              f"Budget {args.budget:.0f} s; took {time.monotonic() - started:.0f} s."]
+    header = [
+        f"{stamp}, {platform.node()}, {gpu_phases.device_line()}",
+        "",
+        f"Budget {args.budget:.0f} s; took {time.monotonic() - started:.0f} s.",
+    ]
     summary = write_summary(args.out, header, results)
     print(f"gpu-check: wrote {summary}")
     return 1 if any(r.status == FAIL for r in results) else 0

@@ -45,12 +45,27 @@ WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "src", "profiles", 
 SMOKE_CONFIG = "config/gpu-smoke.yaml"
 SMOKE_PROMPTS = {"train": 24, "extra": 8, "post_pretrain": 8}
 """Whole prompt groups of the bundled sample the smoke run trains on (about 21 rows each)."""
-GPU_RULES = ("post_pretrain", "train_teacher", "teacher_logits", "distill_student", "quantize_student", "predict",
-             "evaluate")
-REQUIRED_MODULES = ("transformers", "peft", "accelerate", "bitsandbytes", "gptqmodel", "optimum", "snakemake",
-                    "pandas", "pyarrow", "sklearn", "jsonschema", "yaml", "tokenizers", "safetensors")
-VERSIONED = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "gptqmodel", "optimum", "snakemake",
-             "tokenizers", "safetensors", "numpy", "pandas")
+GPU_RULES = (
+    "post_pretrain",
+    "train_teacher",
+    "teacher_logits",
+    "distill_student",
+    "quantize_student",
+    "predict",
+    "evaluate",
+)
+CORE_PACKAGES = (
+    "transformers",
+    "peft",
+    "accelerate",
+    "bitsandbytes",
+    "gptqmodel",
+    "optimum",
+    "snakemake",
+    "tokenizers",
+)
+REQUIRED_MODULES = (*CORE_PACKAGES, "safetensors", "pandas", "pyarrow", "sklearn", "jsonschema", "yaml")
+VERSIONED = ("torch", *CORE_PACKAGES, "numpy", "pandas")
 PREDICT_LENGTHS = (512, 1024, 2000)
 PREDICT_MAX_TOKENS = 32768
 """The preset's `predict.max_tokens`: rows x longest of one scoring batch."""
@@ -87,6 +102,7 @@ def command_output(*command: str) -> str | None:
 
 
 # -- (a) environment -------------------------------------------------------------------------------------------------
+
 
 def nf4_matmul_error() -> tuple[float, float]:
     """A bitsandbytes NF4 layer on the GPU: (relative error against its own dequantized
@@ -143,8 +159,10 @@ def environment_phase(result: Result) -> None:
     if "bitsandbytes" not in failed:
         own, quantization = nf4_matmul_error()
         result.data["nf4"] = {"vs_dequantized": own, "vs_bf16": quantization}
-        result.lines.append(f"NF4 matmul on the GPU: relative error {own:.2e} against its dequantized weight, "
-                            f"{quantization:.3f} against the bf16 weight (the 4-bit rounding)")
+        result.lines.append(
+            f"NF4 matmul on the GPU: relative error {own:.2e} against its dequantized weight, "
+            f"{quantization:.3f} against the bf16 weight (the 4-bit rounding)"
+        )
         if not own < 2e-2:
             raise RuntimeError(f"bitsandbytes NF4 matmul disagrees with its own dequantized weight ({own:.3g})")
     if failed:
@@ -152,6 +170,7 @@ def environment_phase(result: Result) -> None:
 
 
 # -- (b) collectives -------------------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def recorded(module: Any, name: str) -> Iterator[list[dict[str, Any]]]:
@@ -161,8 +180,14 @@ def recorded(module: Any, name: str) -> Iterator[list[dict[str, Any]]]:
 
     def wrapper(*args, **kwargs):
         tensor = next((a for a in args if isinstance(a, torch.Tensor)), None)
-        calls.append({"device": None if tensor is None else tensor.device, "dtype": None if tensor is None else tensor.dtype,
-                      "numel": None if tensor is None else tensor.numel(), "kwargs": dict(kwargs)})
+        calls.append(
+            {
+                "device": None if tensor is None else tensor.device,
+                "dtype": None if tensor is None else tensor.dtype,
+                "numel": None if tensor is None else tensor.numel(),
+                "kwargs": dict(kwargs),
+            }
+        )
         return original(*args, **kwargs)
 
     setattr(module, name, wrapper)
@@ -172,12 +197,22 @@ def recorded(module: Any, name: str) -> Iterator[list[dict[str, Any]]]:
         setattr(module, name, original)
 
 
+SMALL_LLAMA = {
+    "vocab_size": 512,
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "pad_token_id": 0,
+    "num_labels": 3,
+}
+
+
 def small_classifier(device: torch.device, seed: int = 0) -> torch.nn.Module:
     """A 2-layer Llama classifier with LoRA, for the loop's collectives (not its learning)."""
-    config = AutoConfig.for_model("llama", vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                                  num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, num_labels=3)
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_config(config).to(device)
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.for_model("llama", **SMALL_LLAMA)).to(device)
     return add_lora(model, SMALL_LORA)
 
 
@@ -209,14 +244,19 @@ def collectives_phase(result: Result, workdir: Path, backend: str | None = None,
         with recorded(dist, "all_reduce") as reduces, recorded(dist, "barrier") as barriers:
             trained = train(model, ClassificationTask(), train_set, val_set, config, **run)
         losses = trained.state.losses
-        counts = {"gradient_all_reduce": sum(c["numel"] == trainable and c["dtype"] == torch.float32 for c in reduces),
-                  "float64_all_reduce": sum(c["dtype"] == torch.float64 for c in reduces), "barriers": len(barriers)}
+        counts = {
+            "gradient_all_reduce": sum(c["numel"] == trainable and c["dtype"] == torch.float32 for c in reduces),
+            "float64_all_reduce": sum(c["dtype"] == torch.float64 for c in reduces),
+            "barriers": len(barriers),
+        }
         result.data.update(backend=backend, steps=len(losses), losses=losses, all_reduce=len(reduces), **counts)
-        result.lines += [f"Process group `{backend}`, 1 process standing in for {world}: {len(losses)} steps, "
-                         f"loss {losses[0]:.4f} -> {losses[-1]:.4f}",
-                         f"Collectives: {len(reduces)} all_reduce ({counts['gradient_all_reduce']} of the {trainable:,} "
-                         f"gradients, {counts['float64_all_reduce']} float64 totals), {len(barriers)} barriers, on "
-                         f"{', '.join(sorted({str(c['device']) for c in reduces})) or 'no device'}"]
+        result.lines += [
+            f"Process group `{backend}`, 1 process standing in for {world}: {len(losses)} steps, "
+            f"loss {losses[0]:.4f} -> {losses[-1]:.4f}",
+            f"Collectives: {len(reduces)} all_reduce ({counts['gradient_all_reduce']} of the {trainable:,} "
+            f"gradients, {counts['float64_all_reduce']} float64 totals), {len(barriers)} barriers, on "
+            f"{', '.join(sorted({str(c['device']) for c in reduces})) or 'no device'}",
+        ]
         problems = collective_problems(reduces, device, counts, losses)
         if problems:
             raise RuntimeError("; ".join(problems))
@@ -225,35 +265,52 @@ def collectives_phase(result: Result, workdir: Path, backend: str | None = None,
         dist.destroy_process_group()
 
 
-def collective_problems(reduces: list[dict[str, Any]], device: torch.device, counts: Mapping[str, int],
-                        losses: list[float]) -> list[str]:
+def collective_problems(
+    reduces: list[dict[str, Any]], device: torch.device, counts: Mapping[str, int], losses: list[float]
+) -> list[str]:
     """What is wrong with the collectives a data-parallel `train()` issued: one gradient
     all-reduce per step, float64 totals and barriers, every tensor on the loop's device."""
     problems = []
     if not all(math.isfinite(loss) for loss in losses):
         problems.append(f"training loss is not finite: {losses}")
     if counts["gradient_all_reduce"] != len(losses) or not counts["float64_all_reduce"] or not counts["barriers"]:
-        problems.append(f"train() did not issue the collectives of a data-parallel job: {counts} for {len(losses)} steps")
+        problems.append(
+            f"train() did not issue the collectives of a data-parallel job: {counts} for {len(losses)} steps"
+        )
     elsewhere = sorted({str(c["device"]) for c in reduces if c["device"] != device})
     if elsewhere:
         problems.append(f"collectives got tensors on {elsewhere}, not on the loop's device {device}")
     return problems
 
 
-def resume_check(result: Result, device: torch.device, config: TrainConfig, train_set: Examples, val_set: Examples,
-                 run: Mapping[str, Any]) -> None:
+def resume_check(
+    result: Result,
+    device: torch.device,
+    config: TrainConfig,
+    train_set: Examples,
+    val_set: Examples,
+    run: Mapping[str, Any],
+) -> None:
     """Resume the run just trained: the checkpoint loads onto the CPU with weights_only, and
     the optimizer state then sits with the parameters."""
     model = small_classifier(device)
     with recorded(torch, "load") as loads:
         resumed = start_run(model, ClassificationTask(), train_set, val_set, config, **run)
-    states = [t for state in resumed.optimizer.state.values() for t in state.values()
-              if isinstance(t, torch.Tensor) and t.dim() > 0]
+    states = [
+        t
+        for state in resumed.optimizer.state.values()
+        for t in state.values()
+        if isinstance(t, torch.Tensor) and t.dim() > 0
+    ]
     places = sorted({str(t.device) for t in states})
-    unsafe = [c["kwargs"] for c in loads if c["kwargs"].get("map_location") != "cpu" or not c["kwargs"].get("weights_only")]
+    unsafe = [
+        c["kwargs"] for c in loads if c["kwargs"].get("map_location") != "cpu" or not c["kwargs"].get("weights_only")
+    ]
     result.data.update(resumed_from=resumed.state.resumed_from, optimizer_state_devices=places)
-    result.lines.append(f"Resume from step {resumed.state.resumed_from}: {len(loads)} torch.load calls, all "
-                        f"map_location='cpu' and weights_only; optimizer state on {', '.join(places)}")
+    result.lines.append(
+        f"Resume from step {resumed.state.resumed_from}: {len(loads)} torch.load calls, all "
+        f"map_location='cpu' and weights_only; optimizer state on {', '.join(places)}"
+    )
     if not resumed.state.resumed_from:
         raise RuntimeError("the run did not resume from its checkpoint")
     if unsafe:
@@ -263,6 +320,7 @@ def resume_check(result: Result, device: torch.device, config: TrainConfig, trai
 
 
 # -- (c) the workflow ------------------------------------------------------------------------------------------------
+
 
 def copy_workflow(dest: Path) -> Path:
     """A private copy of the workflow (results and caches stay out of the repository)."""
@@ -290,10 +348,17 @@ def cut_sample(workdir: Path, prompts: Mapping[str, int]) -> dict[str, int]:
 
 
 def shrunk(overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """The smoke overlay at CPU sizes (hidden 32, 2 layers, short texts): same keys, same code paths."""
+    """The smoke overlay at CPU sizes (hidden 64, 2 layers, short texts): same keys, same code
+    paths. 64 is the smallest width bitsandbytes' CPU NF4 kernel takes (its block size)."""
     small = json.loads(json.dumps(overlay))
-    sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-             "intermediate_size": 64, "max_position_embeddings": 512}
+    sizes = {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "intermediate_size": 128,
+        "max_position_embeddings": 512,
+    }
     for spec in [*small["teachers"].values(), small["student"]]:
         spec["tiny"] = dict(sizes)
         spec["lora"]["r"], spec["lora"]["alpha"] = 8, 16
@@ -320,9 +385,24 @@ def snakemake_command(overlay: str, cores: int, gpu_jobs: int, *extra: str) -> l
     """The local profile under the smoke overlay, at most `gpu_jobs` GPU jobs at once; the
     greedy scheduler needs no ILP solver (PuLP stays out of the GPU bundle)."""
     per_rule = [f"{rule}:gpu_jobs=1" for rule in GPU_RULES]
-    return [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--configfile", overlay, "--cores",
-            str(cores), "--resources", f"gpu_jobs={gpu_jobs}", "--set-resources", *per_rule, "--scheduler", "greedy",
-            *extra]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        "profiles/local",
+        "--configfile",
+        overlay,
+        "--cores",
+        str(cores),
+        "--resources",
+        f"gpu_jobs={gpu_jobs}",
+        "--set-resources",
+        *per_rule,
+        "--scheduler",
+        "greedy",
+        *extra,
+    ]
 
 
 def run_logged(command: list[str], cwd: Path, log: Path, timeout: float) -> int:
@@ -370,17 +450,28 @@ def workflow_outputs(workdir: Path) -> list[str]:
     quantization = json.loads((results / "model/config.json").read_text()).get("quantization_config", {})
     teacher = json.loads((results / "teachers/llama/fold0/metrics.json").read_text())
     if teacher.get("init_adapter") != "results/models/llama/post_pretrain/adapter":
-        raise RuntimeError(f"the llama teacher did not start from its post-pretrained adapter: {teacher.get('init_adapter')}")
+        raise RuntimeError(
+            f"the llama teacher did not start from its post-pretrained adapter: {teacher.get('init_adapter')}"
+        )
     student = json.loads((results / "student/fold0/metrics.json").read_text())
-    return [f"Submission: {len(submission)} rows, every row a distribution",
-            f"Exported model: {quantization.get('quant_method')} {quantization.get('bits')}-bit, group "
-            f"{quantization.get('group_size')}",
-            f"Teacher llama fold 0 starts from `{teacher['init_adapter']}`; val log loss {teacher['val_log_loss']:.4f}",
-            f"Student fold 0: val log loss {student['val_log_loss']:.4f}, {student['tokens_per_second']:.0f} tokens/s"]
+    return [
+        f"Submission: {len(submission)} rows, every row a distribution",
+        f"Exported model: {quantization.get('quant_method')} {quantization.get('bits')}-bit, group "
+        f"{quantization.get('group_size')}",
+        f"Teacher llama fold 0 starts from `{teacher['init_adapter']}`; val log loss {teacher['val_log_loss']:.4f}",
+        f"Student fold 0: val log loss {student['val_log_loss']:.4f}, {student['tokens_per_second']:.0f} tokens/s",
+    ]
 
 
-def workflow_phase(result: Result, workdir: Path, timeout: float, cores: int = 16, gpu_jobs: int = 3,
-                   cpu_sizes: bool = False, prompts: Mapping[str, int] = SMOKE_PROMPTS) -> None:
+def workflow_phase(
+    result: Result,
+    workdir: Path,
+    timeout: float,
+    cores: int = 16,
+    gpu_jobs: int = 3,
+    cpu_sizes: bool = False,
+    prompts: Mapping[str, int] = SMOKE_PROMPTS,
+) -> None:
     """The whole workflow (`all`) under the smoke overlay in a private copy at `workdir`."""
     overlay = prepare_workflow(workdir, prompts, cpu_sizes)
     command = snakemake_command(overlay, cores, gpu_jobs, "all")
@@ -389,8 +480,10 @@ def workflow_phase(result: Result, workdir: Path, timeout: float, cores: int = 1
     timings = rule_timings(workdir)
     result.data.update(returncode=code, timings=timings)
     result.lines += ["", "| rule | jobs | seconds (sum) | longest | max RSS MB |", "|---|---|---|---|---|"]
-    result.lines += [f"| {rule} | {t['jobs']:.0f} | {t['seconds']:.1f} | {t['longest']:.1f} | {t['max_rss_mb']:.0f} |"
-                     for rule, t in sorted(timings.items(), key=lambda item: -item[1]["seconds"])]
+    result.lines += [
+        f"| {rule} | {t['jobs']:.0f} | {t['seconds']:.1f} | {t['longest']:.1f} | {t['max_rss_mb']:.0f} |"
+        for rule, t in sorted(timings.items(), key=lambda item: -item[1]["seconds"])
+    ]
     if code != 0:
         tail = (workdir / "snakemake.log").read_text().splitlines()[-15:]
         result.lines += ["", "```", *tail, "```"]
@@ -400,12 +493,24 @@ def workflow_phase(result: Result, workdir: Path, timeout: float, cores: int = 1
 
 # -- (d) benchmarks --------------------------------------------------------------------------------------------------
 
-def random_model(config: Mapping[str, Any], model_type: str, device: torch.device, dtype: torch.dtype,
-                 attn: str, layers: int | None = None, vocab: int | None = None) -> torch.nn.Module:
+
+def random_model(
+    config: Mapping[str, Any],
+    model_type: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    attn: str,
+    layers: int | None = None,
+    vocab: int | None = None,
+) -> torch.nn.Module:
     """A random-init 3-way classifier of a real config (optionally fewer layers or a smaller
     vocabulary), built on `device` directly: no weights are read or written."""
-    sizes = {"pad_token_id": 0, **config, **({"num_hidden_layers": layers} if layers else {}),
-             **({"vocab_size": vocab} if vocab else {})}
+    sizes = {
+        "pad_token_id": 0,
+        **config,
+        **({"num_hidden_layers": layers} if layers else {}),
+        **({"vocab_size": vocab} if vocab else {}),
+    }
     hf_config = AutoConfig.for_model(model_type, **sizes, num_labels=3)
     torch.manual_seed(0)
     with torch.device(device):
@@ -437,8 +542,9 @@ def measured(entry: dict[str, Any]) -> Iterator[None]:
     entry["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
 
 
-def predict_speed(model: torch.nn.Module, shape: gpu_bench.Shape, length: int, peak: float | None,
-                  batches: int = 2) -> dict[str, Any]:
+def predict_speed(
+    model: torch.nn.Module, shape: gpu_bench.Shape, length: int, peak: float | None, batches: int = 2
+) -> dict[str, Any]:
     """Scoring tokens/s at `length` through the project's `predict_logits` (token-budgeted batches)."""
     rows = max(1, PREDICT_MAX_TOKENS // length) * batches
     sequences = random_examples(rows, length, model.config.vocab_size, length).ids
@@ -454,16 +560,27 @@ def predict_speed(model: torch.nn.Module, shape: gpu_bench.Shape, length: int, p
     return entry
 
 
-def train_speed(model: torch.nn.Module, shape: gpu_bench.Shape, peak: float | None, workdir: Path,
-                steps: int = 3) -> dict[str, Any]:
+def train_speed(
+    model: torch.nn.Module, shape: gpu_bench.Shape, peak: float | None, workdir: Path, steps: int = 3
+) -> dict[str, Any]:
     """LoRA training tokens/s of the project's optimizer step (micro-batches of 2 x 1024
     tokens, bf16 autocast), after one warm-up step."""
     examples = random_examples(TRAIN_ROWS_PER_STEP * (steps + 1), TRAIN_LENGTH, model.config.vocab_size, 3)
     config = TrainConfig(learning_rate=5e-5, batch_size=TRAIN_ROWS_PER_STEP, micro_batch_size=MICRO_BATCH, seed=0)
-    run = start_run(model, ClassificationTask(), examples, examples, config, pad_id=0,
-                    checkpoint_dir=workdir / "bench-checkpoints", fingerprint="bench", parallel=Parallel())
+    run = start_run(
+        model,
+        ClassificationTask(),
+        examples,
+        examples,
+        config,
+        pad_id=0,
+        checkpoint_dir=workdir / "bench-checkpoints",
+        fingerprint="bench",
+        parallel=Parallel(),
+    )
     plan = [list(range(i * TRAIN_ROWS_PER_STEP, (i + 1) * TRAIN_ROWS_PER_STEP)) for i in range(steps + 1)]
     entry: dict[str, Any] = {"tokens_per_step": TRAIN_ROWS_PER_STEP * TRAIN_LENGTH}
+    model.train()  # gradient checkpointing and dropout act in training mode only
     optimizer_step(run, plan[0])
     with measured(entry):
         losses = [optimizer_step(run, rows) for rows in plan[1:]]
@@ -494,11 +611,14 @@ def student_benchmarks(bench: dict[str, Any], peak: float | None, deadline: Dead
             return
         if not checkpointing:
             model.base_model.model.gradient_checkpointing_disable()
-        bench["student_train"].append({"gradient_checkpointing": checkpointing,
-                                       **train_speed(model, shape, peak, workdir)})
+        bench["student_train"].append(
+            {"gradient_checkpointing": checkpointing, **train_speed(model, shape, peak, workdir)}
+        )
 
 
-def save_random(config: Mapping[str, Any], model_type: str, directory: Path, layers: int, vocab: int | None = None) -> None:
+def save_random(
+    config: Mapping[str, Any], model_type: str, directory: Path, layers: int, vocab: int | None = None
+) -> None:
     """A random-init bf16 checkpoint of a real config cut to `layers` layers (built on the GPU)."""
     model = random_model(config, model_type, torch.device("cuda"), torch.bfloat16, "sdpa", layers=layers, vocab=vocab)
     model.save_pretrained(directory)
@@ -516,12 +636,20 @@ def teacher_benchmarks(bench: dict[str, Any], peak: float | None, workdir: Path)
     shape = gpu_bench.Shape.of({**gpu_bench.LLAMA3_70B, "num_hidden_layers": TEACHER_LAYERS})
     with scratch_dir() as tmp:
         save_random(gpu_bench.LLAMA3_70B, "llama", Path(tmp), TEACHER_LAYERS)
-        model = load_model(tmp, pad_token_id=0, seed=0, dtype=torch.bfloat16, load_in_bits=4, device="cuda:0",
-                           attn_implementation="sdpa")
+        model = load_model(
+            tmp,
+            pad_token_id=0,
+            seed=0,
+            dtype=torch.bfloat16,
+            load_in_bits=4,
+            device="cuda:0",
+            attn_implementation="sdpa",
+        )
     bench["teacher_predict"].append({"layers": TEACHER_LAYERS, **predict_speed(model, shape, 1024, peak)})
     model = add_lora(model, PRESET_LORA, gradient_checkpointing=True)
-    bench["teacher_train"].append({"layers": TEACHER_LAYERS, "gradient_checkpointing": True,
-                                   **train_speed(model, shape, peak, workdir)})
+    bench["teacher_train"].append(
+        {"layers": TEACHER_LAYERS, "gradient_checkpointing": True, **train_speed(model, shape, peak, workdir)}
+    )
 
 
 def gptq_benchmark(out: Path) -> dict[str, Any]:
@@ -534,17 +662,26 @@ def gptq_benchmark(out: Path) -> dict[str, Any]:
     from arena_distill.tokenizer import train_bpe_tokenizer
 
     frame = pd.read_parquet(REPO / "data/sample/train.parquet").head(400)
-    texts = [format_pair(*map(json.loads, row)) for row in frame[["prompt", "response_a", "response_b"]].itertuples(index=False)]
+    texts = [
+        format_pair(*map(json.loads, row))
+        for row in frame[["prompt", "response_a", "response_b"]].itertuples(index=False)
+    ]
     tokenizer = train_bpe_tokenizer(texts, vocab_size=4000)
     entry: dict[str, Any] = {"layers": GPTQ_LAYERS}
     with scratch_dir() as tmp:
         merged, exported = Path(tmp) / "merged", Path(tmp) / "gptq"
-        save_random({**gpu_bench.GEMMA2_9B, "pad_token_id": tokenizer.eos_token_id}, "gemma2", merged, GPTQ_LAYERS,
-                    vocab=len(tokenizer))
+        save_random(
+            {**gpu_bench.GEMMA2_9B, "pad_token_id": tokenizer.eos_token_id},
+            "gemma2",
+            merged,
+            GPTQ_LAYERS,
+            vocab=len(tokenizer),
+        )
         tokenizer.save_pretrained(merged)
         started = time.perf_counter()
-        quantize_model(merged, exported, method="gptq", bits=8, group_size=128, calibration_texts=texts[:32],
-                       model_seqlen=1024)
+        quantize_model(
+            merged, exported, method="gptq", bits=8, group_size=128, calibration_texts=texts[:32], model_seqlen=1024
+        )
         entry["quantize_seconds"] = time.perf_counter() - started
         shape = gpu_bench.Shape.of({**gpu_bench.GEMMA2_9B, "num_hidden_layers": GPTQ_LAYERS})
         for name, directory in (("bf16", merged), ("gptq", exported)):
@@ -552,7 +689,9 @@ def gptq_benchmark(out: Path) -> dict[str, Any]:
             entry[name] = predict_speed(model, shape, 1024, None)
             entry[name]["dtype"] = str(next(model.parameters()).dtype)
             if name == "gptq":
-                entry["kernels"] = sorted({type(m).__name__ for m in model.modules() if "QuantLinear" in type(m).__name__})
+                entry["kernels"] = sorted(
+                    {type(m).__name__ for m in model.modules() if "QuantLinear" in type(m).__name__}
+                )
             del model
             torch.cuda.empty_cache()
     (out / "gptq-bench.json").write_text(json.dumps(entry, indent=1))
@@ -564,8 +703,15 @@ def benchmarks_phase(result: Result, out: Path, deadline: Deadline) -> None:
     measurement runs while the deadline allows, and one that fails is recorded."""
     name = torch.cuda.get_device_name(0)
     peak = gpu_bench.peak_tflops(name)
-    bench: dict[str, Any] = {"gpu": name, "peak_tflops": peak, "student_predict": [], "student_train": [],
-                             "teacher_predict": [], "teacher_train": [], "gptq": None}
+    bench: dict[str, Any] = {
+        "gpu": name,
+        "peak_tflops": peak,
+        "student_predict": [],
+        "student_train": [],
+        "teacher_predict": [],
+        "teacher_train": [],
+        "gptq": None,
+    }
     result.data["bench"] = bench
     try:
         student_benchmarks(bench, peak, deadline, out)
@@ -583,8 +729,12 @@ def benchmarks_phase(result: Result, out: Path, deadline: Deadline) -> None:
         result.lines += gptq_lines(bench)
     else:
         result.lines.append("GPTQ 8-bit: not measured (out of time)")
-    errors = [e["error"] for key in ("student_predict", "student_train", "teacher_predict", "teacher_train")
-              for e in bench[key] if "error" in e]
+    errors = [
+        e["error"]
+        for key in ("student_predict", "student_train", "teacher_predict", "teacher_train")
+        for e in bench[key]
+        if "error" in e
+    ]
     if errors or (bench["gptq"] or {}).get("error"):
         raise RuntimeError(f"{len(errors)} benchmark(s) failed, e.g. {(errors or [bench['gptq']['error']])[0]}")
 
@@ -594,19 +744,36 @@ def fmt(value: float | None, pattern: str) -> str:
 
 
 def bench_lines(bench: Mapping[str, Any]) -> list[str]:
-    lines = [f"Peak: {fmt(bench['peak_tflops'], '.0f')} TFLOP/s dense bf16 ({bench['gpu']}); "
-             "MFU counts model FLOPs (gpu_bench), not recomputation.", "",
-             "| model | work | setting | tokens/s | MFU | peak GiB | note |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Peak: {fmt(bench['peak_tflops'], '.0f')} TFLOP/s dense bf16 ({bench['gpu']}); "
+        "MFU counts model FLOPs (gpu_bench), not recomputation.",
+        "",
+        "| model | work | setting | tokens/s | MFU | peak GiB | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
     rows = [("gemma-2-9b bf16", "predict", f"{e['attn']}, {e['length']} tokens", e) for e in bench["student_predict"]]
-    rows += [("gemma-2-9b bf16 + LoRA r64", "train", f"eager, mb 2 x 1024, ckpt {'on' if e['gradient_checkpointing'] else 'off'}",
-              e) for e in bench["student_train"]]
-    rows += [(f"Llama-3-70B shape, {e['layers']} layers, NF4", "predict", "sdpa, 1024 tokens", e)
-             for e in bench["teacher_predict"]]
-    rows += [(f"Llama-3-70B shape, {e['layers']} layers, NF4 + LoRA r64", "train", "sdpa, mb 2 x 1024, ckpt on", e)
-             for e in bench["teacher_train"]]
+    rows += [
+        (
+            "gemma-2-9b bf16 + LoRA r64",
+            "train",
+            f"eager, mb 2 x 1024, ckpt {'on' if e['gradient_checkpointing'] else 'off'}",
+            e,
+        )
+        for e in bench["student_train"]
+    ]
+    rows += [
+        (f"Llama-3-70B shape, {e['layers']} layers, NF4", "predict", "sdpa, 1024 tokens", e)
+        for e in bench["teacher_predict"]
+    ]
+    rows += [
+        (f"Llama-3-70B shape, {e['layers']} layers, NF4 + LoRA r64", "train", "sdpa, mb 2 x 1024, ckpt on", e)
+        for e in bench["teacher_train"]
+    ]
     for model, work, setting, e in rows:
-        lines.append(f"| {model} | {work} | {setting} | {fmt(e.get('tokens_per_s'), ',.0f')} | "
-                     f"{fmt(e.get('mfu'), '.1%')} | {e.get('peak_gib', 0):.1f} | {e.get('error', '')} |")
+        lines.append(
+            f"| {model} | {work} | {setting} | {fmt(e.get('tokens_per_s'), ',.0f')} | "
+            f"{fmt(e.get('mfu'), '.1%')} | {e.get('peak_gib', 0):.1f} | {e.get('error', '')} |"
+        )
     return lines
 
 
@@ -615,16 +782,22 @@ def gptq_lines(bench: Mapping[str, Any]) -> list[str]:
     if gptq.get("error"):
         return ["", f"GPTQ 8-bit: FAILED ({gptq['error']})"]
     ratio = gptq["gptq"]["tokens_per_s"] / gptq["bf16"]["tokens_per_s"]
-    full = next((e for e in bench["student_predict"] if e["attn"] == "eager" and e["length"] == 1024
-                 and "tokens_per_s" in e), None)
+    full = next(
+        (e for e in bench["student_predict"] if e["attn"] == "eager" and e["length"] == 1024 and "tokens_per_s" in e),
+        None,
+    )
     scaled = "" if full is None else f"; scaled to the full model: about {full['tokens_per_s'] * ratio:,.0f} tokens/s"
-    return ["", f"GPTQ 8-bit (gemma-2-9b cut to {gptq['layers']} layers, quantized in {gptq['quantize_seconds']:.0f} s, "
-            f"kernels {', '.join(gptq['kernels'])}): {gptq['gptq']['tokens_per_s']:,.0f} tokens/s against "
-            f"{gptq['bf16']['tokens_per_s']:,.0f} for its {gptq['bf16']['dtype']} merge at 1024 tokens, "
-            f"ratio {ratio:.2f}{scaled}"]
+    return [
+        "",
+        f"GPTQ 8-bit (gemma-2-9b cut to {gptq['layers']} layers, quantized in {gptq['quantize_seconds']:.0f} s, "
+        f"kernels {', '.join(gptq['kernels'])}): {gptq['gptq']['tokens_per_s']:,.0f} tokens/s against "
+        f"{gptq['bf16']['tokens_per_s']:,.0f} for its {gptq['bf16']['dtype']} merge at 1024 tokens, "
+        f"ratio {ratio:.2f}{scaled}",
+    ]
 
 
 # -- (e) projection --------------------------------------------------------------------------------------------------
+
 
 def preset_config() -> dict[str, Any]:
     """config/config.yaml under config/presets/blackpearl.yaml, merged as Snakemake merges them."""
@@ -664,19 +837,27 @@ def projection_phase(result: Result, bench: Mapping[str, Any] | None) -> None:
     measured = measured_mfus(bench)
     stages = gpu_bench.project(preset_config(), measured)
     result.data.update(measured=measured.__dict__, stages=[s.__dict__ for s in stages])
-    result.lines += [f"MFU used: student scoring {fmt(measured.student_forward, '.1%')} (eager, 512 tokens), student "
-                     f"training {fmt(measured.student_train, '.1%')}, teacher scoring "
-                     f"{fmt(measured.teacher_forward, '.1%')}, teacher training {fmt(measured.teacher_train, '.1%')}. "
-                     f"Training stages on 8x H100 (989 TFLOP/s each), L = {gpu_bench.TRAIN_TOKENS} tokens per row.", "",
-                     "| stage | jobs | hours per job | how |", "|---|---|---|---|"]
+    result.lines += [
+        f"MFU used: student scoring {fmt(measured.student_forward, '.1%')} (eager, 512 tokens), student "
+        f"training {fmt(measured.student_train, '.1%')}, teacher scoring "
+        f"{fmt(measured.teacher_forward, '.1%')}, teacher training {fmt(measured.teacher_train, '.1%')}. "
+        f"Training stages on 8x H100 (989 TFLOP/s each), L = {gpu_bench.TRAIN_TOKENS} tokens per row.",
+        "",
+        "| stage | jobs | hours per job | how |",
+        "|---|---|---|---|",
+    ]
     result.lines += [f"| {s.name} | {s.jobs} | {fmt(s.hours, '.2f')} | {s.note} |" for s in stages]
 
 
-def run_all(out: Path, deadline: Deadline, run_phase: Callable[[str, Callable[[Result], None]], Result]) -> list[Result]:
+def run_all(
+    out: Path, deadline: Deadline, run_phase: Callable[[str, Callable[[Result], None]], Result]
+) -> list[Result]:
     """Every phase in order, each within its budget."""
-    results = [run_phase("environment", environment_phase),
-               run_phase("collectives", lambda r: collectives_phase(r, out / "collectives")),
-               run_phase("workflow", lambda r: workflow_phase(r, out / "workflow", deadline.budget("workflow")))]
+    results = [
+        run_phase("environment", environment_phase),
+        run_phase("collectives", lambda r: collectives_phase(r, out / "collectives")),
+        run_phase("workflow", lambda r: workflow_phase(r, out / "workflow", deadline.budget("workflow"))),
+    ]
     benchmarks = run_phase("benchmarks", lambda r: benchmarks_phase(r, out, deadline))
     results += [benchmarks, run_phase("projection", lambda r: projection_phase(r, benchmarks.data.get("bench")))]
     return results

@@ -15,7 +15,7 @@ from snakemake.utils import update_config
 
 from arena_distill import gpu_bench, gpu_check, gpu_phases
 from arena_distill.gpu_check import FAIL, PASS, Result, run_phase
-from tests.conftest import REPO
+from tests.conftest import REPO, job_counts
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -101,7 +101,9 @@ def test_a_collective_on_another_device_than_the_loops_is_a_problem():
     assert gpu_phases.collective_problems([on_gpu, on_gpu], torch.device("cuda", 0), counts, [1.0, 0.9]) == []
     problems = gpu_phases.collective_problems([on_gpu, totals_on_cpu], torch.device("cuda", 0), counts, [1.0, 0.9])
     assert problems == ["collectives got tensors on ['cpu'], not on the loop's device cuda:0"]
-    assert "not finite" in gpu_phases.collective_problems([on_gpu], torch.device("cuda", 0), counts, [1.0, math.nan])[0]
+    assert (
+        "not finite" in gpu_phases.collective_problems([on_gpu], torch.device("cuda", 0), counts, [1.0, math.nan])[0]
+    )
 
 
 def test_summary_records_a_failed_phase_and_the_next_one_runs(tmp_path):
@@ -114,3 +116,52 @@ def test_summary_records_a_failed_phase_and_the_next_one_runs(tmp_path):
     assert "**Overall: FAIL**" in summary and "RuntimeError: boom" in summary and "partial line" in summary
     assert "## two: PASS" in summary and "ran" in summary
     assert json.loads((tmp_path / "results.json").read_text())["phases"][0]["status"] == FAIL
+
+
+CPU_PROMPTS = {"train": 12, "extra": 4, "post_pretrain": 4}
+
+
+@pytest.mark.workflow
+def test_the_smoke_workflow_at_cpu_sizes_plans_every_rule_and_builds_a_4bit_teacher(tmp_path):
+    """The GPU smoke overlay, shrunk to CPU sizes: the whole DAG planned, and the model-building
+    rules of a 4-bit teacher (init_model, post_pretrain) run for real. The full run takes about
+    3 minutes on 2 cores, too long for the suite; the GPU check runs it in full."""
+    overlay = gpu_phases.prepare_workflow(tmp_path / "w", CPU_PROMPTS, cpu_sizes=True)
+    workdir = tmp_path / "w"
+    assert (
+        gpu_phases.run_logged(
+            gpu_phases.snakemake_command(overlay, 2, 1, "-n", "all"), workdir, tmp_path / "dry.log", 300
+        )
+        == 0
+    )
+    counts = job_counts((tmp_path / "dry.log").read_text())
+    assert counts == {
+        "prepare_data": 3,
+        "init_model": 3,
+        "post_pretrain": 3,
+        "make_folds": 1,
+        "clean_folds": 1,
+        "train_teacher": 4,
+        "teacher_logits": 4,
+        "gather_logits": 4,
+        "distill_student": 2,
+        "average_adapters": 1,
+        "merge_student": 1,
+        "quantize_student": 1,
+        "predict": 1,
+        "submission": 1,
+        "evaluate": 1,
+        "all": 1,
+    }
+    target = "results/models/llama/post_pretrain/metrics.json"
+    started = time.monotonic()
+    code = gpu_phases.run_logged(
+        gpu_phases.snakemake_command(overlay, 2, 1, target), workdir, tmp_path / "run.log", 600
+    )
+    assert code == 0, (tmp_path / "run.log").read_text()[-3000:]
+    metrics = json.loads((workdir / target).read_text())
+    assert math.isfinite(metrics["train_loss_last"]) and metrics["steps"] > 0
+    log = (workdir / "results/logs/post_pretrain/llama.log").read_text()
+    assert "fp32 on cpu" in log  # where the GPU check trains in bf16
+    assert set(gpu_phases.rule_timings(workdir)) == {"init_model", "post_pretrain"}
+    assert time.monotonic() - started < 300
