@@ -17,7 +17,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl
 LOCK_INPUTS := requirements.lock requirements-cuda.lock pyproject.toml
 STAMP := $(VENV)/.setup-hash
 
-.PHONY: setup demo test lint dryrun-preset rulegraph lock lock-cuda clean
+.PHONY: setup demo test lint dryrun-preset rulegraph lock lock-cuda clean gpu-check gpu-check-bundle
 
 setup:
 	@build=$(CUDA); \
@@ -74,3 +74,16 @@ lock-cuda: setup
 
 clean:
 	rm -rf results .snakemake
+
+# GPU smoke test and benchmark (README "GPU check"). No venv and no registry needed: it runs
+# with the machine's Python and CUDA torch; what that machine lacks (Snakemake, GPTQModel,
+# optimum, bitsandbytes) comes from $(GPU_BUNDLE), built here by gpu-check-bundle.
+GPU_PYTHON ?= python3
+GPU_BUNDLE := .gpu-bundle
+PYTHON312 ?= python3.12
+
+gpu-check:
+	PYTHONPATH=$(CURDIR)/src:$(CURDIR)/$(GPU_BUNDLE)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) -m arena_distill.gpu_check
+
+gpu-check-bundle:
+	PYTHONPATH=src $(PYTHON) -m arena_distill.gpu_bundle $(GPU_BUNDLE) --python312 $(PYTHON312)

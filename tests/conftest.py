@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from arena_distill.gpu_phases import copy_workflow  # noqa: F401 - the tests' private workflow copies
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
-WORKFLOW_PARTS = ["Snakefile", "rules", "scripts", "config", "src", "profiles", "envs", "data/sample"]
 
 
 @pytest.fixture(scope="session")
@@ -38,19 +38,6 @@ def tokenizer():
         for p, a, b in zip(pairs["prompt"], pairs["response_a"], pairs["response_b"])
     ]
     return train_bpe_tokenizer(texts, vocab_size=2000)
-
-
-def copy_workflow(dest: Path) -> Path:
-    """A private copy of the workflow, so runs and their results never touch the repo."""
-    for part in WORKFLOW_PARTS:
-        source = REPO / part
-        target = dest / part
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return dest
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

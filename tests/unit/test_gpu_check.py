@@ -1,0 +1,164 @@
+"""`make gpu-check` without a GPU: it skips cleanly, and the code of each phase stays green on the CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.distributed as dist
+import yaml
+from jsonschema import Draft202012Validator
+from snakemake.utils import update_config
+
+from arena_distill import gpu_bench, gpu_check, gpu_phases
+from arena_distill.gpu_check import FAIL, PASS, Result, run_phase
+from tests.conftest import REPO, job_counts
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_without_a_gpu_the_check_skips_and_exits_0(tmp_path, capsys):
+    assert gpu_check.main(["--out", str(tmp_path)]) == 0
+    assert "no GPU: skipped" in capsys.readouterr().out
+    assert "no GPU: skipped" in (tmp_path / "summary.md").read_text()
+
+
+def test_the_smoke_overlay_validates_on_the_embedded_default():
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    overlay = yaml.safe_load((REPO / gpu_phases.SMOKE_CONFIG).read_text())
+    update_config(config, overlay)
+    Draft202012Validator(yaml.safe_load((REPO / "config/schema.yaml").read_text())).validate(config)
+    assert {spec["load_in_bits"] for spec in config["teachers"].values()} == {4}
+    assert config["student"]["attn_implementation"] == "eager" and config["training"]["gradient_checkpointing"]
+    student = config["student"]["tiny"]
+    assert student["hidden_size"] // student["num_attention_heads"] == 256  # gemma-2-9b's head_dim
+    shrunk = gpu_phases.shrunk(overlay)
+    update_config(config, shrunk)
+    Draft202012Validator(yaml.safe_load((REPO / "config/schema.yaml").read_text())).validate(config)
+
+
+def test_flops_of_the_real_models():
+    assert gpu_bench.Shape.of(gpu_bench.LLAMA3_70B).projection_params == pytest.approx(68.45e9, rel=1e-3)
+    assert gpu_bench.Shape.of(gpu_bench.QWEN2_72B).projection_params == pytest.approx(70.21e9, rel=1e-3)
+    gemma = gpu_bench.Shape.of(gpu_bench.GEMMA2_9B)
+    assert gemma.projection_params == pytest.approx(8.32e9, rel=1e-3)
+    # Causal attention at 2000 tokens: 2 * 42 layers * 2000 * 4096 FLOPs per token.
+    assert gemma.forward_flops(2000) == 2 * gemma.projection_params + 2 * 42 * 2000 * 4096
+    assert gemma.lora_train_flops(0) == 2 * gemma.forward_flops(0)
+
+
+def test_mfu_and_peaks():
+    assert gpu_bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert gpu_bench.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert gpu_bench.peak_tflops("Tesla T4") == 65.0 and gpu_bench.peak_tflops("Some GPU") is None
+    # 10,000 tokens/s at 2 * 8.32e9 FLOPs per token is 1.66e14 FLOP/s: 16.8 % of 989 TFLOP/s.
+    assert gpu_bench.mfu(10_000, 2 * 8.32e9, 989.0) == pytest.approx(0.16825, rel=1e-3)
+    assert gpu_bench.mfu(10_000, 1e9, None) is None
+
+
+def test_projection_of_the_preset_on_known_numbers():
+    preset = gpu_phases.preset_config()
+    assert preset["folds"]["n"] == 5 and preset["teachers"]["llama"]["epochs"] == 1
+    assert gpu_bench.fold_rows(5, swap=True) == (157_964, 11_495)
+    stages = {s.name: s for s in gpu_bench.project(preset, gpu_bench.Measured(0.4, 0.4, 0.4, 0.4))}
+    llama = gpu_bench.Shape.of(gpu_bench.LLAMA3_70B)
+    steps = -(-157_964 // 64)  # 1 epoch of 64-row steps: 2,469; validations at 1000, 2000 and the end
+    train = llama.lora_train_flops(600) * 157_964 * 600 / (8 * 989e12 * 0.4) / 3600
+    evaluate = llama.forward_flops(600) * (3 + 1) * 11_495 * 600 / (8 * 989e12 * 0.4) / 3600
+    assert stages["train_teacher llama"].hours == pytest.approx(train + evaluate)
+    assert 2.0 < train < 2.5  # 4 * 68.45e9 * 94.8M tokens at 40 % of 8 H100s
+    kaggle = gpu_bench.Shape.of(gpu_bench.GEMMA2_9B).forward_flops(650) * 25_000 * 2 * 650
+    assert stages["Kaggle test on 1 H100"].hours == pytest.approx(kaggle / (989e12 * 0.4) / 3600)
+    assert stages["Kaggle test on 2x T4"].hours == pytest.approx(kaggle / (2 * 65e12 * 0.4) / 3600)
+    assert "within the 9 h limit" in stages["Kaggle test on 2x T4"].note
+    missing = gpu_bench.project(preset, gpu_bench.Measured(None, None, None, None))
+    assert all(s.hours is None for s in missing)
+
+
+def test_collectives_phase_runs_on_gloo(tmp_path):
+    result = run_phase("collectives", lambda r: gpu_phases.collectives_phase(r, tmp_path / "b"))
+    assert result.status == PASS, result.error
+    data = result.data
+    assert data["backend"] == "gloo" and data["gradient_all_reduce"] == data["steps"] == 4
+    assert data["float64_all_reduce"] >= data["steps"] and data["barriers"] > 0
+    assert data["resumed_from"] == [4] and data["optimizer_state_devices"] == ["cpu"]
+    assert not dist.is_initialized()
+
+
+def test_collectives_phase_fails_when_train_issues_none(tmp_path):
+    """A one-process Parallel issues no collectives: the phase must say so, not pass."""
+    result = run_phase("collectives", lambda r: gpu_phases.collectives_phase(r, tmp_path / "b", world=1))
+    assert result.status == FAIL and "did not issue the collectives" in result.error
+
+
+def test_a_collective_on_another_device_than_the_loops_is_a_problem():
+    """NCCL serves CUDA tensors only: a CPU tensor reaching it (the step totals once did) must be flagged."""
+    counts = {"gradient_all_reduce": 2, "float64_all_reduce": 2, "barriers": 3}
+    on_gpu = {"device": torch.device("cuda", 0), "dtype": torch.float32, "numel": 10, "kwargs": {}}
+    totals_on_cpu = {**on_gpu, "device": torch.device("cpu"), "dtype": torch.float64, "numel": 2}
+    assert gpu_phases.collective_problems([on_gpu, on_gpu], torch.device("cuda", 0), counts, [1.0, 0.9]) == []
+    problems = gpu_phases.collective_problems([on_gpu, totals_on_cpu], torch.device("cuda", 0), counts, [1.0, 0.9])
+    assert problems == ["collectives got tensors on ['cpu'], not on the loop's device cuda:0"]
+    assert (
+        "not finite" in gpu_phases.collective_problems([on_gpu], torch.device("cuda", 0), counts, [1.0, math.nan])[0]
+    )
+
+
+def test_summary_records_a_failed_phase_and_the_next_one_runs(tmp_path):
+    def broken(result: Result) -> None:
+        result.lines.append("partial line")
+        raise RuntimeError("boom")
+
+    results = [run_phase("one", broken), run_phase("two", lambda r: r.lines.append("ran"))]
+    summary = gpu_check.write_summary(tmp_path, ["header"], results).read_text()
+    assert "**Overall: FAIL**" in summary and "RuntimeError: boom" in summary and "partial line" in summary
+    assert "## two: PASS" in summary and "ran" in summary
+    assert json.loads((tmp_path / "results.json").read_text())["phases"][0]["status"] == FAIL
+
+
+CPU_PROMPTS = {"train": 12, "extra": 4, "post_pretrain": 4}
+
+
+@pytest.mark.workflow
+def test_the_smoke_workflow_at_cpu_sizes_plans_every_rule_and_builds_a_4bit_teacher(tmp_path):
+    """The GPU smoke overlay, shrunk to CPU sizes: the whole DAG planned, and the model-building
+    rules of a 4-bit teacher (init_model, post_pretrain) run for real. The full run takes about
+    3 minutes on 2 cores, too long for the suite; the GPU check runs it in full."""
+    overlay = gpu_phases.prepare_workflow(tmp_path / "w", CPU_PROMPTS, cpu_sizes=True)
+    workdir = tmp_path / "w"
+    assert (
+        gpu_phases.run_logged(
+            gpu_phases.snakemake_command(overlay, 2, 1, "-n", "all"), workdir, tmp_path / "dry.log", 300
+        )
+        == 0
+    )
+    counts = job_counts((tmp_path / "dry.log").read_text())
+    assert counts == {
+        "prepare_data": 3,
+        "init_model": 3,
+        "post_pretrain": 3,
+        "make_folds": 1,
+        "clean_folds": 1,
+        "train_teacher": 4,
+        "teacher_logits": 4,
+        "gather_logits": 4,
+        "distill_student": 2,
+        "average_adapters": 1,
+        "merge_student": 1,
+        "quantize_student": 1,
+        "predict": 1,
+        "submission": 1,
+        "evaluate": 1,
+        "all": 1,
+    }
+    target = "results/models/llama/post_pretrain/metrics.json"
+    code = gpu_phases.run_logged(
+        gpu_phases.snakemake_command(overlay, 2, 1, target), workdir, tmp_path / "run.log", 600
+    )
+    assert code == 0, (tmp_path / "run.log").read_text()[-3000:]
+    metrics = json.loads((workdir / target).read_text())
+    assert math.isfinite(metrics["train_loss_last"]) and metrics["steps"] > 0
+    log = (workdir / "results/logs/post_pretrain/llama.log").read_text()
+    assert "fp32 on cpu" in log  # where the GPU check trains in bf16
+    assert set(gpu_phases.rule_timings(workdir)) == {"init_model", "post_pretrain"}
