@@ -4,6 +4,7 @@ The Snakemake workflow calls these modules through thin scripts; everything here
 usable (and tested) without Snakemake.
 """
 
+import logging
 import os
 
 __version__ = "0.1.0"
@@ -23,3 +24,22 @@ for _name, _value in JOB_ENVIRONMENT.items():
 
 LABELS = ("winner_model_a", "winner_model_b", "winner_tie")
 """Class order of every label, logit and probability column: A wins, B wins, tie."""
+
+
+UNACTIONABLE_WARNINGS = {
+    # torchao (a GPTQModel dependency this project never calls) tries its CUDA kernels on import.
+    "torchao": "Failed to load ",
+    # bitsandbytes looks for an optional CPU kernel package from the hub.
+    "bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward",
+    # torchao registers enums torch already supports.
+    "torch.utils._pytree": "is an Enum subclass and is now natively supported",
+}
+"""Warnings every job printed that no user can act on, by logger: kept out of the logs."""
+
+
+def _drop_unactionable(logger: str, text: str) -> None:
+    logging.getLogger(logger).addFilter(lambda record: text not in record.getMessage())
+
+
+for _logger, _text in UNACTIONABLE_WARNINGS.items():
+    _drop_unactionable(_logger, _text)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from arena_distill.batching import pad_right, token_budget_batches
+from arena_distill.logs import progress
 
 
 def predict_logits(
@@ -30,7 +30,7 @@ def predict_logits(
     model.eval()
     batches = token_budget_batches(lengths, max_tokens)
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        for rows in tqdm(batches, desc=desc, mininterval=5):
+        for rows in progress(batches, desc=desc):
             input_ids, attention_mask = pad_right([sequences[i] for i in rows], pad_id)
             logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
             out[rows] = logits.float().cpu().numpy()

@@ -7,9 +7,13 @@ the terminal of whoever launched the run (on SLURM nobody watches that terminal)
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from tqdm import tqdm
 
 
 @contextlib.contextmanager
@@ -31,3 +35,26 @@ def script_logging(log_path: str, name: str = "arena_distill") -> Iterator[loggi
     finally:
         for handler in handlers:
             handler.flush()
+
+
+class ProgressLines(io.TextIOBase):
+    """A file for tqdm that logs each refresh as one plain line: in a log file a redrawn
+    bar is a run of carriage returns and control codes, not a readable record."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger = logger
+
+    def write(self, text: str) -> int:
+        line = text.replace("\r", "").replace("\x1b[A", "").strip()
+        if line:
+            self.logger.info(line)
+        return len(text)
+
+
+def progress(iterable: Iterable | None = None, *, enabled: bool = True, **kwargs: Any) -> tqdm:
+    """A progress bar on a terminal; elsewhere (a SLURM log, a redirected stderr) a logged
+    line a minute."""
+    if sys.stderr.isatty():
+        return tqdm(iterable, disable=not enabled, mininterval=5, **kwargs)
+    return tqdm(iterable, disable=not enabled, file=ProgressLines(logging.getLogger("arena_distill.progress")),
+                mininterval=60, ascii=True, **kwargs)

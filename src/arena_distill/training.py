@@ -27,12 +27,12 @@ from typing import Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from arena_distill.batching import length_grouped_batches, pad_right, random_batches, token_budget_batches
 from arena_distill.checkpoints import Checkpoints
 from arena_distill.errors import ConfigError
+from arena_distill.logs import progress
 from arena_distill.metrics import accuracy, logits_log_loss
 from arena_distill.parallel import Parallel, sync_gradients, use_bf16
 
@@ -313,7 +313,7 @@ def train(
     started = time.perf_counter() - state.seconds
     epoch_plan: tuple[int, list[list[int]]] = (-1, [])
     interval_losses: list[float] = []
-    progress = tqdm(total=run.total_steps, initial=state.step, disable=not run.parallel.is_main, desc="train", mininterval=5)
+    bar = progress(total=run.total_steps, initial=state.step, enabled=run.parallel.is_main, desc="train")
     while state.step < run.total_steps:
         # The batch plan is a pure function of (seed, epoch): a resumed run replays it.
         epoch, position = divmod(state.step, run.steps_per_epoch)
@@ -322,15 +322,15 @@ def train(
         step_loss = optimizer_step(run, epoch_plan[1][position])
         state.losses.append(step_loss)
         interval_losses.append(step_loss)
-        progress.update(1)
-        progress.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
+        bar.update(1)
+        bar.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
         # Every eval_every steps and at the end: validate, keep the best, checkpoint.
         if state.step % config.eval_every == 0 or state.step == run.total_steps:
             evaluate_and_checkpoint(run, float(np.mean(interval_losses)), started)
             interval_losses = []
             if on_checkpoint is not None:
                 on_checkpoint(state.step)
-    progress.close()
+    bar.close()
     # The validation logits of the weights kept: nothing is scored twice.
     kept_logits = run.checkpoints.load_best(model) if config.select == "best" else run.last_logits
     metrics = {**summarize_run(state, run.steps_per_epoch, config.select), "validation_share": run.validation_share}

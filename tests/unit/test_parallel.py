@@ -114,3 +114,20 @@ def test_no_rank_waits_on_rank_0s_writes(tokenizer, tmp_path):
     dev = pd.read_parquet(tmp_path / "out/dev_logits.parquet")
     assert len(dev) == 2 * 16 and (tmp_path / "out/adapter/adapter_config.json").is_file()
     assert not (tmp_path / "out/checkpoints").exists()
+
+
+def test_warnings_no_user_can_act_on_stay_out_of_the_logs():
+    code = "import arena_distill, peft, bitsandbytes, gptqmodel"
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(sys.path)}
+    imported = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "Failed to load" not in imported.stderr and "Enum subclass" not in imported.stderr, imported.stderr
+
+
+def test_progress_in_a_log_file_is_plain_lines(caplog):
+    from arena_distill.logs import progress
+
+    with caplog.at_level("INFO", logger="arena_distill.progress"):
+        for _ in progress(range(3), desc="score"):
+            pass
+    assert caplog.messages and all("\r" not in message for message in caplog.messages)
+    assert caplog.messages[-1].startswith("score: 100%")
