@@ -17,7 +17,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl
 LOCK_INPUTS := requirements.lock requirements-cuda.lock pyproject.toml
 STAMP := $(VENV)/.setup-hash
 
-.PHONY: setup demo test lint dryrun-preset rulegraph lock lock-cuda clean gpu-check gpu-check-bundle
+.PHONY: setup demo test bench lint dryrun-preset rulegraph lock lock-cuda clean gpu-check gpu-check-bundle
 
 setup:
 	@build=$(CUDA); \
@@ -44,6 +44,10 @@ setup:
 
 demo: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(SNAKEMAKE) --profile profiles/local --cores $(CORES) all
+
+# Speed of the embedded default, as ratios against baselines measured in the same run.
+bench: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m arena_distill.bench --out results/bench
 
 lint: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(SNAKEMAKE) --lint

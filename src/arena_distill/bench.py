@@ -1,0 +1,238 @@
+"""`make bench`: the embedded default's speed, each number a ratio against a baseline measured
+in the same run, on the same tiny model and rows (these machines are shared and noisy, so an
+absolute number alone says little).
+
+    python -m arena_distill.bench [--out results/bench] [--steps 12] [--rows 160]
+
+- **training**: tokens/s of the project's loop (`training.train`) against a plain PyTorch loop
+  of the same model, LoRA parametrization, batches and precision; then plain full fine-tuning
+  and a small LoRA, so the cost of the default's parametrization is visible, with the loss
+  each reaches after the same steps (what it learns per second).
+- **prediction**: rows/s of `inference.predict_logits` (length-sorted, token-budgeted
+  batches) against a per-row Hugging Face loop padded to the max length, with the largest
+  probability difference and the share of scored tokens that are not padding.
+- **workflow**: the time of `snakemake -n` for the preset, and the peak RSS of a
+  `python -m arena_distill predict` run.
+
+Writes `summary.md` and `results.json` under `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import yaml
+from scipy.special import softmax
+
+from arena_distill.batching import length_grouped_batches, pad_right, token_budget_batches
+from arena_distill.data import read_pairs
+from arena_distill.gpu_phases import copy_workflow
+from arena_distill.inference import predict_logits
+from arena_distill.models import add_lora, build_tiny_model, load_model, save_model
+from arena_distill.pairs import encode_rows, with_swaps
+from arena_distill.text import PairEncoder, TextConfig, format_pair
+from arena_distill.tokenizer import train_bpe_tokenizer
+from arena_distill.training import ClassificationTask, Examples, TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "sample"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The embedded default's llama teacher: its sizes, LoRA, text budget and optimizer."""
+
+    sizes: dict
+    lora: dict
+    max_length: int
+    batch_size: int
+    learning_rate: float
+
+    @classmethod
+    def from_config(cls, path: Path = REPO / "config" / "config.yaml") -> "Setup":
+        config = yaml.safe_load(path.read_text())
+        llama = config["teachers"]["llama"]
+        return cls(llama["tiny"], llama["lora"], config["text"]["train_max_length"], config["training"]["batch_size"],
+                   llama["learning_rate"])
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    value: float
+    unit: str
+    baseline: str = ""
+    ratio: float | None = None
+    note: str = ""
+
+
+def tiny_base(setup: Setup, rows: pd.DataFrame, workdir: Path):
+    """A tokenizer trained on the rows and the default's random-init llama, saved as a base."""
+    texts = [format_pair(p, a, b) for p, a, b in zip(rows["prompt"], rows["response_a"], rows["response_b"])]
+    tokenizer = train_bpe_tokenizer(texts, vocab_size=4000)
+    save_model(build_tiny_model("llama", tokenizer, setup.sizes, seed=0), tokenizer, workdir / "base")
+    return tokenizer, workdir / "base"
+
+
+def classifier(base: Path, tokenizer, lora: dict | None):
+    model = load_model(base, pad_token_id=tokenizer.pad_token_id, seed=0)
+    return add_lora(model, lora) if lora is not None else model
+
+
+def plain_loop(model, examples: Examples, batches: list[list[int]], pad_id: int, learning_rate: float) -> tuple[float, int, float]:
+    """The textbook loop: pad, forward, cross-entropy, backward, clip, AdamW. (seconds, tokens, last loss)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate)
+    model.train()
+    tokens, loss = 0, math.nan
+    started = time.perf_counter()
+    for rows in batches:
+        input_ids, attention_mask = pad_right([examples.ids[i] for i in rows], pad_id)
+        labels = torch.as_tensor(examples.targets["label"][rows])
+        loss_value = F.cross_entropy(model(input_ids=input_ids, attention_mask=attention_mask).logits.float(), labels)
+        loss_value.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += int(attention_mask.sum())
+        loss = float(loss_value)
+    return time.perf_counter() - started, tokens, loss
+
+
+def training_bench(setup: Setup, examples: Examples, base: Path, tokenizer, steps: int, workdir: Path) -> list[Result]:
+    """The project's loop and the plain loop on the same batches, then other parametrizations."""
+    pad = tokenizer.pad_token_id
+    first = length_grouped_batches(examples.lengths, setup.batch_size, seed=0, epoch=0)[:steps]
+    rows = sorted({i for batch in first for i in batch})
+    subset = Examples([examples.ids[i] for i in rows], {"label": examples.targets["label"][rows]})
+    # The project's loop plans these very batches from the subset (same planner, seed and epoch).
+    batches = length_grouped_batches(subset.lengths, setup.batch_size, seed=0, epoch=0)
+    plain_loop(classifier(base, tokenizer, setup.lora), subset, batches[:1], pad, setup.learning_rate)  # warm-up, untimed
+    plain = {}
+    variants = {"default LoRA": setup.lora, "full fine-tuning": None,
+                "LoRA r 8 without embeddings": {**setup.lora, "r": 8, "alpha": 16, "modules_to_save": []}}
+    for name, lora in variants.items():
+        seconds, tokens, loss = plain_loop(classifier(base, tokenizer, lora), subset, batches, pad, setup.learning_rate)
+        plain[name] = (tokens / seconds, loss)
+    config = TrainConfig(learning_rate=setup.learning_rate, epochs=1, batch_size=setup.batch_size,
+                         micro_batch_size=setup.batch_size, eval_every=10**6, warmup_ratio=0.0, seed=0)
+    val = Examples(subset.ids[: setup.batch_size], {"label": subset.targets["label"][: setup.batch_size]})
+    project = train(classifier(base, tokenizer, setup.lora), ClassificationTask(), subset, val, config, pad_id=pad,
+                    checkpoint_dir=workdir / "checkpoints", fingerprint="bench").metrics
+    speed = project["tokens"] / project["train_seconds"]
+    baseline, (reference, _) = "plain loop, default LoRA", plain["default LoRA"]
+    results = [Result("training: project loop, default LoRA", speed, "tokens/s", baseline, speed / reference,
+                      f"{project['steps']} steps of {setup.batch_size} rows; loss {project['train_loss_last']:.3f}")]
+    for name, (value, loss) in plain.items():
+        results.append(Result(f"training: plain loop, {name}", value, "tokens/s",
+                              "" if name == "default LoRA" else baseline,
+                              None if name == "default LoRA" else value / reference, f"loss {loss:.3f} after the same steps"))
+    return results
+
+
+def prediction_bench(examples: Examples, base: Path, tokenizer, setup: Setup, max_tokens: int) -> list[Result]:
+    """`predict_logits` against one padded row at a time, at identical probabilities."""
+    model = classifier(base, tokenizer, None).eval()
+    pad = tokenizer.pad_token_id
+    started = time.perf_counter()
+    fast = predict_logits(model, examples.ids, pad_id=pad, max_tokens=max_tokens)
+    fast_seconds = time.perf_counter() - started
+    naive = np.zeros_like(fast)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for i, ids in enumerate(examples.ids):
+            padded = ids + [pad] * (setup.max_length - len(ids))
+            mask = [1] * len(ids) + [0] * (setup.max_length - len(ids))
+            naive[i] = model(input_ids=torch.tensor([padded]), attention_mask=torch.tensor([mask])).logits[0].float().numpy()
+    naive_seconds = time.perf_counter() - started
+    difference = float(np.abs(softmax(fast, axis=1) - softmax(naive, axis=1)).max())
+    lengths = examples.lengths
+    scored = sum(len(batch) * lengths[batch].max() for batch in token_budget_batches(lengths, max_tokens))
+    rows = len(examples)
+    return [
+        Result("prediction: predict_logits", rows / fast_seconds, "rows/s", "per-row loop padded to the max length",
+               naive_seconds / fast_seconds, f"max |probability difference| {difference:.1e}"),
+        Result("prediction: per-row loop padded to the max length", rows / naive_seconds, "rows/s"),
+        Result("prediction: non-pad share of the scored tokens", float(lengths.sum() / scored), "share",
+               note=f"{rows} rows, mean {lengths.mean():.0f} tokens, cap {setup.max_length}"),
+    ]
+
+
+def preset_dry_run_seconds(workdir: Path) -> float:
+    """`snakemake -n` of the preset on a copy of the workflow with placeholder data files."""
+    copy = copy_workflow(workdir / "workflow")
+    preset = yaml.safe_load((REPO / "config/presets/blackpearl.yaml").read_text())
+    for path in [preset["data"]["train"], preset["data"]["test"], preset["post_pretrain"]["data"],
+                 *filter(None, preset["data"]["extra"].values())]:
+        (copy / path).parent.mkdir(parents=True, exist_ok=True)
+        (copy / path).touch()
+    snakemake = Path(sys.executable).parent / "snakemake"
+    started = time.perf_counter()
+    subprocess.run([str(snakemake), "-n", "--configfile", "config/presets/blackpearl.yaml"], cwd=copy, check=True,
+                   capture_output=True)
+    return time.perf_counter() - started
+
+
+def predict_peak_rss_mib(base: Path, workdir: Path) -> float:
+    """Peak RSS of the command-line prediction of the 100 bundled test pairs (a child process)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-m", "arena_distill", "predict", "--model", str(base), "--input", str(SAMPLE / "test.csv"),
+                    "--output", str(workdir / "predictions.csv"), "--max-length", "256"], check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(before, after) / 1024
+
+
+def summary_markdown(results: list[Result]) -> str:
+    lines = ["# Benchmarks of the embedded default", "",
+             "Each ratio is against a baseline measured in the same run, on the same model and rows.", "",
+             "| measurement | value | unit | baseline | ratio | note |", "|---|---|---|---|---|---|"]
+    for r in results:
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
+        lines.append(f"| {r.name} | {r.value:,.4g} | {r.unit} | {r.baseline} | {ratio} | {r.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m arena_distill.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="results/bench")
+    parser.add_argument("--steps", type=int, default=12, help="training steps per loop")
+    parser.add_argument("--rows", type=int, default=160, help="pairs scored by each prediction loop")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    setup = Setup.from_config()
+    table, _ = read_pairs(SAMPLE / "train.parquet", with_labels=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        tokenizer, base = tiny_base(setup, table.sample(n=min(2000, len(table)), random_state=0), workdir)
+        encoder = PairEncoder(tokenizer, TextConfig(max_length=setup.max_length, prompt_tokens=setup.max_length // 2))
+        train_rows = with_swaps(table.sample(n=min(len(table), setup.batch_size * args.steps), random_state=1))
+        examples = Examples(encode_rows(encoder, train_rows), {"label": train_rows["label"].to_numpy(dtype=np.int64)})
+        results = training_bench(setup, examples, base, tokenizer, args.steps, workdir)
+        scored = table.sample(n=min(args.rows, len(table)), random_state=2)
+        results += prediction_bench(Examples(encode_rows(encoder, scored)), base, tokenizer, setup, max_tokens=16384)
+        results.append(Result("workflow: snakemake -n of the preset", preset_dry_run_seconds(workdir), "s"))
+        results.append(Result("workflow: peak RSS of python -m arena_distill predict (100 pairs)",
+                              predict_peak_rss_mib(base, workdir), "MiB"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+    (out / "summary.md").write_text(summary_markdown(results))
+    print(summary_markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
