@@ -121,18 +121,21 @@ def training_bench(setup: Setup, examples: Examples, base: Path, tokenizer, step
     # The project's loop plans these very batches from the subset (same planner, seed and epoch).
     batches = length_grouped_batches(subset.lengths, setup.batch_size, seed=0, epoch=0)
     plain_loop(classifier(base, tokenizer, setup.lora), subset, batches[:1], pad, setup.learning_rate)  # warm-up, untimed
-    plain = {}
     variants = {"default LoRA": setup.lora, "full fine-tuning": None,
                 "LoRA r 8 without embeddings": {**setup.lora, "r": 8, "alpha": 16, "modules_to_save": []}}
-    for name, lora in variants.items():
-        seconds, tokens, loss = plain_loop(classifier(base, tokenizer, lora), subset, batches, pad, setup.learning_rate)
-        plain[name] = (tokens / seconds, loss)
     config = TrainConfig(learning_rate=setup.learning_rate, epochs=1, batch_size=setup.batch_size,
                          micro_batch_size=setup.batch_size, eval_every=10**6, warmup_ratio=0.0, seed=0)
     val = Examples(subset.ids[: setup.batch_size], {"label": subset.targets["label"][: setup.batch_size]})
-    project = train(classifier(base, tokenizer, setup.lora), ClassificationTask(), subset, val, config, pad_id=pad,
-                    checkpoint_dir=workdir / "checkpoints", fingerprint="bench").metrics
-    speed = project["tokens"] / project["train_seconds"]
+    # Two interleaved rounds, the faster of each kept: a busy core in one round does not decide the ratio.
+    plain: dict[str, tuple[float, float]] = {}
+    speed, project = 0.0, {}
+    for round_ in range(2):
+        for name, lora in variants.items():
+            seconds, tokens, loss = plain_loop(classifier(base, tokenizer, lora), subset, batches, pad, setup.learning_rate)
+            plain[name] = (max(tokens / seconds, plain.get(name, (0.0,))[0]), loss)
+        project = train(classifier(base, tokenizer, setup.lora), ClassificationTask(), subset, val, config, pad_id=pad,
+                        checkpoint_dir=workdir / f"checkpoints{round_}", fingerprint="bench").metrics
+        speed = max(speed, project["tokens"] / project["train_seconds"])
     baseline, (reference, _) = "plain loop, default LoRA", plain["default LoRA"]
     results = [Result("training: project loop, default LoRA", speed, "tokens/s", baseline, speed / reference,
                       f"{project['steps']} steps of {setup.batch_size} rows; loss {project['train_loss_last']:.3f}")]
@@ -201,7 +204,8 @@ def summary_markdown(results: list[Result]) -> str:
              "| measurement | value | unit | baseline | ratio | note |", "|---|---|---|---|---|---|"]
     for r in results:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
-        lines.append(f"| {r.name} | {r.value:,.4g} | {r.unit} | {r.baseline} | {ratio} | {r.note} |")
+        value = f"{r.value:,.0f}" if r.value >= 100 else f"{r.value:.3g}"
+        lines.append(f"| {r.name} | {value} | {r.unit} | {r.baseline} | {ratio} | {r.note} |")
     return "\n".join(lines) + "\n"
 
 
