@@ -43,6 +43,7 @@ from arena_distill.training import ClassificationTask, Examples, TrainConfig, op
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "src", "profiles", "envs", "data/sample")
 SMOKE_CONFIG = "config/gpu-smoke.yaml"
+PRESET = REPO / "config" / "presets" / "blackpearl.yaml"
 SMOKE_PROMPTS = {"train": 24, "extra": 8, "post_pretrain": 8}
 """Whole prompt groups of the bundled sample the smoke run trains on (about 21 rows each)."""
 GPU_RULES = (
@@ -803,22 +804,6 @@ def gptq_lines(bench: Mapping[str, Any]) -> list[str]:
 # -- (e) projection --------------------------------------------------------------------------------------------------
 
 
-def preset_config() -> dict[str, Any]:
-    """config/config.yaml under config/presets/blackpearl.yaml, merged as Snakemake merges them."""
-    merged = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    overlay = yaml.safe_load((REPO / "config/presets/blackpearl.yaml").read_text())
-
-    def merge(base: dict, over: Mapping) -> None:
-        for key, value in over.items():
-            if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-                merge(base[key], value)
-            else:
-                base[key] = value
-
-    merge(merged, overlay)
-    return merged
-
-
 def best_mfu(entries: list[Mapping[str, Any]], **match: Any) -> float | None:
     found = [e["mfu"] for e in entries if e.get("mfu") is not None and all(e.get(k) == v for k, v in match.items())]
     return max(found) if found else None
@@ -839,7 +824,9 @@ def projection_phase(result: Result, bench: Mapping[str, Any] | None) -> None:
     if not bench or bench.get("peak_tflops") is None:
         raise RuntimeError("no benchmark MFU to project from (benchmarks failed, or the GPU's peak is not known)")
     measured = measured_mfus(bench)
-    stages = gpu_bench.project(preset_config(), measured)
+    from arena_distill.workflow import effective_config  # Snakemake's merge; a missing Snakemake fails this phase only
+
+    stages = gpu_bench.project(effective_config([PRESET]), measured)
     result.data.update(measured=measured.__dict__, stages=[s.__dict__ for s in stages])
     result.lines += [
         f"MFU used: student scoring {fmt(measured.student_forward, '.1%')} (eager, 512 tokens), student "

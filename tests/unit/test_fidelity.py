@@ -13,21 +13,15 @@ import re
 
 import pytest
 import yaml
-from snakemake.utils import update_config, validate
 
+from arena_distill.workflow import effective_config
 from tests.conftest import REPO
 
 SETTING = re.compile(r"`([\w.*]+) = ([^`]+)`")
 
 
 def effective_preset() -> dict:
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    update_config(config, yaml.safe_load((REPO / "config" / "presets" / "blackpearl.yaml").read_text()))
-    for mapping in (config["teachers"], config["data"]["extra"]):
-        for name in [name for name, value in mapping.items() if value is None]:
-            del mapping[name]
-    validate(config, str(REPO / "config" / "schema.yaml"))
-    return config
+    return effective_config([REPO / "config" / "presets" / "blackpearl.yaml"])
 
 
 def fidelity_rows() -> list[list[str]]:

@@ -9,11 +9,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import yaml
-from jsonschema import Draft202012Validator
-from snakemake.utils import update_config
 
 from arena_distill import gpu_bench, gpu_check, gpu_phases
 from arena_distill.gpu_check import FAIL, PASS, Result, run_phase
+from arena_distill.workflow import effective_config
 from tests.conftest import REPO, job_counts
 
 
@@ -24,18 +23,15 @@ def test_without_a_gpu_the_check_skips_and_exits_0(tmp_path, capsys):
     assert "no GPU: skipped" in (tmp_path / "summary.md").read_text()
 
 
-def test_the_smoke_overlay_validates_on_the_embedded_default():
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    overlay = yaml.safe_load((REPO / gpu_phases.SMOKE_CONFIG).read_text())
-    update_config(config, overlay)
-    Draft202012Validator(yaml.safe_load((REPO / "config/schema.yaml").read_text())).validate(config)
+def test_the_smoke_overlay_validates_on_the_embedded_default(tmp_path):
+    config = effective_config([REPO / gpu_phases.SMOKE_CONFIG])
     assert {spec["load_in_bits"] for spec in config["teachers"].values()} == {4}
     assert config["student"]["attn_implementation"] == "eager" and config["training"]["gradient_checkpointing"]
     student = config["student"]["tiny"]
     assert student["hidden_size"] // student["num_attention_heads"] == 256  # gemma-2-9b's head_dim
-    shrunk = gpu_phases.shrunk(overlay)
-    update_config(config, shrunk)
-    Draft202012Validator(yaml.safe_load((REPO / "config/schema.yaml").read_text())).validate(config)
+    shrunk = tmp_path / "cpu.yaml"
+    shrunk.write_text(yaml.safe_dump(gpu_phases.shrunk(yaml.safe_load((REPO / gpu_phases.SMOKE_CONFIG).read_text()))))
+    assert effective_config([REPO / gpu_phases.SMOKE_CONFIG, shrunk])["teachers"]["llama"]["tiny"]["hidden_size"] == 64
 
 
 def test_flops_of_the_real_models():
@@ -58,7 +54,7 @@ def test_mfu_and_peaks():
 
 
 def test_projection_of_the_preset_on_known_numbers():
-    preset = gpu_phases.preset_config()
+    preset = effective_config([gpu_phases.PRESET])
     assert preset["folds"]["n"] == 5 and preset["teachers"]["llama"]["epochs"] == 1
     assert gpu_bench.fold_rows(5, swap=True) == (157_964, 11_495)
     stages = {s.name: s for s in gpu_bench.project(preset, gpu_bench.Measured(0.4, 0.4, 0.4, 0.4))}
