@@ -23,7 +23,7 @@ os.environ.update(
     )
 )
 
-TABLES = ["train", "test", "post_pretrain"]
+TABLES = ["train", "test", "post_pretrain", "calibration"]
 STUDENT_RUNS = ["student", "student_fresh_init"]
 
 
@@ -249,9 +249,34 @@ def student_adapters(run="student"):
     return expand("results/{run}/fold{fold}/adapter", run=run, fold=folds())
 
 
-def get_predict_inputs(wildcards):
-    """The students' out-of-fold logits, when a temperature is fitted on them."""
-    return {"oof": student_val_logits()} if config["predict"]["temperature"] else {}
+def calibrating():
+    """Whether the submission is calibrated post hoc (calibrate_submission runs)."""
+    return config["predict"]["calibration"] != "none"
+
+
+def get_calibration_inputs(wildcards):
+    """What the calibration is fitted on: the final model scoring data.calibration, or the
+    students' out-of-fold logits."""
+    if config["predict"]["calibrate_on"] == "oof":
+        return {"oof": student_val_logits()}
+    return {"model": "results/model", "rows": "results/data/calibration.parquet"}
+
+
+def get_calibrated_inputs(wildcards):
+    """The fitted calibration, for the rules that apply it."""
+    return (
+        {"calibration": "results/calibration/calibration.json"} if calibrating() else {}
+    )
+
+
+if (
+    calibrating()
+    and config["predict"]["calibrate_on"] == "calibration_data"
+    and not config["data"].get("calibration")
+):
+    raise ValueError(
+        "predict.calibrate_on: calibration_data needs labelled rows: set data.calibration, calibrate_on: oof or predict.calibration: none (config key 'data.calibration')"
+    )
 
 
 def get_score_holdout_inputs(wildcards):
@@ -284,6 +309,7 @@ def get_evaluate_inputs(wildcards):
     }
     if config["folds"]["holdout"]:
         inputs["holdout"] = "results/eval/holdout.json"
+    inputs.update(get_calibrated_inputs(wildcards))
     if config["data"].get("test_labels"):
         inputs["test_labels"] = config["data"]["test_labels"]
     return inputs

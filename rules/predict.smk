@@ -2,9 +2,27 @@ localrules:
     submission,
 
 
+rule calibrate_submission:
+    input:
+        unpack(get_calibration_inputs),
+    output:
+        "results/calibration/calibration.json",
+    log:
+        "results/logs/calibrate_submission.log",
+    benchmark:
+        "results/benchmarks/calibrate_submission.tsv"
+    conda:
+        "../envs/arena-distill.yaml"
+    params:
+        predict=predict_params(),
+        text=config["text"],
+    script:
+        "../scripts/calibrate_submission.py"
+
+
 rule predict:
     input:
-        unpack(get_predict_inputs),
+        unpack(get_calibrated_inputs),
         model="results/model",
         test="results/data/test.parquet",
     output:

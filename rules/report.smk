@@ -5,6 +5,7 @@ localrules:
 rule score_holdout:
     input:
         unpack(get_score_holdout_inputs),
+        unpack(get_calibrated_inputs),
         merged="results/student/merged",
         model="results/model",
         train="results/data/train.parquet",

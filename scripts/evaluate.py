@@ -12,6 +12,7 @@ with script_logging(snakemake.log[0]) as log:
         holdout=read_json(snakemake.input.holdout) if "holdout" in snakemake.input.keys() else None,
         submission=snakemake.input.submission,
         test_labels=snakemake.input.get("test_labels"),
+        calibration=read_json(snakemake.input.calibration) if "calibration" in snakemake.input.keys() else None,
     )
     summary = summary_markdown(report)
     log.info("\n%s", summary)

@@ -1,11 +1,11 @@
-"""Rule predict: the final model scores the test pairs, with A/B-swap TTA."""
+"""Rule predict: the final model scores the test pairs, with A/B-swap TTA and the fitted calibration."""
 
 import pandas as pd
 import torch
 
 from arena_distill.io import write_parquet
 from arena_distill.logs import script_logging
-from arena_distill.prediction import predict_table
+from arena_distill.prediction import predict_table, read_calibration
 
 with script_logging(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
@@ -14,7 +14,7 @@ with script_logging(snakemake.log[0]) as log:
         pd.read_parquet(snakemake.input.test),
         snakemake.params.text,
         snakemake.params.predict,
-        oof_logits=list(snakemake.input.get("oof", [])),
+        calibration=read_calibration(snakemake.input.get("calibration")),
     )
     write_parquet(predictions, snakemake.output[0])
     log.info("predicted %d test rows", len(predictions))

@@ -12,7 +12,7 @@ with script_logging(snakemake.log[0]) as log:
         frame = prepare_train(base, dict(zip(params["extra"], extra)), bad_json=params["bad_json"])
     elif table == "test":
         frame = prepare_test(snakemake.input[0], bad_json=params["bad_json"])
-    else:  # post_pretrain: labelled pairs in the train schema
-        frame = prepare_train(snakemake.input[0], bad_json=params["bad_json"])
+    else:  # post_pretrain, calibration: labelled pairs in the train schema
+        frame = prepare_train(snakemake.input[0], bad_json=params["bad_json"]).assign(source=table)
     write_parquet(frame, snakemake.output[0])
     log.info("wrote %d rows to %s", len(frame), snakemake.output[0])

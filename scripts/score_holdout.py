@@ -5,6 +5,7 @@ import torch
 from arena_distill.evaluation import holdout_report
 from arena_distill.io import write_json
 from arena_distill.logs import script_logging
+from arena_distill.prediction import read_calibration
 
 with script_logging(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
@@ -18,6 +19,7 @@ with script_logging(snakemake.log[0]) as log:
         folds=snakemake.input.folds,
         text=snakemake.params.text,
         settings=snakemake.params.predict,
+        calibration=read_calibration(snakemake.input.get("calibration")),
     )
     write_json(report, snakemake.output[0])
     log.info("scored %d models on the holdout prompts", len(report))

@@ -1,4 +1,7 @@
-"""Vector scaling of a teacher's logits: z' = scale ⊙ z + bias, one scale and bias per class.
+"""Post-hoc calibration: vector scaling of a teacher's logits (step 4.5) and the
+submission's A/B-symmetric scaling (`PairScaling`, fitted by `calibrate_submission`).
+
+Vector scaling of a teacher's logits: z' = scale ⊙ z + bias, one scale and bias per class.
 
 Teachers trained in-sample for two epochs can be over- or under-confident, and the student
 copies whatever confidence its soft targets carry. Vector scaling (Guo et al., 2017) is
@@ -64,22 +67,90 @@ def calibration_report(logits: np.ndarray, labels: np.ndarray, fitted: VectorSca
     }
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 100) -> float:
-    """The single temperature T minimizing the NLL of softmax(logits / T).
+CALIBRATION_METHODS = ("none", "temperature", "symmetric")
 
-    One parameter cannot reorder classes, only soften or sharpen: the mildest post-hoc fix
-    for a model that is over-confident on unseen rows.
+
+@dataclass(frozen=True)
+class PairScaling:
+    """The submission's post-hoc calibration of one order's logits, symmetric in A and B.
+
+    On the log-probabilities ℓ = log_softmax(z): ℓ'_A = s·ℓ_A, ℓ'_B = s·ℓ_B, ℓ'_tie =
+    t·ℓ_tie + b. Tying A and B keeps the A/B-swap TTA meaningful (a mirror gets the same
+    map); the tie's own scale and bias move the tie share to what the fitting rows show,
+    and because the tie's log-probability is highest where A and B are close, a pair the
+    model cannot split gains tie mass, not a flat prior. `temperature` is the special
+    case s = t = 1/T, b = 0. Working on log-probabilities makes the map independent of
+    the constant a classifier head may add to all three logits.
     """
-    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+
+    method: str
+    ab_scale: float = 1.0
+    tie_scale: float = 1.0
+    tie_bias: float = 0.0
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated logits (rows × [a, b, tie]) of one order's raw logits."""
+        logp = torch.log_softmax(torch.as_tensor(np.asarray(logits), dtype=torch.float64), dim=1)
+        return self._map(logp, torch.tensor([self.ab_scale, self.tie_scale, self.tie_bias], dtype=torch.float64)).numpy()
+
+    @staticmethod
+    def _map(logp: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        scale = torch.stack([params[0], params[0], params[1]])
+        bias = torch.stack([torch.zeros_like(params[2]), torch.zeros_like(params[2]), params[2]])
+        return logp * scale + bias
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PairScaling":
+        return cls(**{key: values[key] for key in ("method", "ab_scale", "tie_scale", "tie_bias")})
+
+
+SWAP = [1, 0, 2]
+"""A mirror's class order mapped back to the given order (A↔B)."""
+
+
+def views_probs(views: list[tuple[np.ndarray, bool]], calibration: PairScaling | None = None) -> np.ndarray:
+    """The mean probabilities of several scorings of the same rows, each (logits, mirrored),
+    a mirror's mapped back to the given order: the TTA average, after `calibration`."""
+    total = 0.0
+    for logits, mirrored in views:
+        z = calibration.apply(logits) if calibration is not None else np.asarray(logits, dtype=np.float64)
+        probs = torch.softmax(torch.as_tensor(z), dim=1).numpy()
+        total = total + (probs[:, SWAP] if mirrored else probs)
+    return total / len(views)
+
+
+def fit_pair_scaling(views: list[tuple[np.ndarray, bool]], labels: np.ndarray, method: str, max_iter: int = 200) -> PairScaling:
+    """The `method` map minimizing the log loss of the TTA-averaged probabilities of `views`
+    (exactly what the submission computes), by full-batch LBFGS from the identity."""
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}")
+    if method == "none":
+        return PairScaling("none")
+    logps = [(torch.log_softmax(torch.as_tensor(np.asarray(z), dtype=torch.float64), dim=1), mirrored) for z, mirrored in views]
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+    free = torch.tensor([1.0, 1.0, 0.0] if method == "symmetric" else [0.0], dtype=torch.float64, requires_grad=True)
+
+    def params() -> torch.Tensor:
+        if method == "temperature":  # one log-temperature, no bias
+            inverse = torch.exp(-free[0])
+            return torch.stack([inverse, inverse, torch.zeros_like(inverse)])
+        return free
+
+    def loss() -> torch.Tensor:
+        probs = sum(torch.softmax(PairScaling._map(logp, params()), dim=1)[:, SWAP if mirrored else [0, 1, 2]] for logp, mirrored in logps)
+        return -torch.log(probs[torch.arange(len(y)), y] / len(logps)).mean()
+
+    optimizer = torch.optim.LBFGS([free], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(z / log_t.exp(), y)
-        loss.backward()
-        return loss
+        value = loss()
+        value.backward()
+        return value
 
     optimizer.step(closure)
-    return float(log_t.exp().item())
+    ab_scale, tie_scale, tie_bias = params().detach().tolist()
+    return PairScaling(method, ab_scale, tie_scale, tie_bias)

@@ -23,7 +23,7 @@ from pathlib import Path
 from arena_distill.capacity import plan as capacity_plan, table
 from arena_distill.data import prepare_test
 from arena_distill.errors import ArenaDistillError
-from arena_distill.prediction import check_submission, predict_table, write_table
+from arena_distill.prediction import check_submission, predict_table, read_calibration, write_table
 from arena_distill.quantize import INFERENCE_FILE
 
 
@@ -44,6 +44,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     predict.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"],
                          help="scoring precision (auto: bf16 on GPUs with it, fp16 on a T4, fp32 on CPU)")
     predict.add_argument("--gptq-backend", help="GPTQModel kernel for a GPTQ model, e.g. gptq_marlin, gptq_triton (default: auto)")
+    predict.add_argument("--calibration", help="calibration.json of a run (results/calibration/calibration.json): the "
+                         "workflow's submission applies it; without it the model's own probabilities are written")
     predict.add_argument("--bad-json", choices=["repair", "error"], default="repair", help="what a field that is not valid JSON becomes")
     plan = commands.add_parser("plan", help="estimated peak GPU memory per rule of a run, against the profile's GPUs")
     plan.add_argument("--configfile", nargs="+", action="extend", default=[],
@@ -82,8 +84,7 @@ def predict(args: argparse.Namespace) -> None:
     if args.gptq_backend:
         settings["gptq_backend"] = args.gptq_backend
     settings["tta"] = settings.get("tta", True) and not args.no_tta
-    settings["temperature"] = False  # a fitted temperature lives in the workflow, not in the model
-    predictions = predict_table(args.model, rows, text, settings)
+    predictions = predict_table(args.model, rows, text, settings, read_calibration(args.calibration))
     check_submission(predictions, rows["id"].tolist(), args.input)
     write_table(predictions, args.output)
     logging.getLogger("arena_distill").info("wrote %d predictions to %s", len(predictions), args.output)

@@ -26,9 +26,9 @@ from arena_distill.adapters import average_adapters
 from arena_distill.io import read_json, read_table
 from arena_distill.metrics import accuracy, log_loss, prior_log_loss
 from arena_distill.models import load_model, load_tokenizer
-from arena_distill.prediction import load_classifier, order_probs
+from arena_distill.calibration import PairScaling, views_probs
+from arena_distill.prediction import View, load_classifier, score_views, text_config
 from arena_distill.stages import validation_metrics
-from arena_distill.text import TextConfig
 
 METRIC_COLUMNS = ["rows", "log_loss", "log_loss_tta", "accuracy", "accuracy_tta", "prior_log_loss"]
 
@@ -84,20 +84,29 @@ def summary_markdown(report: Mapping) -> str:
         lines.append(line(f"{name} on holdout prompts", metrics))
     if "test" in report:
         lines.append(line("submission on labelled test rows", report["test"]))
+    if "calibration" in report:
+        fit = report["calibration"]
+        lines += ["", f"Calibration ({fit['method']}), fitted on {fit['rows']} {fit['fitted_on']}: log loss "
+                  f"{fit['log_loss_before']:.4f} -> {fit['log_loss_after']:.4f} (prior {fit['prior_log_loss']:.4f}), predicted tie "
+                  f"share {fit['tie_share_before']:.1%} -> {fit['tie_share_after']:.1%} (true {fit['tie_share_true']:.1%})."]
+    if "test" in report and "tie_share_true" in report["test"]:
+        test = report["test"]
+        lines += ["", f"Labelled test rows: predicted tie share {test['tie_share_predicted']:.1%}, true {test['tie_share_true']:.1%}."]
     return "\n".join(lines) + "\n"
 
 
-def holdout_metrics(model_dir: str | Path, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> dict:
-    """A saved model on labelled rows at the test settings, plain and with TTA."""
+def holdout_views(model_dir: str | Path, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> list[View]:
+    """A saved model's raw logits on labelled rows at the test settings, as given and mirrored."""
     model, tokenizer = load_classifier(model_dir, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"))
-    return model_metrics(model, tokenizer, rows, text, settings)
+    return model_views(model, tokenizer, rows, text, settings)
 
 
 def adapter_holdout_metrics(base: str | Path, adapter: str | Path, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> dict:
-    """`holdout_metrics` of a fold adapter merged into its base in float32."""
+    """The metrics of a fold adapter merged into its base in float32."""
     tokenizer = load_tokenizer(base)
     model = load_model(base, pad_token_id=tokenizer.pad_token_id, seed=0)
-    return model_metrics(PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval(), tokenizer, rows, text, settings)
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
+    return views_metrics(model_views(merged, tokenizer, rows, text, settings), rows["label"].to_numpy())
 
 
 def student_holdout_metrics(base: str | Path, adapters: Sequence[str | Path], rows: pd.DataFrame, text: Mapping, settings: Mapping,
@@ -111,11 +120,16 @@ def student_holdout_metrics(base: str | Path, adapters: Sequence[str | Path], ro
     return report
 
 
-def model_metrics(model, tokenizer, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> dict:
-    config = TextConfig(max_length=settings["max_lengths"][0], prompt_words=text["prompt_words"],
-                        response_words=text["response_words"], prompt_tokens=text["prompt_tokens"])
-    plain, mirror = order_probs(model, tokenizer, rows, config, max_lengths=settings["max_lengths"], max_tokens=settings.get("max_tokens", 65536))
-    return probs_metrics(plain, (plain + mirror) / 2, rows["label"].to_numpy())
+def model_views(model, tokenizer, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> list[View]:
+    return score_views(model, tokenizer, rows, text_config(text, settings), max_lengths=settings["max_lengths"],
+                       max_tokens=settings.get("max_tokens", 65536))
+
+
+def views_metrics(views: Sequence[View], labels: np.ndarray, calibration: PairScaling | None = None) -> dict:
+    """Plain (given order) and TTA metrics of a model's scorings, after `calibration`."""
+    plain = views_probs([v for v in views if not v[1]], calibration)
+    mirror = views_probs([v for v in views if v[1]], calibration)
+    return probs_metrics(plain, (plain + mirror) / 2, labels)
 
 
 def labelled_test_metrics(submission: pd.DataFrame, labels: pd.DataFrame) -> dict:
@@ -125,7 +139,8 @@ def labelled_test_metrics(submission: pd.DataFrame, labels: pd.DataFrame) -> dic
     truth = joined[[f"{label}_true" for label in LABELS]].to_numpy(dtype=np.int64).argmax(axis=1)
     probs = joined[list(LABELS)].to_numpy(dtype=np.float64)
     return {"rows": int(len(joined)), "log_loss_tta": log_loss(probs, truth), "accuracy_tta": accuracy(probs, truth),
-            "prior_log_loss": prior_log_loss(truth)}
+            "prior_log_loss": prior_log_loss(truth), "tie_share_predicted": float(probs[:, 2].mean()),
+            "tie_share_true": float((truth == 2).mean())}
 
 
 def holdout_report(
@@ -139,17 +154,22 @@ def holdout_report(
     folds: str,
     text: Mapping,
     settings: Mapping,
+    calibration: PairScaling | None = None,
 ) -> dict:
     """Every student fold alone, their average and the final models on the holdout prompts
-    (empty without a holdout). The only part of the evaluation that runs models."""
+    (empty without a holdout), the last model also as submitted (after the calibration).
+    The only part of the evaluation that runs models."""
     holdout_ids = read_json(folds).get("holdout_ids", [])
     if not holdout_ids:
         return {}
     rows = pd.read_parquet(train_table).set_index("id").loc[holdout_ids].reset_index()
-    report = {
-        **student_holdout_metrics(student_base, student_adapters, rows, text, settings, name="student"),
-        **{name: holdout_metrics(path, rows, text, settings) for name, path in models.items()},
-    }
+    labels = rows["label"].to_numpy()
+    report = student_holdout_metrics(student_base, student_adapters, rows, text, settings, name="student")
+    for name, path in models.items():
+        views = holdout_views(path, rows, text, settings)
+        report[name] = views_metrics(views, labels)
+    if calibration is not None:
+        report[f"{name}, calibrated ({calibration.method})"] = views_metrics(views, labels, calibration)
     if fresh_init_adapters:
         report.update(student_holdout_metrics(student_base, fresh_init_adapters, rows, text, settings,
                                               name="student fresh-init", method=average_method))
@@ -164,6 +184,7 @@ def evaluate_run(
     holdout: Mapping[str, Mapping] | None,
     submission: str,
     test_labels: str | None,
+    calibration: Mapping | None = None,
 ) -> dict:
     """The whole report: OOF per teacher and student, the holdout scores (`holdout_report`),
     and the submission on the labelled test rows when their labels are given."""
@@ -175,6 +196,8 @@ def evaluate_run(
         report["student_fresh_init"] = oof_metrics(fresh_init_val_logits)
     if holdout:
         report["holdout"] = dict(holdout)
+    if calibration:
+        report["calibration"] = dict(calibration)
     if test_labels:
         report["test"] = labelled_test_metrics(pd.read_csv(submission), read_table(test_labels))
     return report

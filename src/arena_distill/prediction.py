@@ -3,12 +3,13 @@
 Test-time augmentation is the original's: each pair is scored as given and with A and B
 exchanged; the mirror's probabilities are mapped back (A↔B) and the two are averaged, which
 cancels whatever position bias the model kept. Several max lengths may be averaged the
-same way. An optional temperature (fitted on out-of-fold predictions) softens or sharpens
-the logits before the softmax.
+same way. An optional post-hoc calibration (`calibration.PairScaling`, fitted by the
+`calibrate_submission` rule) maps each scoring's logits before the softmax.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -18,17 +19,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy.special import softmax
 from transformers import AutoConfig, AutoModelForSequenceClassification, GPTQConfig, PreTrainedModel
 
 from arena_distill import LABELS
-from arena_distill.calibration import fit_temperature
+from arena_distill.calibration import PairScaling, fit_pair_scaling, views_probs
 from arena_distill.errors import ConfigError, DataError, NumericalError
 from arena_distill.inference import predict_logits
 from arena_distill.io import atomic_path
 from arena_distill.logits import LOGIT_COLUMNS
+from arena_distill.metrics import log_loss, prior_log_loss
 from arena_distill.models import attention_implementation, load_tokenizer, resolve_dtype
-from arena_distill.pairs import encode_rows, swap_pairs, unswap_probs
+from arena_distill.pairs import encode_rows, swap_pairs
 from arena_distill.text import PairEncoder, TextConfig
 
 SUBMISSION_COLUMNS = ["id", *LABELS]
@@ -81,7 +82,11 @@ def check_finite(logits: np.ndarray, ids: Sequence[int], model: PreTrainedModel)
         )
 
 
-def order_probs(
+View = tuple[np.ndarray, bool]
+"""One scoring of the rows: (raw logits, mirrored)."""
+
+
+def score_views(
     model: PreTrainedModel,
     tokenizer,
     rows: pd.DataFrame,
@@ -90,29 +95,26 @@ def order_probs(
     max_lengths: Sequence[int],
     tta: bool = True,
     max_tokens: int = 16384,
-    temperature: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """(given order, mirror mapped back to the given order) probabilities, each averaged
-    over `max_lengths`; the mirror is None without `tta`."""
-    views = [False, True] if tta else [False]
-    totals = {swapped: np.zeros((len(rows), len(LABELS))) for swapped in views}
+) -> list[View]:
+    """The raw logits of every scoring the submission averages: each max length, as given
+    and, with `tta`, mirrored."""
+    views = []
     for max_length in max_lengths:
         encoder = PairEncoder(tokenizer, replace(text, max_length=max_length))
-        for swapped in views:
+        for swapped in ([False, True] if tta else [False]):
             view = swap_pairs(rows) if swapped else rows
             logits = predict_logits(model, encode_rows(encoder, view), pad_id=tokenizer.pad_token_id, max_tokens=max_tokens,
                                     desc="swapped" if swapped else "original")
             check_finite(logits, rows["id"].tolist(), model)
-            probs = softmax(logits.astype(np.float64) / temperature, axis=1)
-            totals[swapped] += unswap_probs(probs) if swapped else probs
-    plain = totals[False] / len(max_lengths)
-    return plain, (totals[True] / len(max_lengths) if tta else None)
+            views.append((logits, swapped))
+    return views
 
 
-def pair_probs(model: PreTrainedModel, tokenizer, rows: pd.DataFrame, text: TextConfig, **settings) -> np.ndarray:
-    """Probabilities (rows × [a, b, tie]): the given order, or with `tta` its mean with the mirror."""
-    plain, mirror = order_probs(model, tokenizer, rows, text, **settings)
-    return plain if mirror is None else (plain + mirror) / 2
+def pair_probs(model: PreTrainedModel, tokenizer, rows: pd.DataFrame, text: TextConfig, *, calibration: PairScaling | None = None,
+               **scoring) -> np.ndarray:
+    """Probabilities (rows × [a, b, tie]) of `score_views(**scoring)`: the given order, or with
+    TTA its mean with the mirror mapped back, each view after `calibration`."""
+    return views_probs(score_views(model, tokenizer, rows, text, **scoring), calibration)
 
 
 def probs_frame(ids: Sequence[int], probs: np.ndarray) -> pd.DataFrame:
@@ -148,11 +150,17 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
             frame.to_parquet(tmp, index=False)
 
 
-def oof_temperature(paths: Sequence[str | Path]) -> float:
-    """The temperature fitted on the original-order rows of out-of-fold logits tables."""
-    frame = pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True)
-    frame = frame[~frame["swapped"]]
-    return fit_temperature(frame[LOGIT_COLUMNS].to_numpy(), frame["label"].to_numpy())
+def text_config(text: Mapping[str, Any], settings: Mapping[str, Any]) -> TextConfig:
+    return TextConfig(max_length=settings["max_lengths"][0], prompt_words=text["prompt_words"], response_words=text["response_words"],
+                      prompt_tokens=text["prompt_tokens"])
+
+
+def read_calibration(path: str | Path | None) -> PairScaling | None:
+    """The calibration a `calibrate_submission` job wrote (None for no file or method none)."""
+    if path is None:
+        return None
+    saved = json.loads(Path(path).read_text())
+    return None if saved["method"] == "none" else PairScaling.from_dict(saved)
 
 
 def predict_table(
@@ -160,22 +168,62 @@ def predict_table(
     rows: pd.DataFrame,
     text: Mapping[str, Any],
     settings: Mapping[str, Any],
-    oof_logits: Sequence[str | Path] = (),
+    calibration: PairScaling | None = None,
 ) -> pd.DataFrame:
     """Submission-schema probabilities of `rows` (prepared pairs) from the model at `model_dir`."""
-    temperature = oof_temperature(oof_logits) if settings.get("temperature") else 1.0
-    if temperature != 1.0:
-        log.info("temperature %.4f fitted on %d out-of-fold tables", temperature, len(oof_logits))
+    if calibration is not None:
+        log.info("calibration: %s", calibration.to_dict())
     model, tokenizer = load_classifier(model_dir, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"))
     probs = pair_probs(
         model,
         tokenizer,
         rows,
-        TextConfig(max_length=settings["max_lengths"][0], prompt_words=text["prompt_words"], response_words=text["response_words"],
-                   prompt_tokens=text["prompt_tokens"]),
+        text_config(text, settings),
         max_lengths=settings["max_lengths"],
         tta=settings.get("tta", True),
         max_tokens=settings.get("max_tokens", 65536),
-        temperature=temperature,
+        calibration=calibration,
     )
     return probs_frame(rows["id"].tolist(), probs)
+
+
+def oof_views(paths: Sequence[str | Path]) -> tuple[list[View], np.ndarray]:
+    """The students' out-of-fold logits tables as views (given order, and mirrors when
+    every row has one) with the given order's labels."""
+    frame = pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True)
+    given = frame[~frame["swapped"]].sort_values("id")
+    views = [(given[LOGIT_COLUMNS].to_numpy(), False)]
+    mirrored = frame[frame["swapped"]].sort_values("id")
+    if len(mirrored) == len(given) and (mirrored["id"].to_numpy() == given["id"].to_numpy()).all():
+        views.append((mirrored[LOGIT_COLUMNS].to_numpy(), True))
+    return views, given["label"].to_numpy()
+
+
+def calibrate_submission(
+    method: str,
+    *,
+    model_dir: str | Path | None = None,
+    rows: pd.DataFrame | None = None,
+    text: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    oof_logits: Sequence[str | Path] = (),
+) -> dict:
+    """Fit the submission's calibration and report it: on labelled `rows` scored by the final
+    model at `model_dir` exactly as the test is (its own TTA and max lengths), or on the
+    students' out-of-fold logits. Either way on rows the submitted model never trained on."""
+    if rows is not None:
+        model, tokenizer = load_classifier(model_dir, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"))
+        views = score_views(model, tokenizer, rows, text_config(text, settings), max_lengths=settings["max_lengths"],
+                            tta=settings.get("tta", True), max_tokens=settings.get("max_tokens", 65536))
+        labels, source = rows["label"].to_numpy(), "calibration rows scored by the final model"
+    else:
+        views, labels = oof_views(oof_logits)
+        source = "the students' out-of-fold logits"
+    fitted = fit_pair_scaling(views, labels, method)
+    before, after = views_probs(views), views_probs(views, fitted)
+    log.info("%s calibration on %d rows (%s): log loss %.4f -> %.4f, tie share %.3f -> %.3f (true %.3f)", method, len(labels), source,
+             log_loss(before, labels), log_loss(after, labels), before[:, 2].mean(), after[:, 2].mean(), (labels == 2).mean())
+    return {**fitted.to_dict(), "fitted_on": source, "rows": int(len(labels)), "log_loss_before": log_loss(before, labels),
+            "log_loss_after": log_loss(after, labels), "prior_log_loss": prior_log_loss(labels),
+            "tie_share_before": float(before[:, 2].mean()), "tie_share_after": float(after[:, 2].mean()),
+            "tie_share_true": float((labels == 2).mean())}

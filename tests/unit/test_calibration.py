@@ -1,10 +1,11 @@
-"""Vector scaling: it fixes mis-scaled logits and leaves calibrated ones alone."""
+"""Calibration: vector scaling of teacher logits and the submission's A/B-symmetric scaling."""
 
 import numpy as np
 import pytest
 
-from arena_distill.calibration import VectorScaling, calibration_report, fit_vector_scaling
-from arena_distill.metrics import logits_log_loss
+from arena_distill.calibration import (SWAP, PairScaling, VectorScaling, calibration_report, fit_pair_scaling, fit_vector_scaling,
+                                       views_probs)
+from arena_distill.metrics import log_loss, logits_log_loss, prior_log_loss
 
 
 def calibrated_sample(n: int = 6000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -38,3 +39,66 @@ def test_calibration_is_the_identity_on_calibrated_logits():
 def test_identity_scaling_changes_nothing():
     logits, _ = calibrated_sample(100)
     assert np.array_equal(VectorScaling.identity().apply(logits), logits)
+
+
+def arena_like(n: int = 4000, seed: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true logits, labels, a model's logits that under-predict ties and are over-confident):
+    what a model trained on judge pairs with 1.6 % ties sees on arena votes."""
+    rng = np.random.default_rng(seed)
+    margin = rng.normal(0, 1.0, n)
+    true = np.stack([margin, -margin, 0.3 - np.abs(margin)], axis=1)
+    probs = np.exp(true) / np.exp(true).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(3, p=p) for p in probs])
+    model = np.stack([2.5 * margin, -2.5 * margin, np.full(n, -4.0)], axis=1)
+    return true, labels, model
+
+
+def test_symmetric_scaling_restores_the_tie_share_on_rows_it_was_not_fitted_on():
+    _, labels, model = arena_like()
+    fit_rows, eval_rows = slice(0, 2000), slice(2000, None)
+    fitted = fit_pair_scaling([(model[fit_rows], False)], labels[fit_rows], "symmetric")
+    before, after = views_probs([(model[eval_rows], False)]), views_probs([(model[eval_rows], False)], fitted)
+    true_share = (labels[eval_rows] == 2).mean()
+    assert before[:, 2].mean() < 0.05 < 0.2 < true_share
+    assert abs(after[:, 2].mean() - true_share) < 0.03
+    assert log_loss(after, labels[eval_rows]) < min(log_loss(before, labels[eval_rows]) - 0.3, prior_log_loss(labels[eval_rows]))
+
+
+def test_symmetric_scaling_treats_a_mirror_like_the_pair():
+    _, _, model = arena_like(200)
+    fitted = PairScaling("symmetric", ab_scale=0.4, tie_scale=-0.7, tie_bias=1.3)
+    assert np.allclose(fitted.apply(model[:, SWAP])[:, SWAP], fitted.apply(model))
+    # The TTA average of a pair and its exact mirror is the pair's own calibrated probability.
+    assert np.allclose(views_probs([(model, False), (model[:, SWAP], True)], fitted), views_probs([(model, False)], fitted))
+
+
+def test_calibration_ignores_a_constant_added_to_all_three_logits():
+    _, _, model = arena_like(200)
+    fitted = PairScaling("symmetric", ab_scale=0.4, tie_scale=0.7, tie_bias=1.3)
+    assert np.allclose(views_probs([(model + 5.0, False)], fitted), views_probs([(model, False)], fitted))
+
+
+def test_temperature_is_one_shared_scale_and_finds_the_over_confidence():
+    true, labels, _ = arena_like(seed=3)
+    fitted = fit_pair_scaling([(true * 3.0, False)], labels, "temperature")
+    assert fitted.ab_scale == fitted.tie_scale and fitted.tie_bias == 0.0
+    assert fitted.ab_scale == pytest.approx(1 / 3, abs=0.04)
+
+
+def test_the_fit_minimizes_the_tta_average_it_is_given():
+    _, labels, model = arena_like(seed=4)
+    noise = np.random.default_rng(0).normal(0, 1.0, model.shape)
+    views = [(model + noise, False), ((model - noise)[:, SWAP], True)]
+    fitted = fit_pair_scaling(views, labels, "symmetric")
+    best = log_loss(views_probs(views, fitted), labels)
+    for nudge in ([0.05, 0, 0], [0, 0.05, 0], [0, 0, 0.05]):
+        other = PairScaling("symmetric", *(np.array([fitted.ab_scale, fitted.tie_scale, fitted.tie_bias]) + nudge))
+        assert log_loss(views_probs(views, other), labels) > best
+
+
+def test_method_none_is_the_identity_and_unknown_methods_fail():
+    _, labels, model = arena_like(100)
+    assert fit_pair_scaling([(model, False)], labels, "none") == PairScaling("none")
+    assert np.allclose(views_probs([(model, False)], PairScaling("none")), views_probs([(model, False)]))
+    with pytest.raises(ValueError, match="one of"):
+        fit_pair_scaling([(model, False)], labels, "isotonic")

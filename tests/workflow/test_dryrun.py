@@ -20,7 +20,7 @@ def workflow_copy(tmp_path_factory) -> Path:
 def test_default_plans_every_table_fold_step_and_tiny_model(workflow_copy):
     result = snakemake(workflow_copy, "-n", "--profile", "profiles/local")
     assert job_counts(result.stdout) == {
-        "prepare_data": 3,  # train, test, post_pretrain
+        "prepare_data": 4,  # train, test, post_pretrain, calibration
         "make_folds": 1,
         "clean_folds": 1,
         "init_model": 3,  # two tiny teachers and the tiny student
@@ -28,18 +28,18 @@ def test_default_plans_every_table_fold_step_and_tiny_model(workflow_copy):
         "train_teacher": 4,  # 2 teachers x 2 folds
         "teacher_logits": 8,  # 2 shards each
         "gather_logits": 4,
-        **STUDENT_SIDE(2),
-        "distill_student": 4,  # 2 folds from the post-pretrained LoRA, 2 from a fresh one (compared)
+        **STUDENT_SIDE(2, calibrated=True),
         "all": 1,
     }
     assert "Missing output files" in result.stdout
 
 
-def STUDENT_SIDE(n_folds: int, holdout: bool = True) -> dict[str, int]:
+def STUDENT_SIDE(n_folds: int, holdout: bool = True, calibrated: bool = False) -> dict[str, int]:
     """Steps 5-9: a student per fold, then one of everything; models are scored on the
-    holdout prompts only when the run keeps some."""
+    holdout prompts only when the run keeps some, the submission calibrated only when asked."""
     single = ["average_adapters", "merge_student", "quantize_student", "predict", "submission", "evaluate"]
-    return {"distill_student": n_folds, **dict.fromkeys(single + ["score_holdout"] * holdout, 1)}
+    single += ["score_holdout"] * holdout + ["calibrate_submission"] * calibrated
+    return {"distill_student": n_folds, **dict.fromkeys(single, 1)}
 
 
 def planned_inputs(output: str, rule: str) -> list[str]:
@@ -177,7 +177,30 @@ def test_supplied_teacher_logits_plan_no_teacher_rule(workflow_copy, tmp_path):
     counts = job_counts(snakemake(workflow_copy, "-n", "--configfile", str(overlay)).stdout)
     assert not {"train_teacher", "teacher_logits", "gather_logits", "calibrate_teacher"} & set(counts)
     assert counts["init_model"] == counts["post_pretrain"] == 1  # the student alone
-    assert counts["distill_student"] == 2 * N_FOLDS and counts["evaluate"] == 1
+    assert counts["distill_student"] == N_FOLDS and counts["evaluate"] == 1
+
+
+def test_the_submission_calibration_is_fitted_on_what_the_config_names(workflow_copy, tmp_path):
+    overlay = tmp_path / "calibration.yaml"
+    overlay.write_text("predict: {calibrate_on: oof}\n")
+    result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
+    fit = planned_inputs(result.stdout, "calibrate_submission")
+    assert len(fit) == 1 and "results/student/fold1/val_logits.parquet" in fit[0] and "results/model" not in fit[0]
+    assert job_counts(result.stdout)["prepare_data"] == 3  # the calibration rows are not read
+    overlay.write_text("predict: {calibration: none}\n")
+    counts = job_counts(snakemake(workflow_copy, "-n", "--configfile", str(overlay)).stdout)
+    assert "calibrate_submission" not in counts and counts["predict"] == 1
+    overlay.write_text("data: {calibration: null}\n")
+    result = snakemake(workflow_copy, "-n", "--configfile", str(overlay), check=False)
+    assert result.returncode != 0 and "config key 'data.calibration'" in result.stdout
+
+
+def test_the_fresh_init_comparison_doubles_the_students(workflow_copy, tmp_path):
+    overlay = tmp_path / "compare.yaml"
+    overlay.write_text("post_pretrain: {compare_fresh_init: true}\n")
+    result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
+    assert job_counts(result.stdout)["distill_student"] == 2 * N_FOLDS
+    assert "results/student_fresh_init/fold0/adapter" in " ".join(planned_inputs(result.stdout, "score_holdout"))
 
 
 def test_lint_is_clean():

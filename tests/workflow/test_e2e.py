@@ -14,7 +14,7 @@ import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.conftest import copy_workflow, job_counts, snakemake
-from tests.tiny import N_FOLDS, STUDENT_SIDE, TEACHERS
+from tests.tiny import CALIBRATION_ROWS, N_FOLDS, STUDENT_SIDE, TEACHERS
 
 pytestmark = pytest.mark.workflow
 
@@ -164,7 +164,7 @@ def test_students_distilled_on_every_fold(finished_run):
         val = pd.read_parquet(folder / "val_logits.parquet")
         assert len(val) == 2 * metrics["val_rows"] and set(val["fold"]) == {fold}
     averaged = json.loads((finished_run / "results/student/averaged/adapter_config.json").read_text())
-    assert averaged["r"] == 64
+    assert averaged["r"] == 16
 
 
 def test_submission_is_valid_for_the_test_ids(finished_run):
@@ -189,7 +189,8 @@ def test_evaluation_reports_every_model_beside_the_prior(finished_run):
     report = json.loads((finished_run / "results/eval/metrics.json").read_text())
     assert set(report["teachers"]) == {"llama", "qwen"} and len(report["student"]["folds"]) == N_FOLDS
     holdout = json.loads((finished_run / "results/folds/folds_clean.json").read_text())["holdout_ids"]
-    names = ["merged model (fold average)", "submission (quantized)", "student fresh-init fold average",
+    names = ["merged model (fold average)", "submission (quantized)", "submission (quantized), calibrated (symmetric)",
+             "student fresh-init fold average",
              *(f"student{kind} fold {fold}" for kind in ("", " fresh-init") for fold in range(N_FOLDS))]
     assert sorted(report["holdout"]) == sorted(names)
     for name in names:
@@ -201,6 +202,25 @@ def test_evaluation_reports_every_model_beside_the_prior(finished_run):
     for line in ("student pooled OOF", "student fresh-init pooled OOF", "student fold 1 on holdout prompts",
                  "student fresh-init fold average on holdout prompts", "submission on labelled test rows"):
         assert line in summary, line
+
+
+def test_the_submission_is_calibrated_on_arena_rows_no_model_trained_on(finished_run, tmp_path):
+    fit = json.loads((finished_run / "results/calibration/calibration.json").read_text())
+    calibration = pd.read_parquet(finished_run / "results/data/calibration.parquet")
+    train = pd.read_parquet(finished_run / "results/data/train.parquet")
+    assert fit["method"] == "symmetric" and fit["rows"] == len(calibration) == CALIBRATION_ROWS
+    assert not set(calibration["id"]) & set(train["id"])
+    assert fit["log_loss_after"] < fit["log_loss_before"]
+    report = json.loads((finished_run / "results/eval/metrics.json").read_text())
+    assert report["calibration"]["tie_share_after"] == pytest.approx(fit["tie_share_after"])
+    assert 0 <= report["test"]["tie_share_predicted"] <= 1 and report["test"]["tie_share_true"] == 0.36
+    # The command line with the run's calibration.json writes the workflow's submission.
+    out = tmp_path / "cli.csv"
+    subprocess.run([sys.executable, "-m", "arena_distill", "predict", "--model", "results/model", "--input", "data/sample/test.csv",
+                    "--output", str(out), "--calibration", "results/calibration/calibration.json"], cwd=finished_run, check=True,
+                   capture_output=True)
+    cli, submission = pd.read_csv(out).sort_values("id"), pd.read_csv(finished_run / "results/submission.csv").sort_values("id")
+    assert (cli.iloc[:, 1:].to_numpy() - submission.iloc[:, 1:].to_numpy()).__abs__().max() < 1e-6
 
 
 def test_a_new_temperature_reruns_only_the_student_side(finished_run, tmp_path):
