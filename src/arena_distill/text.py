@@ -123,11 +123,12 @@ class PairEncoder:
             result.append((p, a, b))
         return result
 
+    def assemble(self, prompt: list[int], answer_a: list[int], answer_b: list[int]) -> list[int]:
+        """Input ids of one pair from its truncated pieces."""
+        return self.bos + self.header + prompt + self.before_a + answer_a + self.before_b + answer_b + self.footer + self.eos
+
     def encode(
         self, prompts: Sequence[str], responses_a: Sequence[str], responses_b: Sequence[str]
     ) -> list[list[int]]:
         """Input ids of each pair, at most `max_length` long, ending in EOS."""
-        return [
-            self.bos + self.header + p + self.before_a + a + self.before_b + b + self.footer + self.eos
-            for p, a, b in self.truncate(prompts, responses_a, responses_b)
-        ]
+        return [self.assemble(p, a, b) for p, a, b in self.truncate(prompts, responses_a, responses_b)]

@@ -3,6 +3,7 @@ import json
 import pandas as pd
 import pytest
 
+from arena_distill.pairs import encode_rows, with_swaps
 from arena_distill.text import PairEncoder, TextConfig, first_words, format_pair, trim_pair
 
 from tests.conftest import SAMPLE
@@ -50,6 +51,15 @@ def test_swap_commutes_with_truncation(tokenizer, rows):
     swapped = encoder.truncate(prompts, b, a)
     for (p, ta, tb), (sp, sa, sb) in zip(original, swapped):
         assert (p, ta, tb) == (sp, sb, sa)
+
+
+def test_a_pair_and_its_mirror_encoded_together_equal_each_encoded_alone(tokenizer, rows):
+    encoder = PairEncoder(tokenizer, TextConfig(max_length=96, prompt_tokens=24))
+    prompts, a, b = zip(*rows)
+    frame = pd.DataFrame({"id": range(len(rows)), "prompt": prompts, "response_a": a, "response_b": b, "label": 0})
+    both = with_swaps(frame).sample(frac=1.0, random_state=0)  # any order of rows and mirrors
+    alone = encoder.encode(both["prompt"].tolist(), both["response_a"].tolist(), both["response_b"].tolist())
+    assert encode_rows(encoder, both) == alone
 
 
 def test_short_pair_is_untouched(tokenizer):
