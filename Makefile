@@ -54,7 +54,7 @@ lint: setup
 	$(BIN)/snakefmt --check Snakefile rules
 
 test: setup lint
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=20
 
 dryrun-preset: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(SNAKEMAKE) -n --configfile config/presets/blackpearl.yaml all

@@ -99,13 +99,16 @@ def workflow_files(base):
     return [path for path in base.values() if path and path.startswith("results/")]
 
 
-def post_pretrain_settings():
-    """The training keys of the post_pretrain block (the switches stay out of params)."""
-    return {
+def post_pretrain_settings(name):
+    """The training keys of the post_pretrain block under model `name`'s own overrides
+    (the switches stay out of params)."""
+    block = config["post_pretrain"]
+    shared = {
         k: v
-        for k, v in config["post_pretrain"].items()
-        if k not in ("enabled", "data", "compare_fresh_init")
+        for k, v in block.items()
+        if k not in ("enabled", "data", "compare_fresh_init", "models")
     }
+    return {**shared, **block.get("models", {}).get(name, {})}
 
 
 def student_runs():
@@ -115,6 +118,12 @@ def student_runs():
     )
     return STUDENT_RUNS if compare else STUDENT_RUNS[:1]
 
+
+unknown = set(config["post_pretrain"].get("models", {})) - set(models())
+if unknown:
+    raise ValueError(
+        f"post_pretrain.models names {sorted(unknown)}, which are not models of this config (config key 'post_pretrain.models')"
+    )
 
 if any(map(post_pretraining, used_models())) and not config["post_pretrain"].get(
     "data"

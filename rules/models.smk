@@ -35,7 +35,7 @@ rule post_pretrain:
         spec=lambda wildcards: model_slice(
             wildcards.model, "seed", "load_in_bits", "lora", "training"
         ),
-        settings=post_pretrain_settings(),
+        settings=lambda wildcards: post_pretrain_settings(wildcards.model),
         training=config["training"],
         text=config["text"],
         checkpoints=lambda wildcards: checkpoint_dir("post_pretrain", wildcards.model),

@@ -17,7 +17,7 @@ tokenizer: {vocab_size: 1000, max_texts: 300}
 folds: {n: 2, seed: 2025, group_by: prompt}
 text: {train_max_length: 128, test_max_length: 160, prompt_tokens: 48}
 training: {eval_every: 20, batch_size: 32, micro_batch_size: 16}
-post_pretrain: {data: small/post_pretrain.parquet, dev_rows: 20, compare_fresh_init: true}
+post_pretrain: {data: small/post_pretrain.parquet, dev_rows: 20, compare_fresh_init: COMPARE}
 teacher_logits: {n_shards: 2}
 calibration: {enabled: true}
 quantize: {n_calibration: 8}
@@ -44,9 +44,10 @@ def write_small_sample(workdir: Path) -> dict[str, int]:
     return counts
 
 
-def tiny_workflow(dest: Path) -> Path:
-    """A private workflow copy with `small.yaml` and its data, ready for `--configfile small.yaml`."""
+def tiny_workflow(dest: Path, compare_fresh_init: bool = True) -> Path:
+    """A private workflow copy with `small.yaml` and its data, ready for `--configfile small.yaml`;
+    with `compare_fresh_init` it also distils the fresh-init students (more jobs of the same rule)."""
     workdir = copy_workflow(dest)
-    (workdir / "small.yaml").write_text(SMALL)
+    (workdir / "small.yaml").write_text(SMALL.replace("COMPARE", str(compare_fresh_init).lower()))
     write_small_sample(workdir)
     return workdir

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from scipy.special import softmax
+from torch.utils.flop_counter import FlopCounterMode
 
 from arena_distill.batching import length_grouped_batches, pad_right, token_budget_batches
 from arena_distill.data import read_pairs
@@ -122,6 +123,7 @@ def training_bench(setup: Setup, examples: Examples, base: Path, tokenizer, step
     batches = length_grouped_batches(subset.lengths, setup.batch_size, seed=0, epoch=0)
     plain_loop(classifier(base, tokenizer, setup.lora), subset, batches[:1], pad, setup.learning_rate)  # warm-up, untimed
     variants = {"default LoRA": setup.lora, "full fine-tuning": None,
+                "LoRA r 64 with embeddings (full rank)": {**setup.lora, "r": 64, "alpha": 128},
                 "LoRA r 8 without embeddings": {**setup.lora, "r": 8, "alpha": 16, "modules_to_save": []}}
     config = TrainConfig(learning_rate=setup.learning_rate, epochs=1, batch_size=setup.batch_size,
                          micro_batch_size=setup.batch_size, eval_every=10**6, warmup_ratio=0.0, seed=0)
@@ -163,15 +165,40 @@ def prediction_bench(examples: Examples, base: Path, tokenizer, setup: Setup, ma
     naive_seconds = time.perf_counter() - started
     difference = float(np.abs(softmax(fast, axis=1) - softmax(naive, axis=1)).max())
     lengths = examples.lengths
-    scored = sum(len(batch) * lengths[batch].max() for batch in token_budget_batches(lengths, max_tokens))
+    batches = token_budget_batches(lengths, max_tokens)
+    scored = sum(len(batch) * lengths[batch].max() for batch in batches)
     rows = len(examples)
+    achieved = sum(forward_flops(model, [examples.ids[i] for i in batch], pad) for batch in batches) / fast_seconds / 1e9
+    ceiling = matmul_gflops(max_tokens, setup.sizes["hidden_size"], setup.sizes["intermediate_size"])
     return [
         Result("prediction: predict_logits", rows / fast_seconds, "rows/s", "per-row loop padded to the max length",
                naive_seconds / fast_seconds, f"max |probability difference| {difference:.1e}"),
         Result("prediction: per-row loop padded to the max length", rows / naive_seconds, "rows/s"),
         Result("prediction: non-pad share of the scored tokens", float(lengths.sum() / scored), "share",
                note=f"{rows} rows, mean {lengths.mean():.0f} tokens, cap {setup.max_length}"),
+        Result("prediction: predict_logits compute", achieved, "GFLOP/s", "one bare matmul of the model's MLP shape",
+               achieved / ceiling, f"the matmul: {ceiling:.0f} GFLOP/s; what batching can still gain"),
     ]
+
+
+def forward_flops(model, ids: list[list[int]], pad_id: int) -> float:
+    """FLOPs of one padded forward pass of these rows, counted by torch's FLOP counter."""
+    input_ids, attention_mask = pad_right(ids, pad_id)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(input_ids=input_ids, attention_mask=attention_mask)
+    return float(counter.get_total_flops())
+
+
+def matmul_gflops(rows: int, hidden: int, inner: int, repeats: int = 20) -> float:
+    """GFLOP/s of this machine on the largest matmul a scoring batch does: (rows × hidden) @
+    (hidden × inner), best of `repeats` — the most a model of these sizes can get from batching."""
+    a, b = torch.randn(rows, hidden), torch.randn(hidden, inner)
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * rows * hidden * inner / best / 1e9
 
 
 def preset_dry_run_seconds(workdir: Path) -> float:

@@ -52,6 +52,7 @@ GPU_RULES = (
     "teacher_logits",
     "distill_student",
     "quantize_student",
+    "calibrate_submission",
     "predict",
     "score_holdout",
 )

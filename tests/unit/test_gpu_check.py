@@ -131,7 +131,7 @@ def test_the_smoke_workflow_at_cpu_sizes_plans_every_rule_and_builds_a_4bit_teac
     )
     counts = job_counts((tmp_path / "dry.log").read_text())
     assert counts == {
-        "prepare_data": 3,
+        "prepare_data": 4,
         "init_model": 3,
         "post_pretrain": 3,
         "make_folds": 1,
@@ -143,6 +143,7 @@ def test_the_smoke_workflow_at_cpu_sizes_plans_every_rule_and_builds_a_4bit_teac
         "average_adapters": 1,
         "merge_student": 1,
         "quantize_student": 1,
+        "calibrate_submission": 1,
         "predict": 1,
         "submission": 1,
         "evaluate": 1,

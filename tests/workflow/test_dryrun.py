@@ -195,6 +195,13 @@ def test_the_submission_calibration_is_fitted_on_what_the_config_names(workflow_
     assert result.returncode != 0 and "config key 'data.calibration'" in result.stdout
 
 
+def test_post_pretraining_overrides_name_configured_models(workflow_copy, tmp_path):
+    overlay = tmp_path / "models.yaml"
+    overlay.write_text("post_pretrain: {models: {studnet: {epochs: 2}}}\n")
+    result = snakemake(workflow_copy, "-n", "--configfile", str(overlay), check=False)
+    assert result.returncode != 0 and "['studnet']" in result.stdout and "config key 'post_pretrain.models'" in result.stdout
+
+
 def test_the_fresh_init_comparison_doubles_the_students(workflow_copy, tmp_path):
     overlay = tmp_path / "compare.yaml"
     overlay.write_text("post_pretrain: {compare_fresh_init: true}\n")

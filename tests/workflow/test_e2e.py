@@ -66,6 +66,7 @@ def test_post_pretraining_trains_the_classifier_and_is_not_merged(finished_run, 
     folder = finished_run / f"results/models/{model}/post_pretrain"
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["train_loss_last"] < metrics["train_loss_first"] and metrics["val_rows"] == 20
+    assert metrics["epochs"] == (2 if model == "student" else 1)  # post_pretrain.models.student of the default
     adapter = json.loads((folder / "adapter/adapter_config.json").read_text())
     assert adapter["task_type"] == "SEQ_CLS" and adapter["base_model_name_or_path"] == f"results/models/{model}/base"
     assert not (finished_run / f"results/models/{model}/post_pretrained").exists()  # no merged copy anywhere
