@@ -121,7 +121,8 @@ def _parse_ids(frame: pd.DataFrame, file: str) -> list[int]:
         try:
             number = int(str(value).strip())
         except ValueError:
-            raise DataError(f"id {value!r} is not an integer", file=file, row=f"row {position}", column="id") from None
+            raise DataError(f"id {value!r} (row {position + 1} of the table) is not an integer", file=file, row=repr(value),
+                            column="id") from None
         ids.append(number)
     seen: set[int] = set()
     for number in ids:

@@ -7,15 +7,20 @@ place, so an interrupted job never leaves a file that looks complete.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+
+from arena_distill.errors import DataError
 
 
 @contextlib.contextmanager
@@ -56,11 +61,59 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
     CSV cells are kept as text (`keep_default_na=False`): the competition data holds the
     literal string "null" inside its JSON fields, which must not become a missing value.
+    A file that cannot be a table (missing, 0 bytes, not UTF-8, a row with more fields than
+    the header, not parquet) or one with a header and no rows raises `DataError` naming it.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ValueError(f"unsupported table format {suffix!r} for {path}: use .csv or .parquet")
+    if not path.is_file():
+        raise DataError("no such file", file=path)
+    if path.stat().st_size == 0:
+        raise DataError("the file is empty (0 bytes)", file=path)
     if suffix == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    raise ValueError(f"unsupported table format {suffix!r} for {path}: use .csv or .parquet")
+        frame = read_csv_text(path)
+    else:
+        try:
+            frame = pd.read_parquet(path)
+        except (pa.ArrowException, OSError) as error:
+            raise DataError(f"not a readable parquet file ({error})", file=path) from None
+    if frame.empty:
+        raise DataError(f"no rows (columns {list(frame.columns)})", file=path)
+    return frame
+
+
+def read_csv_text(path: Path) -> pd.DataFrame:
+    """Every cell as text. No index column is ever inferred: pandas would otherwise take a first
+    row with one field too many as an index and shift every column of the file silently."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", index_col=False)
+    except UnicodeDecodeError:
+        raw = path.read_bytes()
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = raw[: error.start].count(b"\n") + 1
+            raise DataError(f"not UTF-8 text: byte {raw[error.start:error.start + 1]!r} at offset {error.start}, line {line}; "
+                            "re-save the file as UTF-8", file=path) from None
+        raise
+    except pd.errors.ParserWarning:
+        raise DataError(f"line {ragged_line(path)} has more fields than the header", file=path) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise DataError(f"not a CSV table: {str(error).strip()}", file=path) from None
+
+
+def ragged_line(path: Path) -> int:
+    """The first physical line where a CSV record has another field count than the header."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        width = len(next(reader))
+        start = reader.line_num + 1
+        for record in reader:
+            if len(record) != width:
+                return start
+            start = reader.line_num + 1
+    return start

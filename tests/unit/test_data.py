@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from arena_distill.data import parse_turns, prepare_test, prepare_train, read_pairs
-from arena_distill.errors import DuplicateIdError, FieldParseError, LabelError, MissingColumnError
+from arena_distill.errors import DataError, DuplicateIdError, FieldParseError, LabelError, MissingColumnError
 
 GOOD = {"prompt": '["Hi?"]', "response_a": '["Hello"]', "response_b": '["Hey"]'}
 
@@ -100,10 +100,40 @@ def test_missing_column_is_named(tmp_path):
         prepare_test(path)
 
 
-def test_non_integer_id(tmp_path):
-    path = write_train(tmp_path / "t.csv", [{"id": "abc"}])
-    with pytest.raises(Exception, match=r"row 0, column 'id'"):
+def test_non_integer_id_is_named_by_its_value(tmp_path):
+    path = write_train(tmp_path / "t.csv", [{"id": 7}, {"id": "abc"}])
+    with pytest.raises(DataError, match=r"id 'abc' \(row 2 of the table\) is not an integer \(file .*t.csv, row id 'abc', column 'id'\)"):
         read_pairs(path, with_labels=True)
+
+
+def broken_files(tmp_path):
+    good = write_train(tmp_path / "good.csv", [{"id": 1}, {"id": 2}])
+    text = good.read_text()
+    lines = text.splitlines(keepends=True)
+    cases = {
+        "not_utf8.csv": (text.replace("Hello", "H\xe9llo").encode("latin-1"), r"not UTF-8 text: byte b'\\xe9' at offset \d+, line 2"),
+        "empty.csv": (b"", r"the file is empty \(0 bytes\)"),
+        "header_only.csv": (lines[0].encode(), r"no rows \(columns \['id', "),
+        "extra_field.csv": ((lines[0] + lines[1].rstrip("\n") + ',"surplus"\n' + lines[2]).encode(),
+                            r"line 2 has more fields than the header"),
+        "not_parquet.parquet": (text.encode(), r"not a readable parquet file"),
+    }
+    for name, (content, _) in cases.items():
+        (tmp_path / name).write_bytes(content)
+    return {name: (tmp_path / name, message) for name, (_, message) in cases.items()}
+
+
+@pytest.mark.parametrize("name", ["not_utf8.csv", "empty.csv", "header_only.csv", "extra_field.csv", "not_parquet.parquet"])
+def test_a_file_that_is_not_a_table_is_named(tmp_path, name):
+    path, message = broken_files(tmp_path)[name]
+    with pytest.raises(DataError, match=message) as raised:
+        read_pairs(path, with_labels=True)
+    assert raised.value.file == str(path)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(DataError, match=r"no such file \(file .*absent.csv\)"):
+        prepare_test(tmp_path / "absent.csv")
 
 
 def test_train_table_contract(tmp_path):
