@@ -23,7 +23,7 @@ from pathlib import Path
 from arena_distill.capacity import plan as capacity_plan, table
 from arena_distill.data import prepare_test
 from arena_distill.errors import ArenaDistillError
-from arena_distill.prediction import check_submission, predict_table, read_calibration, write_table
+from arena_distill.prediction import check_output_path, check_submission, predict_table, read_calibration, write_table
 from arena_distill.quantize import INFERENCE_FILE
 
 
@@ -71,6 +71,10 @@ def model_settings(model_dir: str) -> tuple[dict, dict]:
 
 
 def predict(args: argparse.Namespace) -> None:
+    if not (Path(args.model) / "config.json").is_file():
+        raise FileNotFoundError(f"--model {args.model} is not a model directory (no config.json); the command line "
+                                "reads local models only, e.g. results/model")
+    check_output_path(args.output)
     rows = prepare_test(args.input, bad_json=args.bad_json)
     text, settings = model_settings(args.model)
     overrides = {"prompt_words": args.prompt_words, "response_words": args.response_words, "prompt_tokens": args.prompt_tokens}

@@ -138,11 +138,17 @@ def check_submission(frame: pd.DataFrame, ids: Sequence[int], file: str) -> None
         raise DataError(f"probabilities {values[row].tolist()} are not a distribution", file=file, row=int(frame['id'].iloc[row]), column=LABELS[0])
 
 
-def write_table(frame: pd.DataFrame, path: str | Path) -> None:
-    """CSV or parquet by suffix, written atomically."""
+def check_output_path(path: str | Path) -> None:
+    """Refuse an output format other than CSV or parquet before any work is done."""
     suffix = Path(path).suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise ValueError(f"unsupported output format {suffix!r} for {path}: use .csv or .parquet")
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    """CSV or parquet by suffix, written atomically."""
+    check_output_path(path)
+    suffix = Path(path).suffix.lower()
     with atomic_path(path) as tmp:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False, float_format="%.8f")

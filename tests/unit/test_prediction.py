@@ -1,6 +1,7 @@
 """Test-time scoring: swap TTA, submission checks, the command line."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -90,6 +91,19 @@ def test_the_command_line_names_a_bad_row(model_dir, pairs, tmp_path):
     assert result.returncode == 2
     assert "error:" in result.stderr and "bad.csv" in result.stderr and "'id'" in result.stderr
     assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize(("model", "output", "message"), [
+    ("no/such/model", "out.csv", "is not a model directory"),
+    ("MODEL", "out.json", "unsupported output format '.json'"),
+])
+def test_the_command_line_refuses_before_scoring(model_dir, pairs, tmp_path, model, output, message):
+    """A missing model directory is never looked up on a hub; a bad output suffix fails at once."""
+    args = [sys.executable, "-m", "arena_distill", "predict", "--model", str(model_dir) if model == "MODEL" else model,
+            "--input", str(pairs), "--output", str(tmp_path / output)]
+    result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "0"})
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / output).exists()
 
 
 def test_bf16_scoring_stays_close_to_fp32(model_dir, pairs, tmp_path):
