@@ -28,6 +28,9 @@ rule post_pretrain:
         "results/logs/post_pretrain/{model}.log",
     benchmark:
         "results/benchmarks/post_pretrain/{model}.tsv"
+    # Every fold run waits on its model's adapter: post-pretrain all models first, so the
+    # student's runs beside the teachers' training instead of after it.
+    priority: 1
     conda:
         "../envs/arena-distill.yaml"
     params:
