@@ -76,9 +76,9 @@ class PairScaling:
 
     On the log-probabilities ℓ = log_softmax(z): ℓ'_A = s·ℓ_A, ℓ'_B = s·ℓ_B, ℓ'_tie =
     t·ℓ_tie + b. Tying A and B keeps the A/B-swap TTA meaningful (a mirror gets the same
-    map); the tie's own scale and bias move the tie share to what the fitting rows show,
-    and because the tie's log-probability is highest where A and B are close, a pair the
-    model cannot split gains tie mass, not a flat prior. `temperature` is the special
+    map); the tie's own scale and bias move the tie share to what the fitting rows show and
+    may even invert the model's tie score (t < 0) where its training labels' ties meant
+    something else than the target's. `temperature` is the special
     case s = t = 1/T, b = 0. Working on log-probabilities makes the map independent of
     the constant a classifier head may add to all three logits.
     """
