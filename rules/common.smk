@@ -1,5 +1,8 @@
 import os
+import sys
 
+from jsonschema import ValidationError
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
@@ -9,9 +12,31 @@ def drop_removed_entries(mapping):
         del mapping[name]
 
 
+def validate_config(config):
+    """The schema check with defaults filled, failing in one line that names the key (the
+    library's own message also prints the whole schema)."""
+    try:
+        validate(config, schema="../config/schema.yaml")
+    except WorkflowError as error:
+        cause = error.__context__
+        if not isinstance(cause, ValidationError):
+            raise
+        key = ".".join(map(str, cause.absolute_path)) or "(top level)"
+        raise ValueError(
+            f"invalid config: {cause.message} (config key '{key}')"
+        ) from None
+
+
 drop_removed_entries(config.get("teachers"))
 drop_removed_entries(config.get("data", {}).get("extra"))
-validate(config, schema="../config/schema.yaml")
+validate_config(config)
+
+# What the schema cannot see (a GPTQ group that does not divide the student's widths, a
+# token budget beyond a model's positions) fails here, naming the key, not hours later.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from arena_distill.config_checks import check_config
+
+check_config(config, workflow.basedir)
 
 # Scripts import the project library from src/ whatever environment runs them (the
 # project venv, a conda env from envs/, or a SLURM job), without installing it there.

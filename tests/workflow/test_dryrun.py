@@ -124,6 +124,26 @@ def test_bad_config_fails_naming_the_key(workflow_copy, args, message):
     result = snakemake(workflow_copy, "-n", *args, check=False)
     assert result.returncode != 0
     assert message in result.stdout
+    assert len(result.stdout.splitlines()) < 40  # the key and the message, not a dump of the schema
+
+
+@pytest.mark.parametrize(
+    ("overlay", "message"),
+    [
+        ("folds: {n: 100000}", "100000 is greater than the maximum of 100"),
+        ("quantize: {group_size: 7}",
+         "GPTQ group size 7 does not divide the student's hidden_size 64, intermediate_size 256, heads × head_dim 64 "
+         "(config key 'quantize.group_size')"),
+        ("predict: {max_lengths: [100000]}",
+         "100000 tokens exceed the 2048 positions of model 'student' (config key 'predict.max_lengths')"),
+    ],
+)
+def test_values_the_models_cannot_use_fail_at_start_up(workflow_copy, tmp_path, overlay, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(overlay + "\n")
+    result = snakemake(workflow_copy, "-n", "--configfile", str(bad), check=False)
+    assert result.returncode != 0 and message in result.stdout, result.stdout[-2000:]
+    assert len(result.stdout.splitlines()) < 40  # the message, not a page of schema
 
 
 def test_unknown_nested_key(workflow_copy, tmp_path):

@@ -1,0 +1,84 @@
+"""Start-up checks of what the schema cannot see: values each valid alone that the models
+cannot use, caught when Snakemake reads the config instead of hours into a run.
+
+Only the standard library: the process that plans the DAG need not import torch. A model's
+dimensions come from its `tiny` sizes, the `config.json` of a local directory, or the
+bundled config of a preset hub id; a model none of these describes is not checked here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from arena_distill.errors import ConfigError
+
+DEFAULT_TINY_POSITIONS = 2048
+"""`max_position_embeddings` of a tiny model whose sizes leave it out (the transformers default)."""
+
+
+@dataclass(frozen=True)
+class Dims:
+    """What the checks need of an architecture."""
+
+    hidden: int
+    intermediate: int
+    attention: int
+    """Width of the attention output (heads × head_dim), the input of `o_proj`."""
+    positions: int
+
+
+def model_dims(spec: Mapping[str, Any], workflow_dir: Path) -> Dims | None:
+    """The dimensions of the model `spec` names, or None when no config describes it."""
+    raw = spec["model"]
+    if raw.startswith("tiny:"):
+        sizes = spec.get("tiny", {})
+        hidden = sizes["hidden_size"]
+        return Dims(hidden, sizes["intermediate_size"], hidden, sizes.get("max_position_embeddings", DEFAULT_TINY_POSITIONS))
+    for source in (workflow_dir / raw / "config.json", workflow_dir / "config" / "model_configs" / f"{raw.replace('/', '--')}.json"):
+        if source.is_file():
+            config = json.loads(source.read_text())
+            config = config.get("text_config", config)
+            heads, hidden = config["num_attention_heads"], config["hidden_size"]
+            return Dims(hidden, config["intermediate_size"], heads * config.get("head_dim", hidden // heads),
+                        config.get("max_position_embeddings", 0) or 0)
+    return None
+
+
+def check_group_size(config: Mapping[str, Any], student: Dims | None) -> None:
+    """GPTQ quantizes each linear layer's inputs in groups: the group must divide every input width."""
+    quantize = config.get("quantize", {})
+    if quantize.get("method", "gptq") != "gptq" or student is None:
+        return
+    group = quantize.get("group_size", 128)
+    widths = {"hidden_size": student.hidden, "intermediate_size": student.intermediate, "heads × head_dim": student.attention}
+    bad = {name: width for name, width in widths.items() if width % group}
+    if bad:
+        raise ConfigError(f"GPTQ group size {group} does not divide the student's {', '.join(f'{k} {v}' for k, v in bad.items())}",
+                          key="quantize.group_size")
+
+
+def check_lengths(config: Mapping[str, Any], models: Mapping[str, Dims | None]) -> None:
+    """Token budgets within the positions of every model that reads them."""
+    text = config["text"]
+    budgets = [("text.train_max_length", text["train_max_length"], list(models))]
+    test_lengths = config.get("predict", {}).get("max_lengths") or [text["test_max_length"]]
+    key = "predict.max_lengths" if config.get("predict", {}).get("max_lengths") else "text.test_max_length"
+    budgets.append((key, max(test_lengths), ["student"]))
+    for key, length, readers in budgets:
+        for name in readers:
+            dims = models.get(name)
+            if dims is not None and dims.positions and length > dims.positions:
+                raise ConfigError(f"{length} tokens exceed the {dims.positions} positions of model {name!r}", key=key)
+
+
+def check_config(config: Mapping[str, Any], workflow_dir: str | Path) -> None:
+    """Every start-up check; raises ConfigError naming the key."""
+    workflow_dir = Path(workflow_dir)
+    specs = {**config.get("teachers", {}), "student": config["student"]}
+    models = {name: model_dims(spec, workflow_dir) for name, spec in specs.items()}
+    check_group_size(config, models["student"])
+    check_lengths(config, models)
