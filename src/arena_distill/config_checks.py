@@ -1,5 +1,6 @@
-"""Start-up checks of what the schema cannot see: values each valid alone that the models
-cannot use, caught when Snakemake reads the config instead of hours into a run.
+"""Start-up checks of what the schema cannot see, when Snakemake reads the config instead
+of hours into a run: configured input files that do not exist, and values each valid alone
+that the models cannot use.
 
 Only the standard library: the process that plans the DAG need not import torch. A model's
 dimensions come from its `tiny` sizes, the `config.json` of a local directory, or the
@@ -75,10 +76,28 @@ def check_lengths(config: Mapping[str, Any], models: Mapping[str, Dims | None]) 
                 raise ConfigError(f"{length} tokens exceed the {dims.positions} positions of model {name!r}", key=key)
 
 
-def check_config(config: Mapping[str, Any], workflow_dir: str | Path) -> None:
-    """Every start-up check; raises ConfigError naming the key."""
-    workflow_dir = Path(workflow_dir)
+def check_data_files(config: Mapping[str, Any]) -> None:
+    """Every configured input file exists (relative to the working directory). A rule whose
+    output exists does not look at its inputs, so a mistyped path would otherwise let the
+    next rules run on the previous file's table."""
+    data = config["data"]
+    files = {"data.train": data["train"], "data.test": data["test"], "data.test_labels": data.get("test_labels"),
+             "data.calibration": data.get("calibration"), "post_pretrain.data": config.get("post_pretrain", {}).get("data"),
+             **{f"data.extra.{name}": path for name, path in data.get("extra", {}).items()}}
+    for key, path in files.items():
+        if path and not Path(path).is_file():
+            raise ConfigError(f"no such file: {path}", key=key)
+
+
+def check_models(config: Mapping[str, Any], workflow_dir: str | Path) -> None:
+    """The checks against the models' dimensions."""
     specs = {**config.get("teachers", {}), "student": config["student"]}
-    models = {name: model_dims(spec, workflow_dir) for name, spec in specs.items()}
+    models = {name: model_dims(spec, Path(workflow_dir)) for name, spec in specs.items()}
     check_group_size(config, models["student"])
     check_lengths(config, models)
+
+
+def check_config(config: Mapping[str, Any], workflow_dir: str | Path) -> None:
+    """Every start-up check; raises ConfigError naming the key."""
+    check_data_files(config)
+    check_models(config, workflow_dir)
