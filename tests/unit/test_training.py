@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,28 @@ def test_resume_after_interruption_is_bitwise_identical(tmp_path):
     for name in a:
         assert torch.equal(a[name], b[name]), name
     assert resumed_result.metrics["history"] == straight_result.metrics["history"]
+
+
+class RunsCode:
+    """A pickle that creates a file when it is loaded: what a tampered checkpoint could hold."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_tampered_checkpoint_is_never_unpickled(tmp_path):
+    config = TrainConfig(learning_rate=3e-3, epochs=1, batch_size=16, micro_batch_size=16, eval_every=10, seed=0)
+    with pytest.raises(Stop):
+        run(tmp_path, config, on_checkpoint=stop_at(10))
+    latest = next((tmp_path / "ckpt").rglob("optim.pt")).parent
+    marker = tmp_path / "code-ran"
+    torch.save({"optimizer": RunsCode(marker)}, latest / "optim.pt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        run(tmp_path, config)
+    assert not marker.exists()
 
 
 def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path):
