@@ -23,7 +23,7 @@ from peft import PeftModel
 
 from arena_distill import LABELS
 from arena_distill.adapters import average_adapters
-from arena_distill.io import read_json, read_table
+from arena_distill.io import read_json, read_parquet, read_table
 from arena_distill.metrics import accuracy, log_loss, prior_log_loss
 from arena_distill.models import load_model, load_tokenizer
 from arena_distill.calibration import PairScaling, views_probs
@@ -35,7 +35,7 @@ METRIC_COLUMNS = ["rows", "log_loss", "log_loss_tta", "accuracy", "accuracy_tta"
 
 def oof_metrics(val_logits: Sequence[str | Path]) -> dict:
     """Per-fold and pooled metrics of a model's out-of-fold logits tables."""
-    frames = [pd.read_parquet(path) for path in val_logits]
+    frames = [read_parquet(path) for path in val_logits]
     per_fold = [validation_metrics(frame) for frame in frames]
     pooled = validation_metrics(pd.concat(frames, ignore_index=True))
     return {"folds": [rename(m) for m in per_fold], "pooled": rename(pooled)}

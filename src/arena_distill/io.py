@@ -47,6 +47,16 @@ def write_parquet(frame: pd.DataFrame, path: str | os.PathLike) -> None:
         frame.to_parquet(tmp, index=False)
 
 
+def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """A table this workflow wrote. One that is truncated or corrupted (a full disk, a copy
+    cut short) raises DataError naming it, instead of pyarrow's message about footers."""
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"cannot read this parquet file ({error}); it is truncated or corrupted: delete it and rerun "
+                        "the rule that writes it", file=path) from None
+
+
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")

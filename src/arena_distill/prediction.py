@@ -25,7 +25,7 @@ from arena_distill import LABELS
 from arena_distill.calibration import PairScaling, fit_pair_scaling, views_probs
 from arena_distill.errors import ConfigError, DataError, NumericalError
 from arena_distill.inference import predict_logits
-from arena_distill.io import atomic_path
+from arena_distill.io import atomic_path, read_parquet
 from arena_distill.logits import LOGIT_COLUMNS
 from arena_distill.metrics import log_loss, prior_log_loss
 from arena_distill.models import attention_implementation, load_tokenizer, resolve_dtype
@@ -196,7 +196,7 @@ def predict_table(
 def oof_views(paths: Sequence[str | Path]) -> tuple[list[View], np.ndarray]:
     """The students' out-of-fold logits tables as views (given order, and mirrors when
     every row has one) with the given order's labels."""
-    frame = pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True)
+    frame = pd.concat([read_parquet(path) for path in paths], ignore_index=True)
     given = frame[~frame["swapped"]].sort_values("id")
     views = [(given[LOGIT_COLUMNS].to_numpy(), False)]
     mirrored = frame[frame["swapped"]].sort_values("id")

@@ -14,7 +14,7 @@ from peft import PeftModel
 from arena_distill.calibration import VectorScaling
 from arena_distill.distill import DistillTask, DistillWeights
 from arena_distill.errors import DataError
-from arena_distill.io import read_json
+from arena_distill.io import read_json, read_parquet
 from arena_distill.logits import LOGIT_COLUMNS
 from arena_distill.models import load_model, load_tokenizer, resolve_dtype, save_model
 from arena_distill.pairs import encode_rows, fold_ids
@@ -35,7 +35,7 @@ def teacher_targets(rows: pd.DataFrame, tables: Mapping[str, Sequence[str]], cal
     key = pd.MultiIndex.from_arrays([rows["id"].to_numpy(), rows["swapped"].to_numpy(dtype=bool)])
     per_teacher = []
     for teacher, paths in tables.items():
-        frame = pd.concat([pd.read_parquet(p, columns=["id", "swapped", *LOGIT_COLUMNS]) for p in paths], ignore_index=True)
+        frame = pd.concat([read_parquet(p, columns=["id", "swapped", *LOGIT_COLUMNS]) for p in paths], ignore_index=True)
         frame = frame.drop_duplicates(["id", "swapped"], keep="first").set_index(["id", "swapped"])
         missing = ~key.isin(frame.index)
         if missing.any():

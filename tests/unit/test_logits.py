@@ -5,9 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from arena_distill.errors import ShardError
+from arena_distill.errors import DataError, ShardError
 from arena_distill.inference import predict_logits
+from arena_distill.io import write_parquet
 from arena_distill.logits import gather_shards, logits_frame, shard_of
+from arena_distill.student import teacher_targets
 from tests.unit.synthetic import PAD, marker_pairs, tiny_classifier
 
 
@@ -35,6 +37,16 @@ def test_gather_accepts_an_exact_cover():
     frame = rows(ids)
     gathered = gather_shards({f"s{s}": scored(shard_of(frame, 2, s)) for s in range(2)}, ids)
     assert gathered[["id", "swapped"]].values.tolist() == [[1, False], [1, True], [2, False], [2, True], [3, False], [3, True]]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_a_damaged_logits_file_is_named_by_its_consumer(tmp_path, damage):
+    path = tmp_path / "shard0.parquet"
+    write_parquet(scored(rows([1, 2, 3])), path)
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2] if damage == "truncated" else b"\0" * len(content))
+    with pytest.raises(DataError, match=rf"truncated or corrupted: delete it and rerun the rule that writes it \(file {path}\)"):
+        teacher_targets(rows([1, 2, 3]), {"llama": [str(path)]}, {})
 
 
 def test_gather_rejects_a_missing_row():
