@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from arena_distill.errors import ConfigError
-from arena_distill.io import atomic_path
+from arena_distill.io import atomic_path, named_load
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
@@ -41,7 +41,8 @@ def read_adapter(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     path = Path(path)
     if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
         raise FileNotFoundError(f"{path} is not a PEFT adapter directory (needs {CONFIG} and {WEIGHTS})")
-    return json.loads((path / CONFIG).read_text()), load_file(path / WEIGHTS)
+    with named_load(path):
+        return json.loads((path / CONFIG).read_text()), load_file(path / WEIGHTS)
 
 
 def comparable(value):

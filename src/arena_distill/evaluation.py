@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from peft import PeftModel
 
 from arena_distill import LABELS
 from arena_distill.adapters import average_adapters
 from arena_distill.io import read_json, read_parquet, read_table
 from arena_distill.metrics import accuracy, log_loss, prior_log_loss
-from arena_distill.models import load_model, load_tokenizer
+from arena_distill.models import load_adapter, load_model, load_tokenizer
 from arena_distill.calibration import PairScaling, views_probs
 from arena_distill.prediction import View, load_classifier, score_views, text_config
 from arena_distill.stages import validation_metrics
@@ -105,7 +104,7 @@ def adapter_holdout_metrics(base: str | Path, adapter: str | Path, rows: pd.Data
     """The metrics of a fold adapter merged into its base in float32."""
     tokenizer = load_tokenizer(base)
     model = load_model(base, pad_token_id=tokenizer.pad_token_id, seed=0)
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
+    merged = load_adapter(model, adapter).merge_and_unload().eval()
     return views_metrics(model_views(merged, tokenizer, rows, text, settings), rows["label"].to_numpy())
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+from safetensors import SafetensorError
 
 from arena_distill.errors import DataError
 
@@ -55,6 +56,17 @@ def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> p
     except (pa.ArrowException, OSError) as error:
         raise DataError(f"cannot read this parquet file ({error}); it is truncated or corrupted: delete it and rerun "
                         "the rule that writes it", file=path) from None
+
+
+@contextlib.contextmanager
+def named_load(path: str | os.PathLike) -> Iterator[None]:
+    """Loading a saved model or adapter: a truncated or corrupted weights file raises
+    DataError naming the directory (safetensors' own error names no file)."""
+    try:
+        yield
+    except SafetensorError as error:
+        raise DataError(f"cannot load its weights ({error}); they are truncated or corrupted: delete it and rerun the rule "
+                        "that writes it", file=path) from None
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:

@@ -42,7 +42,7 @@ from transformers import (
 
 from arena_distill import LABELS
 from arena_distill.errors import ConfigError
-from arena_distill.io import atomic_path
+from arena_distill.io import atomic_path, named_load
 
 TINY_PREFIX = "tiny:"
 TINY_ARCHS: dict[str, type[PretrainedConfig]] = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma2": Gemma2Config}
@@ -193,10 +193,17 @@ def load_model(
     quantization = quantization_config(load_in_bits, dtype)
     if quantization is not None:
         kwargs.update(quantization_config=quantization, device_map={"": str(device)})
-    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    with named_load(path):
+        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     if quantization is None:
         model.to(device)
     return model
+
+
+def load_adapter(model: PreTrainedModel, adapter: str | Path) -> PeftModel:
+    """`model` with the saved LoRA adapter at `adapter` (its score head included)."""
+    with named_load(adapter):
+        return PeftModel.from_pretrained(model, str(adapter))
 
 
 def attention_implementation(path: str | Path, requested: str | None = None) -> str:

@@ -25,7 +25,7 @@ from arena_distill import LABELS
 from arena_distill.calibration import PairScaling, fit_pair_scaling, views_probs
 from arena_distill.errors import ConfigError, DataError, NumericalError
 from arena_distill.inference import predict_logits
-from arena_distill.io import atomic_path, read_parquet
+from arena_distill.io import atomic_path, named_load, read_parquet
 from arena_distill.logits import LOGIT_COLUMNS
 from arena_distill.metrics import log_loss, prior_log_loss
 from arena_distill.models import attention_implementation, load_tokenizer, resolve_dtype
@@ -47,10 +47,11 @@ def load_classifier(model_dir: str | Path, dtype: str = "auto", gptq_backend: st
     """
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
     tokenizer = load_tokenizer(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, device_map={"": device}, dtype=resolve_dtype(dtype), attn_implementation=attention_implementation(model_dir),
-        **gptq_loading(model_dir, gptq_backend),
-    )
+    with named_load(model_dir):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, device_map={"": device}, dtype=resolve_dtype(dtype), attn_implementation=attention_implementation(model_dir),
+            **gptq_loading(model_dir, gptq_backend),
+        )
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.eval(), tokenizer
 

@@ -18,13 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from peft import PeftModel
 from scipy.special import softmax
 
 from arena_distill.inference import predict_logits
 from arena_distill.io import atomic_path, read_json, write_json, write_parquet
 from arena_distill.metrics import accuracy, log_loss, logits_log_loss, prior_log_loss
-from arena_distill.models import add_lora, for_inference, load_model, load_tokenizer
+from arena_distill.models import add_lora, for_inference, load_adapter, load_model, load_tokenizer
 from arena_distill.logits import LOGIT_COLUMNS, logits_frame, shard_of
 from arena_distill.pairs import encode_rows, fold_rows, unswap_probs, with_swaps
 from arena_distill.text import PairEncoder, TextConfig
@@ -302,7 +301,7 @@ def teacher_logits(
     device = Parallel().device()
     bf16 = use_bf16(precision, device)
     tokenizer, model = load_base(base, spec, device, bf16)
-    model = for_inference(PeftModel.from_pretrained(model, adapter))
+    model = for_inference(load_adapter(model, adapter))
     table = pd.read_parquet(train_table)
     selected = with_swaps(fold_rows(table, read_json(folds), fold, rows))
     part = shard_of(selected, n_shards, shard)

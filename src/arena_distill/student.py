@@ -9,14 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from peft import PeftModel
 
 from arena_distill.calibration import VectorScaling
 from arena_distill.distill import DistillTask, DistillWeights
 from arena_distill.errors import DataError
 from arena_distill.io import read_json, read_parquet
 from arena_distill.logits import LOGIT_COLUMNS
-from arena_distill.models import load_model, load_tokenizer, resolve_dtype, save_model
+from arena_distill.models import load_adapter, load_model, load_tokenizer, resolve_dtype, save_model
 from arena_distill.pairs import encode_rows, fold_ids
 from arena_distill.stages import ClassifierOutputs, FoldJob, examples_digest, fingerprint, model_fingerprint, text_config
 from arena_distill.text import PairEncoder
@@ -97,7 +96,7 @@ def merge_student(*, base: Mapping[str, Any], adapter: str, spec: Mapping[str, A
     mantissa rounds away (an update of relative size 1e-3 keeps about half)."""
     tokenizer = load_tokenizer(base["path"])
     model = load_model(base["path"], pad_token_id=tokenizer.pad_token_id, seed=spec.get("seed", 0), dtype=resolve_dtype(dtype))
-    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    merged = load_adapter(model, adapter).merge_and_unload()
     save_model(merged, tokenizer, out_model)
 
 

@@ -3,7 +3,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from arena_distill import LABELS
-from arena_distill.models import TINY_ARCHS, ModelSpec, build_tiny_model, save_model
+from arena_distill.adapters import read_adapter
+from arena_distill.errors import DataError
+from arena_distill.models import TINY_ARCHS, ModelSpec, add_lora, build_tiny_model, load_adapter, load_model, save_model
+from arena_distill.prediction import load_classifier
 from arena_distill.text import PairEncoder, TextConfig
 
 SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512)
@@ -193,3 +196,28 @@ def test_a_soft_capped_model_runs_an_attention_that_applies_the_cap(tokenizer, t
         logits = [model(input_ids=ids).logits for model in (chosen, eager, no_cap)]
     assert chosen.config._attn_implementation == "eager"
     assert torch.equal(logits[0], logits[1]) and not torch.allclose(logits[0], logits[2], atol=1e-4)
+
+
+def cut_in_half(path):
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+
+
+def test_truncated_weights_are_named_by_whoever_loads_them(tokenizer, tmp_path):
+    """A model or adapter whose safetensors file was cut short (a full disk, a partial copy)."""
+    save_model(build_tiny_model("llama", tokenizer, SIZES, seed=0), tokenizer, tmp_path / "base")
+    with_lora = add_lora(load_model(tmp_path / "base", pad_token_id=tokenizer.pad_token_id, seed=0), {"r": 4, "alpha": 8})
+    with_lora.save_pretrained(tmp_path / "adapter")
+    save_model(with_lora.merge_and_unload(), tokenizer, tmp_path / "classifier")
+    for name in ("base/model.safetensors", "adapter/adapter_model.safetensors", "classifier/model.safetensors"):
+        cut_in_half(tmp_path / name)
+    loads = {
+        "base": lambda: load_model(tmp_path / "base", pad_token_id=tokenizer.pad_token_id, seed=0),
+        "adapter": lambda: load_adapter(build_tiny_model("llama", tokenizer, SIZES, seed=0), tmp_path / "adapter"),
+        "classifier": lambda: load_classifier(tmp_path / "classifier"),
+    }
+    for directory, load in loads.items():
+        with pytest.raises(DataError, match=rf"truncated or corrupted: delete it and rerun the rule that writes it \(file {tmp_path / directory}\)"):
+            load()
+    with pytest.raises(DataError, match="truncated or corrupted"):
+        read_adapter(tmp_path / "adapter")
