@@ -313,16 +313,37 @@ if (
     )
 
 
+# What score_holdout scores, one job each: a student run's fold adapter or fold average, the
+# merged model, the exported (quantized) model.
+HOLDOUT_SCORED = r"(student|student_fresh_init)/(fold\d+|average)|merged|submission"
+
+
+def holdout_scorings():
+    """Every student fold as soon as it is trained, the merged and the exported model; with the
+    fresh-init comparison also its folds and their average (the post-pretrained average is
+    the merged model)."""
+    scored = [f"{run}/fold{fold}" for run in student_runs() for fold in folds()]
+    if "student_fresh_init" in student_runs():
+        scored.append("student_fresh_init/average")
+    return [
+        f"results/eval/holdout/{name}.json"
+        for name in [*scored, "merged", "submission"]
+    ]
+
+
 def get_score_holdout_inputs(wildcards):
-    """The student fold adapters (both runs when compared) and the base they load on."""
+    """A saved model (the exported one with its calibration), or fold adapters and their base."""
+    if wildcards.scored == "merged":
+        return {"model": "results/student/merged"}
+    if wildcards.scored == "submission":
+        return {"model": "results/model", **get_calibrated_inputs(wildcards)}
+    run, part = wildcards.scored.split("/")
+    adapters = student_adapters(run)
+    if part != "average":
+        adapters = [adapters[int(part.removeprefix("fold"))]]
     return {
-        "student_adapters": student_adapters(),
-        "fresh_init_adapters": (
-            student_adapters("student_fresh_init")
-            if "student_fresh_init" in student_runs()
-            else []
-        ),
-        "student_base": get_student_base_inputs(wildcards),
+        "adapters": adapters,
+        "student_base": workflow_files(base_of("student", fresh=run != "student")),
     }
 
 
@@ -342,7 +363,7 @@ def get_evaluate_inputs(wildcards):
         "submission": "results/submission.csv",
     }
     if config["folds"]["holdout"]:
-        inputs["holdout"] = "results/eval/holdout.json"
+        inputs["holdout"] = holdout_scorings()
     inputs.update(get_calibrated_inputs(wildcards))
     if config["data"].get("test_labels"):
         inputs["test_labels"] = config["data"]["test_labels"]

@@ -5,17 +5,16 @@ localrules:
 rule score_holdout:
     input:
         unpack(get_score_holdout_inputs),
-        unpack(get_calibrated_inputs),
-        merged="results/student/merged",
-        model="results/model",
         train="results/data/train.parquet",
         folds="results/folds/folds_clean.json",
     output:
-        "results/eval/holdout.json",
+        "results/eval/holdout/{scored}.json",
     log:
-        "results/logs/score_holdout.log",
+        "results/logs/score_holdout/{scored}.log",
     benchmark:
-        "results/benchmarks/score_holdout.tsv"
+        "results/benchmarks/score_holdout/{scored}.tsv"
+    wildcard_constraints:
+        scored=HOLDOUT_SCORED,
     conda:
         "../envs/arena-distill.yaml"
     params:

@@ -9,7 +9,7 @@ with script_logging(snakemake.log[0]) as log:
         teacher_val_logits=snakemake.params.teacher_val_logits,
         student_val_logits=list(snakemake.input.student_val_logits),
         fresh_init_val_logits=list(snakemake.input.fresh_init_val_logits),
-        holdout=read_json(snakemake.input.holdout) if "holdout" in snakemake.input.keys() else None,
+        holdout={name: metrics for path in snakemake.input.get("holdout", []) for name, metrics in read_json(path).items()},
         submission=snakemake.input.submission,
         test_labels=snakemake.input.get("test_labels"),
         calibration=read_json(snakemake.input.calibration) if "calibration" in snakemake.input.keys() else None,

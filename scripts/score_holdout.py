@@ -1,25 +1,28 @@
-"""Rule score_holdout: each student fold, their average and the final models on the holdout prompts."""
+"""Rule score_holdout: one model on the holdout prompts -> results/eval/holdout/{scored}.json.
+
+A student fold adapter (or a fold average) is merged into its base; the merged and the
+exported model are loaded from disk; the exported one is also reported as submitted.
+"""
 
 import torch
 
-from arena_distill.evaluation import holdout_report
+from arena_distill.evaluation import adapter_views, holdout_name, holdout_rows, holdout_scores, holdout_views
 from arena_distill.io import write_json
 from arena_distill.logs import script_logging
 from arena_distill.prediction import read_calibration
 
 with script_logging(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
-    report = holdout_report(
-        student_base=snakemake.params.student_base,
-        student_adapters=list(snakemake.input.student_adapters),
-        fresh_init_adapters=list(snakemake.input.fresh_init_adapters),
-        average_method=snakemake.params.average_method,
-        models={"merged model (fold average)": snakemake.input.merged, "submission (quantized)": snakemake.input.model},
-        train_table=snakemake.input.train,
-        folds=snakemake.input.folds,
-        text=snakemake.params.text,
-        settings=snakemake.params.predict,
-        calibration=read_calibration(snakemake.input.get("calibration")),
-    )
+    text, settings = snakemake.params.text, snakemake.params.predict
+    rows = holdout_rows(snakemake.input.train, snakemake.input.folds)
+    name = holdout_name(snakemake.wildcards.scored)
+    report = {}
+    if len(rows):
+        if "model" in snakemake.input.keys():
+            views = holdout_views(snakemake.input.model, rows, text, settings)
+        else:
+            views = adapter_views(snakemake.params.student_base, list(snakemake.input.adapters),
+                                  snakemake.params.average_method, rows, text, settings)
+        report = holdout_scores(name, views, rows["label"].to_numpy(), read_calibration(snakemake.input.get("calibration")))
     write_json(report, snakemake.output[0])
-    log.info("scored %d models on the holdout prompts", len(report))
+    log.info("%s on %d holdout rows: %s", name, len(rows), report)

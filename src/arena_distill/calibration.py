@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from arena_distill.metrics import logits_log_loss
+from arena_distill.pairs import SWAPPED_LABEL
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,6 @@ class PairScaling:
         return cls(**{key: values[key] for key in ("method", "ab_scale", "tie_scale", "tie_bias")})
 
 
-SWAP = [1, 0, 2]
-"""A mirror's class order mapped back to the given order (A↔B)."""
-
-
 def views_probs(views: list[tuple[np.ndarray, bool]], calibration: PairScaling | None = None) -> np.ndarray:
     """The mean probabilities of several scorings of the same rows, each (logits, mirrored),
     a mirror's mapped back to the given order: the TTA average, after `calibration`."""
@@ -118,7 +115,7 @@ def views_probs(views: list[tuple[np.ndarray, bool]], calibration: PairScaling |
     for logits, mirrored in views:
         z = calibration.apply(logits) if calibration is not None else np.asarray(logits, dtype=np.float64)
         probs = torch.softmax(torch.as_tensor(z), dim=1).numpy()
-        total = total + (probs[:, SWAP] if mirrored else probs)
+        total = total + (probs[:, SWAPPED_LABEL] if mirrored else probs)
     return total / len(views)
 
 
@@ -140,7 +137,7 @@ def fit_pair_scaling(views: list[tuple[np.ndarray, bool]], labels: np.ndarray, m
         return free
 
     def loss() -> torch.Tensor:
-        probs = sum(torch.softmax(PairScaling._map(logp, params()), dim=1)[:, SWAP if mirrored else [0, 1, 2]] for logp, mirrored in logps)
+        probs = sum(torch.softmax(PairScaling._map(logp, params()), dim=1)[:, SWAPPED_LABEL if mirrored else [0, 1, 2]] for logp, mirrored in logps)
         return -torch.log(probs[torch.arange(len(y)), y] / len(logps)).mean()
 
     optimizer = torch.optim.LBFGS([free], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")

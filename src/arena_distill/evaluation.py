@@ -7,7 +7,8 @@ ever trained on, and on the labelled test rows when their labels are given.
 
 On the holdout each student fold is also scored alone, beside the average, which shows
 what averaging costs or gains; with `post_pretrain.compare_fresh_init` the same is shown
-for students whose LoRA started fresh instead of from the post-pretrained adapter.
+for students whose LoRA started fresh instead of from the post-pretrained adapter. Each of
+these models is its own `score_holdout` job, so a fold is scored as soon as it is trained.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from arena_distill.io import read_json, read_parquet, read_table
 from arena_distill.metrics import accuracy, log_loss, prior_log_loss
 from arena_distill.models import load_adapter, load_model, load_tokenizer
 from arena_distill.calibration import PairScaling, views_probs
-from arena_distill.prediction import View, load_classifier, score_views, text_config
+from arena_distill.prediction import View, load_classifier, score_views
+from arena_distill.text import TextConfig
 from arena_distill.stages import validation_metrics
 
 METRIC_COLUMNS = ["rows", "log_loss", "log_loss_tta", "accuracy", "accuracy_tta", "prior_log_loss"]
@@ -100,27 +102,23 @@ def holdout_views(model_dir: str | Path, rows: pd.DataFrame, text: Mapping, sett
     return model_views(model, tokenizer, rows, text, settings)
 
 
-def adapter_holdout_metrics(base: str | Path, adapter: str | Path, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> dict:
-    """The metrics of a fold adapter merged into its base in float32."""
+def adapter_views(base: str | Path, adapters: Sequence[str | Path], method: str, rows: pd.DataFrame, text: Mapping,
+                  settings: Mapping) -> list[View]:
+    """A fold adapter (or the `method` average of several) merged into its base in float32, scored
+    as `holdout_views` scores a saved model."""
     tokenizer = load_tokenizer(base)
     model = load_model(base, pad_token_id=tokenizer.pad_token_id, seed=0)
-    merged = load_adapter(model, adapter).merge_and_unload().eval()
-    return views_metrics(model_views(merged, tokenizer, rows, text, settings), rows["label"].to_numpy())
-
-
-def student_holdout_metrics(base: str | Path, adapters: Sequence[str | Path], rows: pd.DataFrame, text: Mapping, settings: Mapping,
-                            *, name: str, method: str | None = None) -> dict:
-    """Each fold adapter of a student run on the holdout and, given a `method`, their average."""
-    report = {f"{name} fold {fold}": adapter_holdout_metrics(base, path, rows, text, settings) for fold, path in enumerate(adapters)}
-    if method is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            average_adapters(adapters, Path(tmp) / "averaged", method)
-            report[f"{name} fold average"] = adapter_holdout_metrics(base, Path(tmp) / "averaged", rows, text, settings)
-    return report
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter = Path(adapters[0])
+        if len(adapters) > 1:
+            adapter = Path(tmp) / "averaged"
+            average_adapters(adapters, adapter, method)
+        merged = load_adapter(model, adapter).merge_and_unload().eval()
+    return model_views(merged, tokenizer, rows, text, settings)
 
 
 def model_views(model, tokenizer, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> list[View]:
-    return score_views(model, tokenizer, rows, text_config(text, settings), max_lengths=settings["max_lengths"],
+    return score_views(model, tokenizer, rows, TextConfig.of(text, settings["max_lengths"][0]), max_lengths=settings["max_lengths"],
                        max_tokens=settings.get("max_tokens", 65536))
 
 
@@ -142,36 +140,29 @@ def labelled_test_metrics(submission: pd.DataFrame, labels: pd.DataFrame) -> dic
             "tie_share_true": float((truth == 2).mean())}
 
 
-def holdout_report(
-    *,
-    student_base: str,
-    student_adapters: Sequence[str],
-    fresh_init_adapters: Sequence[str],
-    average_method: str,
-    models: Mapping[str, str],
-    train_table: str,
-    folds: str,
-    text: Mapping,
-    settings: Mapping,
-    calibration: PairScaling | None = None,
-) -> dict:
-    """Every student fold alone, their average and the final models on the holdout prompts
-    (empty without a holdout), the last model also as submitted (after the calibration).
-    The only part of the evaluation that runs models."""
+def holdout_name(scored: str) -> str:
+    """The report's name of a holdout scoring (`score_holdout`'s wildcard): `student/fold0` ->
+    "student fold 0", `student_fresh_init/average` -> "student fresh-init fold average"."""
+    if scored == "merged":
+        return "merged model (fold average)"
+    if scored == "submission":
+        return "submission (quantized)"
+    run, part = scored.split("/")
+    run = run.replace("_fresh_init", " fresh-init")
+    return f"{run} fold average" if part == "average" else f"{run} fold {int(part.removeprefix('fold'))}"
+
+
+def holdout_rows(train_table: str | Path, folds: str | Path) -> pd.DataFrame:
+    """The labelled rows of the holdout prompts (none without a holdout)."""
     holdout_ids = read_json(folds).get("holdout_ids", [])
-    if not holdout_ids:
-        return {}
-    rows = pd.read_parquet(train_table).set_index("id").loc[holdout_ids].reset_index()
-    labels = rows["label"].to_numpy()
-    report = student_holdout_metrics(student_base, student_adapters, rows, text, settings, name="student")
-    for name, path in models.items():
-        views = holdout_views(path, rows, text, settings)
-        report[name] = views_metrics(views, labels)
+    return read_parquet(train_table).set_index("id").loc[holdout_ids].reset_index()
+
+
+def holdout_scores(name: str, views: Sequence[View], labels: np.ndarray, calibration: PairScaling | None = None) -> dict:
+    """One model's holdout metrics under its report name and, given a calibration, also as submitted."""
+    report = {name: views_metrics(views, labels)}
     if calibration is not None:
         report[f"{name}, calibrated ({calibration.method})"] = views_metrics(views, labels, calibration)
-    if fresh_init_adapters:
-        report.update(student_holdout_metrics(student_base, fresh_init_adapters, rows, text, settings,
-                                              name="student fresh-init", method=average_method))
     return report
 
 
@@ -185,7 +176,8 @@ def evaluate_run(
     test_labels: str | None,
     calibration: Mapping | None = None,
 ) -> dict:
-    """The whole report: OOF per teacher and student, the holdout scores (`holdout_report`),
+    """The whole report: OOF per teacher and student, the holdout scores (`holdout_scores`, one
+    job per model),
     and the submission on the labelled test rows when their labels are given."""
     report: dict = {
         "teachers": {teacher: oof_metrics(paths) for teacher, paths in teacher_val_logits.items()},

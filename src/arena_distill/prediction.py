@@ -157,11 +157,6 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
             frame.to_parquet(tmp, index=False)
 
 
-def text_config(text: Mapping[str, Any], settings: Mapping[str, Any]) -> TextConfig:
-    return TextConfig(max_length=settings["max_lengths"][0], prompt_words=text["prompt_words"], response_words=text["response_words"],
-                      prompt_tokens=text["prompt_tokens"])
-
-
 def read_calibration(path: str | Path | None) -> PairScaling | None:
     """The calibration a `calibrate_submission` job wrote (None for no file or method none)."""
     if path is None:
@@ -185,7 +180,7 @@ def predict_table(
         model,
         tokenizer,
         rows,
-        text_config(text, settings),
+        TextConfig.of(text, settings["max_lengths"][0]),
         max_lengths=settings["max_lengths"],
         tta=settings.get("tta", True),
         max_tokens=settings.get("max_tokens", 65536),
@@ -220,7 +215,7 @@ def calibrate_submission(
     students' out-of-fold logits. Either way on rows the submitted model never trained on."""
     if rows is not None:
         model, tokenizer = load_classifier(model_dir, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"))
-        views = score_views(model, tokenizer, rows, text_config(text, settings), max_lengths=settings["max_lengths"],
+        views = score_views(model, tokenizer, rows, TextConfig.of(text, settings["max_lengths"][0]), max_lengths=settings["max_lengths"],
                             tta=settings.get("tta", True), max_tokens=settings.get("max_tokens", 65536))
         labels, source = rows["label"].to_numpy(), "calibration rows scored by the final model"
     else:

@@ -48,15 +48,6 @@ def train_config(training: Mapping[str, Any], spec: Mapping[str, Any]) -> TrainC
     return TrainConfig(**{k: v for k, v in merged.items() if k in TRAIN_KEYS})
 
 
-def text_config(text: Mapping[str, Any], max_length: int) -> TextConfig:
-    return TextConfig(
-        max_length=max_length,
-        prompt_words=text["prompt_words"],
-        response_words=text["response_words"],
-        prompt_tokens=text["prompt_tokens"],
-    )
-
-
 def fingerprint(*parts: Any) -> str:
     """A digest of a run's settings, data and base model, to tell whether a checkpoint is ours."""
     digest = hashlib.sha1()
@@ -147,7 +138,7 @@ class FoldJob:
         if base.get("init_adapter"):
             log.info("LoRA starts from %s (its head dropped)", base["init_adapter"])
         train_rows = with_swaps(train_rows, training.get("swap_augment", True))
-        return cls(parallel, config, training, bf16, tokenizer, model, PairEncoder(tokenizer, text_config(text, text["train_max_length"])),
+        return cls(parallel, config, training, bf16, tokenizer, model, PairEncoder(tokenizer, TextConfig.of(text, text["train_max_length"])),
                    train_rows, val_rows)
 
     @classmethod
@@ -305,7 +296,7 @@ def teacher_logits(
     table = pd.read_parquet(train_table)
     selected = with_swaps(fold_rows(table, read_json(folds), fold, rows))
     part = shard_of(selected, n_shards, shard)
-    encoder = PairEncoder(tokenizer, text_config(text, text["train_max_length"]))
+    encoder = PairEncoder(tokenizer, TextConfig.of(text, text["train_max_length"]))
     logits = predict_logits(model, encode_rows(encoder, part), pad_id=tokenizer.pad_token_id, max_tokens=max_tokens, bf16=bf16)
     log.info("fold %d shard %d/%d: scored %d of %d rows", fold, shard, n_shards, len(part), len(selected))
     write_parquet(logits_frame(part, logits, {"fold": np.full(len(part), fold)}), out)

@@ -17,8 +17,8 @@ from arena_distill.io import read_json, read_parquet
 from arena_distill.logits import LOGIT_COLUMNS
 from arena_distill.models import load_adapter, load_model, load_tokenizer, resolve_dtype, save_model
 from arena_distill.pairs import encode_rows, fold_ids
-from arena_distill.stages import ClassifierOutputs, FoldJob, examples_digest, fingerprint, model_fingerprint, text_config
-from arena_distill.text import PairEncoder
+from arena_distill.stages import ClassifierOutputs, FoldJob, examples_digest, fingerprint, model_fingerprint
+from arena_distill.text import PairEncoder, TextConfig
 from arena_distill.training import Examples
 
 log = logging.getLogger(__name__)
@@ -114,5 +114,5 @@ def calibration_texts(
     chosen = np.random.default_rng(seed).choice(trained, size=min(n, len(trained)), replace=False)
     rows = table.set_index("id").loc[chosen].reset_index()
     tokenizer = load_tokenizer(model_dir)
-    encoder = PairEncoder(tokenizer, text_config(text, text["train_max_length"]))
+    encoder = PairEncoder(tokenizer, TextConfig.of(text, text["train_max_length"]))
     return tokenizer.batch_decode(encode_rows(encoder, rows))

@@ -19,8 +19,9 @@ truncation: swap-TTA and swap augmentation see the same text in the other order.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
@@ -39,6 +40,12 @@ class TextConfig:
     prompt_words: int = 256
     response_words: int = 700
     prompt_tokens: int = 256
+
+    @classmethod
+    def of(cls, text: Mapping[str, Any], max_length: int) -> "TextConfig":
+        """The config's `text` block at one length (training's, or one of the test lengths)."""
+        return cls(max_length=max_length, prompt_words=text["prompt_words"], response_words=text["response_words"],
+                   prompt_tokens=text["prompt_tokens"])
 
 
 def join_turns(turns: Sequence[str] | str) -> str:

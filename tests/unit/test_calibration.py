@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from arena_distill.calibration import (SWAP, PairScaling, VectorScaling, calibration_report, fit_pair_scaling, fit_vector_scaling,
+from arena_distill.calibration import (PairScaling, VectorScaling, calibration_report, fit_pair_scaling, fit_vector_scaling,
                                        views_probs)
 from arena_distill.metrics import log_loss, logits_log_loss, prior_log_loss
+from arena_distill.pairs import SWAPPED_LABEL
 
 
 def calibrated_sample(n: int = 6000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -67,9 +68,9 @@ def test_symmetric_scaling_restores_the_tie_share_on_rows_it_was_not_fitted_on()
 def test_symmetric_scaling_treats_a_mirror_like_the_pair():
     _, _, model = arena_like(200)
     fitted = PairScaling("symmetric", ab_scale=0.4, tie_scale=-0.7, tie_bias=1.3)
-    assert np.allclose(fitted.apply(model[:, SWAP])[:, SWAP], fitted.apply(model))
+    assert np.allclose(fitted.apply(model[:, SWAPPED_LABEL])[:, SWAPPED_LABEL], fitted.apply(model))
     # The TTA average of a pair and its exact mirror is the pair's own calibrated probability.
-    assert np.allclose(views_probs([(model, False), (model[:, SWAP], True)], fitted), views_probs([(model, False)], fitted))
+    assert np.allclose(views_probs([(model, False), (model[:, SWAPPED_LABEL], True)], fitted), views_probs([(model, False)], fitted))
 
 
 def test_calibration_ignores_a_constant_added_to_all_three_logits():
@@ -88,7 +89,7 @@ def test_temperature_is_one_shared_scale_and_finds_the_over_confidence():
 def test_the_fit_minimizes_the_tta_average_it_is_given():
     _, labels, model = arena_like(seed=4)
     noise = np.random.default_rng(0).normal(0, 1.0, model.shape)
-    views = [(model + noise, False), ((model - noise)[:, SWAP], True)]
+    views = [(model + noise, False), ((model - noise)[:, SWAPPED_LABEL], True)]
     fitted = fit_pair_scaling(views, labels, "symmetric")
     best = log_loss(views_probs(views, fitted), labels)
     for nudge in ([0.05, 0, 0], [0, 0.05, 0], [0, 0, 0.05]):

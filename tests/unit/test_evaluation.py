@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from arena_distill.evaluation import labelled_test_metrics, oof_metrics, summary_markdown
+from arena_distill.evaluation import holdout_name, holdout_scores, labelled_test_metrics, oof_metrics, summary_markdown
+from arena_distill.calibration import PairScaling
 from arena_distill.logits import logits_frame
 from arena_distill.pairs import SWAPPED_LABEL
 
@@ -39,3 +40,23 @@ def test_oof_pools_the_folds_and_the_summary_lists_every_model(tmp_path):
                  "| student fold 1 on holdout prompts | 5 | 0.5000 |", "merged model (fold average) on holdout prompts",
                  "student fresh-init fold average on holdout prompts"):
         assert line in summary, line
+
+
+def test_each_holdout_job_reports_under_its_models_name():
+    names = {scored: holdout_name(scored) for scored in ("student/fold0", "student/fold12", "student_fresh_init/fold1",
+                                                          "student_fresh_init/average", "merged", "submission")}
+    assert names == {"student/fold0": "student fold 0", "student/fold12": "student fold 12",
+                     "student_fresh_init/fold1": "student fresh-init fold 1",
+                     "student_fresh_init/average": "student fresh-init fold average",
+                     "merged": "merged model (fold average)", "submission": "submission (quantized)"}
+
+
+def test_the_exported_model_is_also_reported_as_submitted():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(40, 3)), rng.integers(0, 3, 40)
+    views = [(logits, False), (logits[:, SWAPPED_LABEL], True)]
+    scaling = PairScaling(method="symmetric", ab_scale=0.5, tie_scale=1.0, tie_bias=1.0)
+    report = holdout_scores("submission (quantized)", views, labels, scaling)
+    raw, calibrated = report["submission (quantized)"], report["submission (quantized), calibrated (symmetric)"]
+    assert raw["rows"] == calibrated["rows"] == 40 and raw["log_loss_tta"] != calibrated["log_loss_tta"]
+    assert list(holdout_scores("student fold 0", views, labels)) == ["student fold 0"]

@@ -26,7 +26,7 @@ def test_default_plans_every_table_fold_step_and_tiny_model(workflow_copy):
         "init_model": 3,  # two tiny teachers and the tiny student
         "post_pretrain": 3,
         "train_teacher": 4,  # 2 teachers x 2 folds
-        "teacher_logits": 8,  # 2 shards each
+        "teacher_logits": 4,  # one shard each
         "gather_logits": 4,
         **STUDENT_SIDE(2, calibrated=True),
         "all": 1,
@@ -36,10 +36,11 @@ def test_default_plans_every_table_fold_step_and_tiny_model(workflow_copy):
 
 def STUDENT_SIDE(n_folds: int, holdout: bool = True, calibrated: bool = False) -> dict[str, int]:
     """Steps 5-9: a student per fold, then one of everything; models are scored on the
-    holdout prompts only when the run keeps some, the submission calibrated only when asked."""
+    holdout prompts only when the run keeps some (each fold student, the merged and the
+    exported model, one job each), the submission calibrated only when asked."""
     single = ["average_adapters", "merge_student", "quantize_student", "predict", "submission", "evaluate"]
-    single += ["score_holdout"] * holdout + ["calibrate_submission"] * calibrated
-    return {"distill_student": n_folds, **dict.fromkeys(single, 1)}
+    single += ["calibrate_submission"] * calibrated
+    return {"distill_student": n_folds, **dict.fromkeys(single, 1), **({"score_holdout": n_folds + 2} if holdout else {})}
 
 
 def planned_inputs(output: str, rule: str) -> list[str]:
