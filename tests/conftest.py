@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,14 @@ def tokenizer():
         for p, a, b in zip(pairs["prompt"], pairs["response_a"], pairs["response_b"])
     ]
     return train_bpe_tokenizer(texts, vocab_size=2000)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The SLURM tests last. The executor plugin asks `scontrol show config` whenever Snakemake
+    starts; once `cluster.sh` has installed Slurm and brought it down again, every later start
+    waits ~9 s for a controller that is gone (on a fresh machine, before the install, there is
+    no `scontrol` and it returns at once)."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -77,3 +86,10 @@ def tiny_local_run(tmp_path_factory) -> Path:
     result = snakemake(workdir, "--profile", "profiles/local", "--configfile", "small.yaml")
     assert "steps (100%) done" in result.stdout
     return workdir
+
+
+def copy_of_run(run: Path, dest: Path) -> Path:
+    """A private copy of a finished run, timestamps and Snakemake's records kept, for a test
+    that changes it: the shared run stays as its last job left it for every other test."""
+    shutil.copytree(run, dest, symlinks=True)
+    return dest

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tests.conftest import copy_workflow, job_counts, snakemake
+from tests.conftest import copy_of_run, copy_workflow, job_counts, snakemake
 from tests.tiny import CALIBRATION_ROWS, N_FOLDS, STUDENT_SIDE, TEACHERS
 
 pytestmark = pytest.mark.workflow
@@ -233,7 +233,8 @@ def test_a_new_temperature_reruns_only_the_student_side(finished_run, tmp_path):
 
 def test_forcing_one_student_fold_replans_it_and_its_dependants(finished_run):
     result = snakemake(finished_run, "-n", "--forcerun", "results/student/fold1/adapter", "--configfile", "small.yaml")
-    assert job_counts(result.stdout) == {**STUDENT_SIDE, "distill_student": 1, "all": 1}
+    # On the holdout: that fold, the merged and the exported model; the other folds keep their scores.
+    assert job_counts(result.stdout) == {**STUDENT_SIDE, "distill_student": 1, "score_holdout": 3, "all": 1}
 
 
 def test_bad_input_fails_with_a_named_error_and_no_output(tmp_path, arena_train_csv):
@@ -253,6 +254,7 @@ def test_bad_input_fails_with_a_named_error_and_no_output(tmp_path, arena_train_
 
 def test_a_killed_teacher_job_resumes_from_its_checkpoint(finished_run, tmp_path):
     """Kill Snakemake and its job once a checkpoint exists; the rerun continues from it."""
+    finished_run = copy_of_run(finished_run, tmp_path / "run")
     overlay = tmp_path / "often.yaml"
     overlay.write_text("teachers: {llama: {training: {eval_every: 3}}}\n")
     target = "results/teachers/llama/fold0/metrics.json"
