@@ -30,7 +30,7 @@ def test_conda_env_matches_requirements():
     env = yaml.safe_load((REPO / "envs" / "arena-distill.yaml").read_text())
     pip_section = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
     conda_pins = pins(pip_section)
-    workflow_only = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "snakefmt"}
+    workflow_only = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "hypothesis", "snakefmt"}
     assert conda_pins == {name: v for name, v in direct.items() if name not in workflow_only}
 
 
