@@ -16,6 +16,10 @@ JOB_ENVIRONMENT = {
     # GPTQModel downloads CUTLASS for its Hopper kernel on first use, with no timeout: a
     # compute node without internet would hang. Offline, it uses its other kernels.
     "GPTQMODEL_OFFLINE": "1",
+    # No download unless asked: a model that is not on disk or in the Hugging Face cache fails
+    # at once, instead of a mistyped local path being looked up on the hub (where a public repo
+    # of that name would be fetched and run). HF_HUB_OFFLINE=0 lets a process download.
+    "HF_HUB_OFFLINE": "1",
 }
 """Set for every process that imports the package (stages, scripts, torchrun workers),
 before torch touches CUDA; a value the user exported wins."""

@@ -10,6 +10,7 @@ bundled config of a preset hub id; a model none of these describes is not checke
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,28 @@ def check_data_files(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"no such file: {path}", key=key)
 
 
+def model_keys(config: Mapping[str, Any]) -> dict[str, str]:
+    """Config key -> model spec of every model."""
+    keys = {f"teachers.{name}.model": spec["model"] for name, spec in config.get("teachers", {}).items()}
+    return {**keys, "student.model": config["student"]["model"]}
+
+
+def is_hub_id(spec: str) -> bool:
+    """`owner/name` or `name`, as the hub spells repositories; anything else is a local path."""
+    return re.fullmatch(r"([\w.-]+/)?[\w.-]+", spec) is not None and not spec.startswith(".")
+
+
+def check_model_sources(config: Mapping[str, Any]) -> None:
+    """A model given as a local path is a directory that exists: from_pretrained would take a
+    missing one for a hub id. (A hub id is loaded from the Hugging Face cache, offline unless
+    HF_HUB_OFFLINE=0.)"""
+    for key, spec in model_keys(config).items():
+        if spec.startswith("tiny:") or Path(spec).is_dir():
+            continue
+        if not is_hub_id(spec):
+            raise ConfigError(f"no model directory {spec} (a hub model is given as owner/name)", key=key)
+
+
 def check_models(config: Mapping[str, Any], workflow_dir: str | Path) -> None:
     """The checks against the models' dimensions."""
     specs = {**config.get("teachers", {}), "student": config["student"]}
@@ -100,4 +123,5 @@ def check_models(config: Mapping[str, Any], workflow_dir: str | Path) -> None:
 def check_config(config: Mapping[str, Any], workflow_dir: str | Path) -> None:
     """Every start-up check; raises ConfigError naming the key."""
     check_data_files(config)
+    check_model_sources(config)
     check_models(config, workflow_dir)

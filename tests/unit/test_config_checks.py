@@ -1,8 +1,11 @@
 """Start-up checks: a missing input file, or what the schema allows but the models cannot use, fails naming the key."""
 
+import subprocess
+import sys
+
 import pytest
 
-from arena_distill.config_checks import check_config, check_models
+from arena_distill.config_checks import check_config, check_model_sources, check_models
 from arena_distill.errors import ConfigError
 from arena_distill.workflow import WORKFLOW_DIR, effective_config
 
@@ -45,3 +48,24 @@ def test_a_model_no_config_describes_is_not_checked(tmp_path):
     config["student"] = {"model": "some-org/unknown-model"}
     config["quantize"]["group_size"] = 7
     check_models(config, tmp_path)
+
+
+def test_a_local_model_path_that_does_not_exist_is_named(tmp_path):
+    config = effective_config([PRESET])
+    check_model_sources(config)  # the preset's hub ids, loaded from the Hugging Face cache
+    for spec in ["/models/llama-3-70b", "./models/llama", "../llama", "models/meta/llama-3"]:
+        config["teachers"]["llama"]["model"] = spec
+        with pytest.raises(ConfigError, match=rf"no model directory {spec} .*\(config key 'teachers.llama.model'\)"):
+            check_model_sources(config)
+    config["teachers"]["llama"]["model"] = str(tmp_path)  # an existing directory
+    config["student"]["model"] = "~/gemma"
+    with pytest.raises(ConfigError, match=r"config key 'student.model'"):
+        check_model_sources(config)
+
+
+def test_the_package_never_downloads_unless_asked():
+    probe = "import arena_distill, huggingface_hub.constants as c; print(c.HF_HUB_OFFLINE)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          env={"PATH": ""}).stdout.strip() == "True"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          env={"PATH": "", "HF_HUB_OFFLINE": "0"}).stdout.strip() == "False"
