@@ -56,11 +56,16 @@ lint: setup
 test: setup lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=20
 
+# The preset's DAG without the competition data (placeholders in a temporary copy);
+# ARGS go to snakemake, e.g. make dryrun-preset ARGS="--profile profiles/slurm submission".
 dryrun-preset: setup
-	PATH=$(CURDIR)/$(BIN):$$PATH $(SNAKEMAKE) -n --configfile config/presets/blackpearl.yaml all
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m arena_distill.dryrun_preset $(ARGS)
 
+# The rule graph as Mermaid text (renders on GitHub and mermaid.live; no graphviz needed).
 rulegraph: setup
-	PATH=$(CURDIR)/$(BIN):$$PATH $(SNAKEMAKE) --rulegraph all
+	mkdir -p results
+	PATH=$(CURDIR)/$(BIN):$$PATH $(SNAKEMAKE) --rulegraph mermaid-js all > results/rulegraph.mmd
+	@echo "wrote results/rulegraph.mmd"
 
 # Re-resolve requirements.in into requirements.lock (needs the registries).
 lock:

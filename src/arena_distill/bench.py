@@ -40,13 +40,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from arena_distill.batching import length_grouped_batches, pad_right, token_budget_batches
 from arena_distill.data import read_pairs
-from arena_distill.gpu_phases import copy_workflow
 from arena_distill.inference import predict_logits
 from arena_distill.models import add_lora, build_tiny_model, load_model, save_model
 from arena_distill.pairs import encode_rows, with_swaps
 from arena_distill.text import PairEncoder, TextConfig, format_pair
 from arena_distill.tokenizer import train_bpe_tokenizer
 from arena_distill.training import ClassificationTask, Examples, TrainConfig, train
+from arena_distill.workflow import PRESET, copy_workflow, with_placeholder_data
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
@@ -211,11 +211,7 @@ def matmul_gflops(rows: int, hidden: int, inner: int, repeats: int = 20) -> floa
 def preset_dry_run_seconds(workdir: Path) -> float:
     """`snakemake -n` of the preset on a copy of the workflow with placeholder data files."""
     copy = copy_workflow(workdir / "workflow")
-    preset = yaml.safe_load((REPO / "config/presets/blackpearl.yaml").read_text())
-    for path in [preset["data"]["train"], preset["data"]["test"], preset["post_pretrain"]["data"],
-                 *filter(None, preset["data"]["extra"].values())]:
-        (copy / path).parent.mkdir(parents=True, exist_ok=True)
-        (copy / path).touch()
+    with_placeholder_data(copy, [PRESET])
     snakemake = Path(sys.executable).parent / "snakemake"
     started = time.perf_counter()
     subprocess.run([str(snakemake), "-n", "--configfile", "config/presets/blackpearl.yaml"], cwd=copy, check=True,

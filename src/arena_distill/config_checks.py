@@ -77,16 +77,21 @@ def check_lengths(config: Mapping[str, Any], models: Mapping[str, Dims | None]) 
                 raise ConfigError(f"{length} tokens exceed the {dims.positions} positions of model {name!r}", key=key)
 
 
-def check_data_files(config: Mapping[str, Any]) -> None:
-    """Every configured input file exists (relative to the working directory). A rule whose
-    output exists does not look at its inputs, so a mistyped path would otherwise let the
-    next rules run on the previous file's table."""
+def data_files(config: Mapping[str, Any]) -> dict[str, str]:
+    """Config key -> path of every input file the config names."""
     data = config["data"]
     files = {"data.train": data["train"], "data.test": data["test"], "data.test_labels": data.get("test_labels"),
              "data.calibration": data.get("calibration"), "post_pretrain.data": config.get("post_pretrain", {}).get("data"),
              **{f"data.extra.{name}": path for name, path in data.get("extra", {}).items()}}
-    for key, path in files.items():
-        if path and not Path(path).is_file():
+    return {key: path for key, path in files.items() if path}
+
+
+def check_data_files(config: Mapping[str, Any]) -> None:
+    """Every configured input file exists (relative to the working directory). A rule whose
+    output exists does not look at its inputs, so a mistyped path would otherwise let the
+    next rules run on the previous file's table."""
+    for key, path in data_files(config).items():
+        if not Path(path).is_file():
             raise ConfigError(f"no such file: {path}", key=key)
 
 

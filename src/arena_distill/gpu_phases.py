@@ -38,10 +38,10 @@ from arena_distill.gpu_check import Deadline, Result
 from arena_distill.inference import predict_logits
 from arena_distill.models import add_lora, load_model
 from arena_distill.parallel import GROUP_TIMEOUT, Parallel
+from arena_distill.workflow import copy_workflow
 from arena_distill.training import ClassificationTask, Examples, TrainConfig, optimizer_step, start_run, train
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "src", "profiles", "envs", "data/sample")
 SMOKE_CONFIG = "config/gpu-smoke.yaml"
 PRESET = REPO / "config" / "presets" / "blackpearl.yaml"
 SMOKE_PROMPTS = {"train": 24, "extra": 8, "post_pretrain": 8}
@@ -322,18 +322,6 @@ def resume_check(
 
 
 # -- (c) the workflow ------------------------------------------------------------------------------------------------
-
-
-def copy_workflow(dest: Path) -> Path:
-    """A private copy of the workflow (results and caches stay out of the repository)."""
-    for part in WORKFLOW_PARTS:
-        source, target = REPO / part, dest / part
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return dest
 
 
 def cut_sample(workdir: Path, prompts: Mapping[str, int]) -> dict[str, int]:

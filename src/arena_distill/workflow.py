@@ -9,12 +9,15 @@ teacher or extra set, then validated with the schema, which fills its defaults.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from snakemake.utils import update_config, validate
+
+from arena_distill.config_checks import data_files
 
 WORKFLOW_DIR = Path(__file__).resolve().parents[2]
 """The repository root: the Snakefile's directory, where relative config paths point."""
@@ -23,6 +26,11 @@ REMOVABLE = (("teachers",), ("data", "extra"))
 """Mappings whose entries a config file removes with null (as rules/common.smk does)."""
 
 FIRST_ATTEMPT = re.compile(r"^\s*(\d+)\s*\*\s*attempt\s*$")
+
+WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "src", "profiles", "envs", "data/sample")
+"""What a private copy of the workflow needs (no results, no caches)."""
+
+PRESET = WORKFLOW_DIR / "config" / "presets" / "blackpearl.yaml"
 
 
 def effective_config(configfiles: Sequence[str | Path] = ()) -> dict[str, Any]:
@@ -38,6 +46,32 @@ def effective_config(configfiles: Sequence[str | Path] = ()) -> dict[str, Any]:
             del mapping[name]
     validate(config, str(WORKFLOW_DIR / "config" / "schema.yaml"))
     return config
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A private copy of the workflow (results and caches stay out of the repository)."""
+    for part in WORKFLOW_PARTS:
+        source, target = WORKFLOW_DIR / part, dest / part
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return dest
+
+
+def with_placeholder_data(workdir: Path, configfiles: Sequence[str | Path]) -> list[str]:
+    """Empty files in a workflow copy for every relative data path the config names and the
+    copy lacks (a dry run reads none of them); returns those paths. An absolute path is left
+    alone: the dry run then names its key."""
+    made = []
+    for path in data_files(effective_config(configfiles)).values():
+        target = workdir / path
+        if not Path(path).is_absolute() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+            made.append(path)
+    return made
 
 
 def rule_resources(profile: str | Path, rule: str) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """Dry runs: the DAG plans exactly the jobs the config implies, for the default and the preset."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from arena_distill.workflow import PRESET, with_placeholder_data
 from tests.conftest import REPO, copy_workflow, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -51,11 +54,7 @@ def planned_inputs(output: str, rule: str) -> list[str]:
 
 def preset_copy(workflow_copy: Path) -> Path:
     """The preset's data files, as empty placeholders: a dry run reads none of them."""
-    preset = yaml.safe_load((REPO / "config" / "presets" / "blackpearl.yaml").read_text())
-    data = preset["data"]
-    for path in [data["train"], data["test"], preset["post_pretrain"]["data"], *filter(None, data["extra"].values())]:
-        (workflow_copy / path).parent.mkdir(parents=True, exist_ok=True)
-        (workflow_copy / path).touch()
+    with_placeholder_data(workflow_copy, [PRESET])
     return workflow_copy
 
 
@@ -110,6 +109,22 @@ def test_missing_preset_data_is_the_only_complaint(tmp_path):
     preset = yaml.safe_load((REPO / "config" / "presets" / "blackpearl.yaml").read_text())
     paths = (preset["data"]["train"], preset["data"]["test"], preset["post_pretrain"]["data"])
     assert any(f"no such file: {path} (config key '" in result.stdout for path in paths)
+
+
+def test_make_dryrun_preset_plans_the_real_dag_in_a_fresh_clone():
+    """`make dryrun-preset` (placeholders in a temporary copy) with the SLURM profile."""
+    result = subprocess.run([sys.executable, "-m", "arena_distill.dryrun_preset", "--profile", "profiles/slurm", "submission"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "empty placeholder for data/kaggle/train.csv" in result.stdout
+    counts = job_counts(result.stdout)
+    assert counts["train_teacher"] == 10 and counts["submission"] == 1
+    assert not (REPO / "data" / "kaggle").exists()  # nothing written into the clone
+
+
+def test_the_rulegraph_is_mermaid_text(workflow_copy):
+    result = snakemake(workflow_copy, "--rulegraph", "mermaid-js", "all")
+    assert "flowchart" in result.stdout and "distill_student" in result.stdout and "score_holdout" in result.stdout
 
 
 @pytest.mark.parametrize(
