@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from arena_distill.gpu_phases import copy_workflow  # noqa: F401 - the tests' private workflow copies
+from arena_distill.workflow import copy_workflow  # noqa: F401 - the tests' private workflow copies
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -42,11 +42,27 @@ def tokenizer():
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The SLURM tests last. The executor plugin asks `scontrol show config` whenever Snakemake
-    starts; once `cluster.sh` has installed Slurm and brought it down again, every later start
-    waits ~9 s for a controller that is gone (on a fresh machine, before the install, there is
-    no `scontrol` and it returns at once)."""
+    """The SLURM tests last: they read the tiny DAG that `tiny_dag_on_slurm` submitted when
+    the session started, and it has had the whole session to finish."""
     items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_dag_on_slurm(request, tmp_path_factory):
+    """When SLURM tests are collected (and may run: root), the loopback cluster comes up and
+    the tiny DAG is submitted in the background at the session's start; `cluster.sh down`
+    at its end. Keeping the cluster up all session also spares every other Snakemake start
+    the ~9 s the SLURM plugin waits on `scontrol` when Slurm is installed but down."""
+    from tests.slurm.loopback import TinyDagOnSlurm, cluster, missing_cluster_reason
+
+    if missing_cluster_reason() or not any(item.get_closest_marker("slurm") for item in request.session.items):
+        yield None
+        return
+    background = TinyDagOnSlurm(tmp_path_factory.mktemp("slurm"))
+    yield background
+    background.thread.join()
+    down = cluster("down")
+    assert down.returncode == 0, down.stdout + down.stderr
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

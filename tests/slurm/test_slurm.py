@@ -12,78 +12,30 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, job_counts
-from tests.tiny import N_FOLDS, TEACHERS, tiny_workflow
+from tests.conftest import job_counts
+from tests.slurm.loopback import RUN_LIMIT_S, finished, missing_cluster_reason, snakemake_on_slurm
+from tests.tiny import N_FOLDS, TEACHERS
 
 pytestmark = pytest.mark.slurm
 
-CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
-OVERLAY = REPO / "tests" / "slurm" / "profile"
 LOCAL_RULES = {"make_folds", "clean_folds", "gather_logits", "calibrate_teacher", "submission", "evaluate", "all"}
-RUN_LIMIT_S = 1500
-
-
-@dataclass
-class Run:
-    """One Snakemake invocation through SLURM: its output and the run id its jobs are named by."""
-
-    returncode: int
-    stdout: str
-    run_id: str
-
-
-def missing_cluster_reason() -> str | None:
-    if os.geteuid() == 0:
-        return None
-    return "the loopback cluster (tests/slurm/cluster.sh up) installs packages and writes /etc/slurm: it needs root"
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(tiny_dag_on_slurm):
+    """The loopback cluster the session brought up (see tests/slurm/loopback.py)."""
     reason = missing_cluster_reason()
     if reason:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"the SLURM test must run in CI: {reason}")
         pytest.skip(reason)
-    up = subprocess.run(["bash", str(CLUSTER), "up"], capture_output=True, text=True, timeout=1200)
-    print(up.stdout + up.stderr)
-    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-    yield
-    down = subprocess.run(["bash", str(CLUSTER), "down"], capture_output=True, text=True, timeout=300)
-    assert down.returncode == 0, down.stdout + down.stderr
-
-
-def snakemake_on_slurm(workdir: Path, *args: str, check: bool = True, **popen) -> Run | subprocess.Popen:
-    """Run the venv's Snakemake with the site profile + test overlay, under a hard time limit.
-
-    `args` go first: `--configfile` takes several values and would swallow a target after it.
-    """
-    command = [
-        "timeout", "-k", "30", str(RUN_LIMIT_S), str(Path(sys.executable).parent / "snakemake"),
-        *args, "--profile", "profiles/slurm", "--profile", str(OVERLAY), "--configfile", "small.yaml",
-    ]
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("ARENA_SLURM_", "SLURM_"))}
-    if popen:
-        return subprocess.Popen(command, cwd=workdir, env=env, text=True, **popen)
-    result = subprocess.run(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-6000:]}")
-    return finished(result.returncode, result.stdout)
-
-
-def finished(returncode: int, stdout: str) -> Run:
-    match = re.search(r"SLURM run ID: (\S+)", stdout)
-    assert match, stdout[-3000:]
-    return Run(returncode, stdout, match.group(1))
+    return tiny_dag_on_slurm
 
 
 def sacct(run_id: str, *, duplicates: bool = False) -> list[dict[str, str]]:
@@ -102,14 +54,8 @@ def rule_of(comment: str) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def slurm_run(cluster, tmp_path_factory):
-    # Without the fresh-init students: more jobs of a rule the DAG runs anyway, which the local
-    # run covers; the submission is the same.
-    workdir = tiny_workflow(tmp_path_factory.mktemp("slurm"), compare_fresh_init=False)
-    started = time.monotonic()
-    run = snakemake_on_slurm(workdir)
-    print(f"tiny DAG through SLURM: {time.monotonic() - started:.0f} s")
-    return workdir, run
+def slurm_run(cluster):
+    return cluster.result()
 
 
 def test_every_rule_instance_is_its_own_completed_slurm_job(slurm_run):

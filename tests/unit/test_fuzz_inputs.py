@@ -22,7 +22,7 @@ from arena_distill.errors import ArenaDistillError
 from arena_distill.io import write_parquet
 
 TRAIN_COLUMNS = [*PAIR_COLUMNS, *LABELS]
-EXAMPLES = 1000
+EXAMPLES = 700  # per test: 2,100 files in all
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
