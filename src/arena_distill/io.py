@@ -107,21 +107,21 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def read_csv_text(path: Path) -> pd.DataFrame:
-    """Every cell as text. No index column is ever inferred: pandas would otherwise take a first
-    row with one field too many as an index and shift every column of the file silently."""
+    """Every cell as text. The bytes are checked to be UTF-8 first, so that every later error
+    (pandas', or finding a ragged line) reads valid text. No index column is ever inferred:
+    pandas would otherwise take a first row with one field too many as an index and shift
+    every column of the file silently."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(f"not UTF-8 text: byte {raw[error.start:error.start + 1]!r} at offset {error.start}, line {line}; "
+                        "re-save the file as UTF-8", file=path) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", index_col=False)
-    except UnicodeDecodeError:
-        raw = path.read_bytes()
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            line = raw[: error.start].count(b"\n") + 1
-            raise DataError(f"not UTF-8 text: byte {raw[error.start:error.start + 1]!r} at offset {error.start}, line {line}; "
-                            "re-save the file as UTF-8", file=path) from None
-        raise
     except pd.errors.ParserWarning:
         raise DataError(f"line {ragged_line(path)} has more fields than the header", file=path) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
