@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
 from arena_distill import LABELS
 from arena_distill.adapters import average_adapters
 from arena_distill.io import read_json, read_parquet, read_table
@@ -177,8 +176,7 @@ def evaluate_run(
     calibration: Mapping | None = None,
 ) -> dict:
     """The whole report: OOF per teacher and student, the holdout scores (`holdout_scores`, one
-    job per model),
-    and the submission on the labelled test rows when their labels are given."""
+    job per model), and the submission on the labelled test rows when their labels are given."""
     report: dict = {
         "teachers": {teacher: oof_metrics(paths) for teacher, paths in teacher_val_logits.items()},
         "student": oof_metrics(student_val_logits),
