@@ -32,7 +32,6 @@ from transformers import get_cosine_schedule_with_warmup
 from arena_distill.batching import length_grouped_batches, pad_right, random_batches, token_budget_batches
 from arena_distill.checkpoints import Checkpoints
 from arena_distill.errors import ConfigError
-from arena_distill.logs import progress
 from arena_distill.metrics import accuracy, logits_log_loss
 from arena_distill.parallel import Parallel, sync_gradients, use_bf16
 
@@ -109,6 +108,9 @@ class TrainConfig:
     batching: str = "length_grouped"
     """`length_grouped` (similar lengths per batch, less padding) or `random` (the original)."""
     eval_every: int = 100
+    log_every: int = 0
+    """Steps between progress lines (loss, rate, ETA) and points of the learning curve in
+    `metrics.json`; 0 = every tenth of the run."""
     eval_max_tokens: int = 65536
     precision: str = "auto"
     seed: int = 0
@@ -287,6 +289,34 @@ def evaluate_and_checkpoint(run: Run, train_loss: float, started: float) -> None
     run.checkpoints.save(run.model, run.optimizer, run.scheduler, state)
 
 
+@dataclass(frozen=True)
+class Pace:
+    """Where this process's share of the run started (a resumed run's earlier steps do not
+    count towards its rate)."""
+
+    step: int
+    time: float
+
+
+def log_progress(run: Run, pace: Pace, window: int) -> None:
+    """One line a user can `tail -f`: step, share done, recent loss, learning rate, rate, ETA."""
+    state = run.state
+    elapsed = time.perf_counter() - pace.time
+    seconds_per_step = elapsed / max(1, state.step - pace.step)
+    log.info(
+        "step %d/%d (%d %%) train_loss %.4f lr %.2e %.0f tok/s elapsed %s eta %s",
+        state.step, run.total_steps, 100 * state.step // run.total_steps, float(np.mean(state.losses[-window:])),
+        run.scheduler.get_last_lr()[0], state.tokens / max(state.train_seconds, 1e-9), clock(elapsed),
+        clock(seconds_per_step * (run.total_steps - state.step)),
+    )
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss, as a log line shows a duration."""
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
 def train(
     model: torch.nn.Module,
     task: Task,
@@ -313,7 +343,8 @@ def train(
     started = time.perf_counter() - state.seconds
     epoch_plan: tuple[int, list[list[int]]] = (-1, [])
     interval_losses: list[float] = []
-    bar = progress(total=run.total_steps, initial=state.step, enabled=run.parallel.is_main, desc="train")
+    log_every = config.log_every or max(1, run.total_steps // 10)
+    pace = Pace(state.step, time.perf_counter())
     while state.step < run.total_steps:
         # The batch plan is a pure function of (seed, epoch): a resumed run replays it.
         epoch, position = divmod(state.step, run.steps_per_epoch)
@@ -322,18 +353,17 @@ def train(
         step_loss = optimizer_step(run, epoch_plan[1][position])
         state.losses.append(step_loss)
         interval_losses.append(step_loss)
-        bar.update(1)
-        bar.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
+        if run.parallel.is_main and (state.step % log_every == 0 or state.step == run.total_steps):
+            log_progress(run, pace, log_every)
         # Every eval_every steps and at the end: validate, keep the best, checkpoint.
         if state.step % config.eval_every == 0 or state.step == run.total_steps:
             evaluate_and_checkpoint(run, float(np.mean(interval_losses)), started)
             interval_losses = []
             if on_checkpoint is not None:
                 on_checkpoint(state.step)
-    bar.close()
     # The validation logits of the weights kept: nothing is scored twice.
     kept_logits = run.checkpoints.load_best(model) if config.select == "best" else run.last_logits
-    metrics = {**summarize_run(state, run.steps_per_epoch, config.select), "validation_share": run.validation_share}
+    metrics = {**summarize_run(state, run.steps_per_epoch, config.select, log_every), "validation_share": run.validation_share}
     return TrainResult(metrics, state, kept_logits)
 
 
@@ -365,8 +395,16 @@ def accumulate(
     return loss_sum, tokens
 
 
-def summarize_run(state: TrainState, steps_per_epoch: int, select: str = "best") -> dict:
-    """The run's metrics: validation numbers of the weights kept, loss at start and end, speed."""
+def learning_curve(losses: list[float], every: int) -> list[dict[str, float]]:
+    """The mean training loss over the `every` steps up to each `every`-th step and the last:
+    the curve the report plots, a few dozen points whatever the run's length."""
+    ends = sorted({*range(every, len(losses) + 1, every), len(losses)} - {0})
+    return [{"step": end, "train_loss": float(np.mean(losses[max(0, end - every) : end]))} for end in ends]
+
+
+def summarize_run(state: TrainState, steps_per_epoch: int, select: str = "best", log_every: int = 1) -> dict:
+    """The run's metrics: validation numbers of the weights kept, loss at start and end, the
+    learning curve, speed."""
     window = max(1, len(state.losses) // 20)
     kept_step = state.best_step if select == "best" else state.step
     kept = next((h for h in state.history if h["step"] == kept_step), {})
@@ -385,6 +423,7 @@ def summarize_run(state: TrainState, steps_per_epoch: int, select: str = "best")
         "tokens_per_second": state.tokens / max(state.train_seconds, 1e-9),
         "resumed_from": state.resumed_from,
         "history": state.history,
+        "train_curve": learning_curve(state.losses, log_every),
     }
 
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from arena_distill.pairs import swap_pairs, with_swaps
 from arena_distill.checkpoints import trainable_state
 from arena_distill.parallel import Parallel
-from arena_distill.training import ClassificationTask, TrainConfig, classifier_metrics, score, train
+from arena_distill.training import ClassificationTask, TrainConfig, classifier_metrics, learning_curve, score, train
 from tests.unit.synthetic import PAD, marker_pairs, tiny_classifier
 
 CONFIG = TrainConfig(learning_rate=3e-3, epochs=3, batch_size=16, micro_batch_size=16, eval_every=20, seed=0)
@@ -53,6 +53,25 @@ def test_training_learns_the_marker(tmp_path):
     again = score(model, val, PAD, torch.device("cpu"), Parallel(), 4096, False)
     assert classifier_metrics(again, val.targets["label"])["loss"] == pytest.approx(metrics["val_loss"], rel=1e-6)
     np.testing.assert_allclose(result.val_logits, again, atol=1e-5)
+
+
+def test_the_run_logs_its_pace_and_keeps_a_learning_curve(tmp_path, caplog):
+    """A line every tenth of the run (loss, rate, ETA) that `tail -f` shows, and the same
+    points in the metrics for the report's learning curves; the curve falls as it learns."""
+    with caplog.at_level("INFO", logger="arena_distill.training"):
+        _, result = run(tmp_path)
+    lines = [r.getMessage() for r in caplog.records if " eta " in r.getMessage()]
+    assert len(lines) == 10 and lines[0].startswith("step 30/300 (10 %) train_loss ") and "tok/s" in lines[0]
+    assert lines[-1].startswith("step 300/300 (100 %)") and lines[-1].endswith("eta 0:00:00")
+    curve = result.metrics["train_curve"]
+    assert [point["step"] for point in curve] == list(range(30, 301, 30))
+    assert curve[-1]["train_loss"] < curve[0]["train_loss"] / 3
+
+
+def test_learning_curve_windows():
+    assert learning_curve([4.0, 2.0, 3.0, 1.0, 0.0], 2) == [
+        {"step": 2, "train_loss": 3.0}, {"step": 4, "train_loss": 2.0}, {"step": 5, "train_loss": 0.5}]
+    assert learning_curve([], 3) == []
 
 
 def test_labels_detached_from_the_rows_are_not_learned(tmp_path):
