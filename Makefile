@@ -17,7 +17,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl
 LOCK_INPUTS := requirements.lock requirements-cuda.lock pyproject.toml
 STAMP := $(VENV)/.setup-hash
 
-.PHONY: setup demo test bench lint dryrun-preset rulegraph lock lock-cuda clean gpu-check gpu-check-bundle
+.PHONY: setup demo report test bench lint dryrun-preset rulegraph lock lock-cuda clean gpu-check gpu-check-bundle
 
 setup:
 	@build=$(CUDA); \
@@ -44,6 +44,11 @@ setup:
 
 demo: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(SNAKEMAKE) --profile profiles/local --cores $(CORES) all
+
+# The Snakemake report of the demo's run: figures with captions, runtimes, the rule graph.
+report: demo
+	PATH=$(CURDIR)/$(BIN):$$PATH $(SNAKEMAKE) --profile profiles/local --report results/report.html all
+	@echo "wrote results/report.html"
 
 # Speed of the embedded default, as ratios against baselines measured in the same run.
 bench: setup

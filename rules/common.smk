@@ -370,6 +370,66 @@ def get_evaluate_inputs(wildcards):
     return inputs
 
 
+FIGURES = {
+    name: f"results/report/{name}.png"
+    for name in (
+        "data_labels",
+        "teacher_curves",
+        "student_curves",
+        "cv",
+        "reliability",
+        "confusion",
+        "position_bias",
+        "class_shares",
+        "job_resources",
+    )
+}
+
+
+def training_runs():
+    """The metrics file of every training run, by report panel and run name: each model's
+    post-pretraining, the teachers' and the students' fold runs."""
+    runs = {"teachers": {}, "student": {}}
+    for name in used_models():
+        if post_pretraining(name):
+            panel = "student" if name == "student" else "teachers"
+            runs[panel][
+                f"{name} post-pretraining"
+            ] = f"results/models/{name}/post_pretrain/metrics.json"
+    for teacher in teachers():
+        for fold in folds():
+            runs["teachers"][
+                f"{teacher} fold {fold}"
+            ] = f"results/teachers/{teacher}/fold{fold}/metrics.json"
+    for run in student_runs():
+        for fold in folds():
+            runs["student"][
+                f"{run} fold {fold}"
+            ] = f"results/{run}/fold{fold}/metrics.json"
+    return runs
+
+
+def get_figures_inputs(wildcards):
+    """What the report's figures are drawn from: files the run has written, nothing rescored."""
+    inputs = {
+        "metrics": "results/eval/metrics.json",
+        "train": "results/data/train.parquet",
+        "folds": "results/folds/folds_clean.json",
+        "submission": "results/submission.csv",
+        "student_val_logits": student_val_logits(),
+        "training_metrics": [
+            path for panel in training_runs().values() for path in panel.values()
+        ],
+    }
+    if any(post_pretraining(name) for name in used_models()):
+        inputs["post_pretrain"] = "results/data/post_pretrain.parquet"
+    if "rows" in get_calibration_inputs(wildcards) and calibrating():
+        inputs["calibration"] = "results/data/calibration.parquet"
+    if config["data"].get("test_labels"):
+        inputs["test_labels"] = config["data"]["test_labels"]
+    return inputs
+
+
 def checkpoint_dir(rule, *names):
     """Where a training job keeps its resumable state: outside its outputs, so Snakemake's
     cleanup of an interrupted job's outputs leaves it for the rerun to resume from."""
@@ -383,4 +443,5 @@ def get_final_outputs():
         "results/model",
         "results/eval/metrics.json",
         "results/eval/summary.md",
+        *FIGURES.values(),
     ]

@@ -1,5 +1,6 @@
 localrules:
     evaluate,
+    figures,
 
 
 rule score_holdout:
@@ -42,3 +43,65 @@ rule evaluate:
         },
     script:
         "../scripts/evaluate.py"
+
+
+rule figures:
+    input:
+        unpack(get_figures_inputs),
+    output:
+        data_labels=report(
+            FIGURES["data_labels"],
+            caption="../report/data_labels.rst",
+            category="Data",
+        ),
+        teacher_curves=report(
+            FIGURES["teacher_curves"],
+            caption="../report/learning_curves.rst",
+            category="Teachers",
+        ),
+        student_curves=report(
+            FIGURES["student_curves"],
+            caption="../report/learning_curves.rst",
+            category="Student",
+        ),
+        reliability=report(
+            FIGURES["reliability"],
+            caption="../report/reliability.rst",
+            category="Student",
+        ),
+        confusion=report(
+            FIGURES["confusion"],
+            caption="../report/confusion.rst",
+            category="Student",
+        ),
+        position_bias=report(
+            FIGURES["position_bias"],
+            caption="../report/position_bias.rst",
+            category="Student",
+        ),
+        cv=report(
+            FIGURES["cv"],
+            caption="../report/cv.rst",
+            category="Final model",
+        ),
+        class_shares=report(
+            FIGURES["class_shares"],
+            caption="../report/class_shares.rst",
+            category="Final model",
+        ),
+        job_resources=report(
+            FIGURES["job_resources"],
+            caption="../report/job_resources.rst",
+            category="Run",
+        ),
+    log:
+        "results/logs/figures.log",
+    conda:
+        "../envs/arena-distill.yaml"
+    params:
+        runs=training_runs(),
+        # Read at run time: every benchmarked job of the DAG has finished before the
+        # evaluation this rule waits for.
+        benchmarks="results/benchmarks",
+    script:
+        "../scripts/figures.py"

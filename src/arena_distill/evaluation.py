@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from arena_distill import LABELS
 from arena_distill.adapters import average_adapters
 from arena_distill.io import read_json, read_parquet, read_table
-from arena_distill.metrics import accuracy, log_loss, prior_log_loss
+from arena_distill.metrics import accuracy, labelled_rows, log_loss, prior_log_loss
 from arena_distill.models import load_adapter, load_model, load_tokenizer
 from arena_distill.calibration import PairScaling, views_probs
 from arena_distill.prediction import View, load_classifier, score_views
@@ -130,11 +129,8 @@ def views_metrics(views: Sequence[View], labels: np.ndarray, calibration: PairSc
 
 def labelled_test_metrics(submission: pd.DataFrame, labels: pd.DataFrame) -> dict:
     """The submission's probabilities (TTA as submitted) scored on the labelled test rows."""
-    labels = labels.astype({"id": np.int64, **dict.fromkeys(LABELS, np.int64)})
-    joined = labels.merge(submission, on="id", suffixes=("_true", ""))
-    truth = joined[[f"{label}_true" for label in LABELS]].to_numpy(dtype=np.int64).argmax(axis=1)
-    probs = joined[list(LABELS)].to_numpy(dtype=np.float64)
-    return {"rows": int(len(joined)), "log_loss_tta": log_loss(probs, truth), "accuracy_tta": accuracy(probs, truth),
+    probs, truth = labelled_rows(submission, labels)
+    return {"rows": int(len(truth)), "log_loss_tta": log_loss(probs, truth), "accuracy_tta": accuracy(probs, truth),
             "prior_log_loss": prior_log_loss(truth), "tie_share_predicted": float(probs[:, 2].mean()),
             "tie_share_true": float((truth == 2).mean())}
 

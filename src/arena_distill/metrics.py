@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.special import log_softmax
+
+from arena_distill import LABELS
 
 EPS = 1e-15
 """Probabilities are clipped to [EPS, 1 - EPS] as the competition's metric did."""
@@ -30,3 +33,12 @@ def prior_log_loss(labels: np.ndarray, n_classes: int = 3) -> float:
     """Log loss of always predicting the class frequencies of `labels` themselves."""
     freq = np.bincount(labels, minlength=n_classes) / len(labels)
     return log_loss(np.tile(freq, (len(labels), 1)), labels)
+
+
+def labelled_rows(submission: pd.DataFrame, labels: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A submission's probabilities and the true classes of its labelled rows, matched by id
+    (`labels` in the submission's one-hot schema, as the test labels file has them)."""
+    labels = labels.astype({"id": np.int64, **dict.fromkeys(LABELS, np.int64)})
+    joined = labels.merge(submission, on="id", suffixes=("_true", ""))
+    truth = joined[[f"{label}_true" for label in LABELS]].to_numpy(dtype=np.int64).argmax(axis=1)
+    return joined[list(LABELS)].to_numpy(dtype=np.float64), truth

@@ -24,7 +24,7 @@ from tests.tiny import N_FOLDS, TEACHERS
 
 pytestmark = pytest.mark.slurm
 
-LOCAL_RULES = {"make_folds", "clean_folds", "gather_logits", "calibrate_teacher", "submission", "evaluate", "all"}
+LOCAL_RULES = {"make_folds", "clean_folds", "gather_logits", "calibrate_teacher", "submission", "evaluate", "figures", "all"}
 
 
 @pytest.fixture(scope="module")

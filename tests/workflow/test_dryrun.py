@@ -41,7 +41,7 @@ def STUDENT_SIDE(n_folds: int, holdout: bool = True, calibrated: bool = False) -
     """Steps 5-9: a student per fold, then one of everything; models are scored on the
     holdout prompts only when the run keeps some (each fold student, the merged and the
     exported model, one job each), the submission calibrated only when asked."""
-    single = ["average_adapters", "merge_student", "quantize_student", "predict", "submission", "evaluate"]
+    single = ["average_adapters", "merge_student", "quantize_student", "predict", "submission", "evaluate", "figures"]
     single += ["calibrate_submission"] * calibrated
     return {"distill_student": n_folds, **dict.fromkeys(single, 1), **({"score_holdout": n_folds + 2} if holdout else {})}
 
