@@ -102,8 +102,8 @@ install_packages() {
   ((${#missing[@]})) || return 0
   local t0; t0=$(now_ms)
   say "installing: ${missing[*]}"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >"$STATE/apt.log" 2>&1 ||
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >"$STATE/apt.log" 2>&1 ||
     die "apt-get install failed" "$STATE/apt.log"
   say "package install took $(secs_since "$t0") s"
 }

@@ -59,7 +59,9 @@ def chromium() -> str:
     if os.geteuid() != 0:
         pytest.skip("the report test installs Debian's chromium package: it needs root (or chromium on PATH)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+    # The lock timeout: the loopback cluster may be installing Slurm at the same time.
+    wait = ["-o", "DPkg::Lock::Timeout=600"]
+    for command in (["apt-get", *wait, "update", "-qq"], ["apt-get", *wait, "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
         subprocess.run(command, check=True, env=env, capture_output=True, timeout=900)
     return shutil.which("chromium") or "/usr/bin/chromium"
 
