@@ -275,6 +275,20 @@ def predict_params():
     }
 
 
+def model_card_recipe():
+    """How the exported model was made, for its model card (README.md in results/model)."""
+    return {
+        "student": config["student"]["model"],
+        "teachers": {name: config["teachers"][name]["model"] for name in teachers()}
+        or {name: "precomputed logits" for name in precomputed_teachers()},
+        "folds": config["folds"]["n"],
+        "average": config["average"]["method"],
+        "post_pretrain": post_pretraining("student"),
+        "data": config["data"]["train"],
+        "text": config["text"],
+    }
+
+
 def student_val_logits(run="student"):
     return expand("results/{run}/fold{fold}/val_logits.parquet", run=run, fold=folds())
 

@@ -15,5 +15,6 @@ rule quantize_student:
         quantize=config["quantize"],
         text=config["text"],
         predict=predict_params(),
+        recipe=model_card_recipe(),
     script:
         "../scripts/quantize_student.py"

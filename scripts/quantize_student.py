@@ -21,5 +21,6 @@ with script_logging(snakemake.log[0]) as log:
         snakemake.input.model, snakemake.output[0], method=settings["method"], bits=settings["bits"],
         group_size=settings["group_size"], calibration_texts=texts, model_seqlen=settings.get("model_seqlen"),
         dtype=settings["dtype"], inference={"text": snakemake.params.text, "predict": snakemake.params.predict},
+        recipe=snakemake.params.recipe,
     )
     log.info("quantized %s: %s", snakemake.input.model, summary)

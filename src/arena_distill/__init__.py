@@ -29,6 +29,10 @@ for _name, _value in JOB_ENVIRONMENT.items():
 LABELS = ("winner_model_a", "winner_model_b", "winner_tie")
 """Class order of every label, logit and probability column: A wins, B wins, tie."""
 
+INFERENCE_FILE = "inference.json"
+"""The scoring settings saved in a model directory beside its weights (text budgets,
+lengths, TTA): the command line scores as the workflow did."""
+
 
 UNACTIONABLE_WARNINGS = {
     # torchao (a GPTQModel dependency this project never calls) tries its CUDA kernels on import.

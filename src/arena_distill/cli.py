@@ -1,8 +1,9 @@
 """Command line: score pairs with a saved model, or plan the GPU memory of a run before it starts.
 
-    python -m arena_distill predict --model results/model --input pairs.csv --output preds.csv
-    python -m arena_distill plan --configfile config/presets/blackpearl.yaml --profile profiles/slurm
+    arena-distill predict --model results/model --input pairs.csv --output preds.csv
+    arena-distill plan --configfile config/presets/blackpearl.yaml --profile profiles/slurm
 
+(`python -m arena_distill` is the same command.)
 Input: the Kaggle test schema (`id, prompt, response_a, response_b`, fields as JSON lists
 of turns), CSV or parquet. Output: the submission schema, CSV or parquet by suffix. The
 settings (text budgets, max lengths, TTA) default to those the workflow exported with the
@@ -20,18 +21,24 @@ import logging
 import sys
 from pathlib import Path
 
-from arena_distill.capacity import plan as capacity_plan, table
-from arena_distill.data import prepare_test
+from arena_distill import INFERENCE_FILE
 from arena_distill.errors import ArenaDistillError
-from arena_distill.prediction import check_output_path, check_submission, predict_table, read_calibration, write_table
-from arena_distill.quantize import INFERENCE_FILE
+
+# Torch, transformers and GPTQModel load in the command that needs them, not before
+# `--help` or an argument error (they take seconds and print banners).
+EXAMPLE = """example:
+  arena-distill predict --model results/model --input data/sample/test.csv --output predictions.csv
+
+The model directory is one the workflow wrote (results/model); its inference.json gives the
+text budgets, lengths and TTA the workflow used. Exit status 2: bad input or arguments."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m arena_distill",
-                                     description="Score pairs with a saved model; plan a run's GPU memory.")
+    parser = argparse.ArgumentParser(prog="arena-distill", description="Score pairs with a saved model; plan a run's GPU memory.",
+                                     epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="score pairs: Kaggle test schema in, submission schema out")
+    predict = commands.add_parser("predict", help="score pairs: Kaggle test schema in, submission schema out",
+                                  epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     predict.add_argument("--model", required=True, help="model directory (results/model)")
     predict.add_argument("--input", required=True, help="pairs, .csv or .parquet")
     predict.add_argument("--output", required=True, help="predictions, .csv or .parquet")
@@ -71,6 +78,9 @@ def model_settings(model_dir: str) -> tuple[dict, dict]:
 
 
 def predict(args: argparse.Namespace) -> None:
+    from arena_distill.data import prepare_test
+    from arena_distill.prediction import check_output_path, check_submission, predict_table, read_calibration, write_table
+
     if not (Path(args.model) / "config.json").is_file():
         raise FileNotFoundError(f"--model {args.model} is not a model directory (no config.json); the command line "
                                 "reads local models only, e.g. results/model")
@@ -96,6 +106,7 @@ def predict(args: argparse.Namespace) -> None:
 
 def plan(args: argparse.Namespace) -> int:
     """Print the capacity plan; 1 when a rule cannot fit, naming it."""
+    from arena_distill.capacity import plan as capacity_plan, table
     from arena_distill.workflow import effective_config  # needs snakemake, which `predict` does not
 
     estimates = capacity_plan(effective_config(args.configfile), args.profile, args.gpu_memory_gib)

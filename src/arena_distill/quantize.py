@@ -18,12 +18,13 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, GPTQConfig, PreTrainedTokenizerBase
 
+from arena_distill import INFERENCE_FILE
 from arena_distill.errors import ConfigError
 from arena_distill.io import atomic_path
+from arena_distill.model_card import model_card
 from arena_distill.models import attention_implementation, load_tokenizer, quantization_config, resolve_dtype
 
 METHODS = ("gptq", "bnb", "none")
-INFERENCE_FILE = "inference.json"
 
 
 def quantize_model(
@@ -37,6 +38,7 @@ def quantize_model(
     model_seqlen: int | None = None,
     dtype: str = "auto",
     inference: Mapping[str, Any] | None = None,
+    recipe: Mapping[str, Any] | None = None,
 ) -> dict:
     """Quantize the model at `merged_dir` into `out_dir`; returns what was done.
 
@@ -44,28 +46,34 @@ def quantize_model(
     that have it, fp16 on a T4, fp32 on CPU); prediction loads it in the same dtype.
 
     `inference` (text budgets and prediction settings) is saved beside the weights as
-    `inference.json`, so whoever serves the model scores pairs the way the run did.
+    `inference.json`, so whoever serves the model scores pairs the way the run did; with the
+    run's `recipe` a model card (`README.md`, `arena_distill.model_card`) goes beside them.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown quantization method {method!r}; choose from {list(METHODS)}", key="quantize.method")
     tokenizer = load_tokenizer(merged_dir)
     if method == "none":
+        summary = {"method": "none"}
         with atomic_path(out_dir, directory=True) as tmp:
             shutil.copytree(merged_dir, tmp, dirs_exist_ok=True)
             write_inference(tmp, inference)
-        return {"method": "none"}
+            write_card(tmp, recipe, summary)
+        return summary
     if method == "gptq":
         model = gptq_quantize(merged_dir, tokenizer, bits, group_size, calibration_texts, model_seqlen, resolve_dtype(dtype))
     else:
         model = AutoModelForSequenceClassification.from_pretrained(
             merged_dir, quantization_config=quantization_config(bits, resolve_dtype(dtype)), device_map={"": device_name()}
         )
+    summary = {"method": method, "bits": bits, "dtype": str(model.dtype).removeprefix("torch."),
+               "group_size": group_size if method == "gptq" else None,
+               "calibration_texts": len(calibration_texts) if method == "gptq" else 0}
     with atomic_path(out_dir, directory=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_inference(tmp, inference)
-    return {"method": method, "bits": bits, "dtype": str(model.dtype).removeprefix("torch."), "group_size": group_size if method == "gptq" else None,
-            "calibration_texts": len(calibration_texts) if method == "gptq" else 0}
+        write_card(tmp, recipe, summary)
+    return summary
 
 
 def gptq_quantize(
@@ -96,6 +104,11 @@ def gptq_quantize(
 def write_inference(model_dir: Path, inference: Mapping[str, Any] | None) -> None:
     if inference is not None:
         (model_dir / INFERENCE_FILE).write_text(json.dumps(inference, indent=1))
+
+
+def write_card(model_dir: Path, recipe: Mapping[str, Any] | None, summary: Mapping[str, Any]) -> None:
+    if recipe is not None:
+        (model_dir / "README.md").write_text(model_card(recipe, summary))
 
 
 def device_name() -> str:

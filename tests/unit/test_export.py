@@ -149,8 +149,11 @@ def test_merged_logits_equal_the_adapters(base, tokenizer, merged):
 @pytest.mark.parametrize("method, bits, tolerance", [("gptq", 8, 0.05), ("bnb", 8, 0.05), ("none", 8, 0.0)])
 def test_quantized_model_reloads_with_stock_transformers(tokenizer, merged, tmp_path, method, bits, tolerance):
     texts = [f"calibration text number {i}: a prompt, answer A and answer B" for i in range(8)]
+    recipe = {"student": "google/gemma-2-9b-it", "teachers": {"llama": "meta-llama/Meta-Llama-3-70B-Instruct"}, "folds": 5,
+              "average": "mean", "post_pretrain": True, "data": "data/sample/train.parquet",
+              "text": {"train_max_length": 1024, "test_max_length": 2000}}
     quantize_model(merged / "model", tmp_path / "q", method=method, bits=bits, group_size=32, calibration_texts=texts,
-                   inference={"predict": {"tta": True}})
+                   inference={"predict": {"tta": True}}, recipe=recipe)
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "q")
     full = AutoModelForSequenceClassification.from_pretrained(merged / "model")
     difference = (logits_of(reloaded, tokenizer) - logits_of(full, tokenizer)).abs().max().item()
@@ -162,6 +165,10 @@ def test_quantized_model_reloads_with_stock_transformers(tokenizer, merged, tmp_
         assert config["quantization_config"]["bits" if method == "gptq" else "load_in_8bit"] in (8, True)
         assert difference > 0  # the weights really changed
     assert json.loads((tmp_path / "q/inference.json").read_text()) == {"predict": {"tta": True}}
+    card = (tmp_path / "q/README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\n") and "license: gemma\nbase_model: google/gemma-2-9b-it\n" in card
+    assert "Gemma Terms of Use" in card and "Meta Llama 3 Community License" in card and "CC BY-NC 4.0" in card
+    assert ("not quantized" if method == "none" else f"{method.upper()} {bits}-bit") in card
 
 
 def test_a_gptq_model_loads_with_the_kernel_asked(tokenizer, merged, tmp_path):
@@ -178,3 +185,11 @@ def test_a_gptq_model_loads_with_the_kernel_asked(tokenizer, merged, tmp_path):
         kernels("gptq_triton")
     with pytest.raises(ConfigError, match="predict.gptq_backend"):
         kernels("fastest")
+
+
+def test_the_model_card_names_each_base_models_licence():
+    from arena_distill.model_card import model_licence
+
+    assert model_licence("tiny:gemma2")[0] == "apache-2.0"
+    assert model_licence("Qwen/Qwen2-72B-Instruct")[0] == "tongyi-qianwen"
+    assert model_licence("/models/my-own")[0] == "other" and "check its model card" in model_licence("/models/my-own")[1]

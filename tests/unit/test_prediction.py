@@ -135,3 +135,18 @@ def test_non_finite_logits_stop_the_prediction_naming_the_pair(model_dir, pairs)
     rows = prepare_test(pairs)
     with pytest.raises(NumericalError, match=rf"12 of 12 pairs got non-finite logits .* \(row id {rows['id'].iloc[0]}\)"):
         pair_probs(model, tokenizer, rows, TextConfig(max_length=96, prompt_tokens=32), max_lengths=[96])
+
+
+def test_the_console_script_helps_without_loading_the_model_libraries():
+    """`arena-distill --help` (installed by `make setup`) prints an example and loads no
+    torch, transformers or GPTQModel: those take seconds and print banners."""
+    script = shutil.which("arena-distill", path=os.path.dirname(sys.executable))
+    assert script, "make setup installs the arena-distill console script into the venv"
+    shown = subprocess.run([script, "predict", "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and shown.stderr == ""
+    assert "arena-distill predict --model results/model --input" in shown.stdout
+    probe = ("import sys; from arena_distill.cli import main\n"
+             "try: main(['--help'])\nexcept SystemExit: pass\n"
+             "print(sorted(m for m in ('torch', 'transformers', 'gptqmodel', 'pandas') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert loaded.stdout.strip().splitlines()[-1] == "[]", loaded.stdout + loaded.stderr

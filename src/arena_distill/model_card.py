@@ -1,0 +1,87 @@
+"""The model card (`README.md`) written into the exported model directory.
+
+Hugging Face reads a model directory's README.md as its card: YAML front matter (licence,
+base model, library), then prose. Ours says how the model was made (the run's recipe), how
+it was quantized, how to score with it, and which licences apply: the base model's terms
+travel with fine-tuned and quantized weights, and the bundled sample data is CC BY-NC 4.0.
+The evaluation is written after the model exists, so the card points to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+MODEL_LICENCES = {
+    "gemma": ("gemma", "Gemma Terms of Use (https://ai.google.dev/gemma/terms)"),
+    "llama": ("llama3", "Meta Llama 3 Community License (https://llama.meta.com/llama3/license/)"),
+    "qwen": ("tongyi-qianwen", "Tongyi Qianwen License of Qwen2-72B (https://huggingface.co/Qwen/Qwen2-72B-Instruct/blob/main/LICENSE)"),
+}
+SAMPLE_DATA_LICENCE = "CC BY-NC 4.0 (AlpacaEval pairs) and the competition's data terms (arena rows): data/sample/README.md"
+
+
+def model_licence(spec: str) -> tuple[str, str]:
+    """(front-matter licence id, the terms in words) of a model spec (hub id, path or `tiny:<arch>`)."""
+    if spec.startswith("tiny:"):
+        return "apache-2.0", "none from a base model: random-init weights built by the workflow (the project's Apache-2.0)"
+    lowered = spec.lower()
+    for family, licence in MODEL_LICENCES.items():
+        if family in lowered:
+            return licence
+    return "other", f"the terms of {spec} (not one this project knows: check its model card)"
+
+
+def model_card(recipe: Mapping[str, Any], quantization: Mapping[str, Any]) -> str:
+    """The card of an exported student. `recipe`: the run's `student`, `teachers` (name ->
+    model spec), `folds`, `average`, `post_pretrain`, `data` (the train file) and `text`;
+    `quantization`: what `quantize_model` did."""
+    student = recipe["student"]
+    licence_id, student_terms = model_licence(student)
+    teachers = recipe["teachers"]
+    front = ["---", "library_name: transformers", "pipeline_tag: text-classification", f"license: {licence_id}"]
+    if not student.startswith("tiny:"):
+        front.append(f"base_model: {student}")
+    front += ["tags: [arena-distill, lmsys-chatbot-arena, knowledge-distillation, gptq]", "---", ""]
+    bits = quantization.get("bits")
+    method = quantization.get("method", "none")
+    quantized = "not quantized" if method == "none" else f"{method.upper()} {bits}-bit" + (
+        f", group size {quantization['group_size']}, {quantization['calibration_texts']} calibration texts"
+        if method == "gptq" else "")
+    lines = [
+        "# arena-distill student",
+        "",
+        "Predicts, for a prompt and two chatbot answers, P(A wins), P(B wins) and P(tie): a sequence",
+        "classifier with three labels (`winner_model_a`, `winner_model_b`, `winner_tie`), the",
+        "1st-place recipe of the LMSYS Chatbot Arena Human Preference Predictions competition.",
+        "",
+        "## How it was made",
+        "",
+        f"- student: `{student}`; teachers: " + ", ".join(f"`{name}` (`{spec}`)" for name, spec in teachers.items()),
+        f"- post-pretraining on labelled pairs: {'yes' if recipe['post_pretrain'] else 'no'}; "
+        f"{recipe['folds']} folds of `{recipe['data']}`",
+        f"- each fold's student distilled from every teacher's logits with LoRA, the fold adapters "
+        f"averaged (`{recipe['average']}`) and merged",
+        f"- quantization: {quantized} (`dtype` {quantization.get('dtype')})",
+        f"- texts: at most {recipe['text']['train_max_length']} tokens in training, "
+        f"{recipe['text']['test_max_length']} at test",
+        "",
+        "## Use",
+        "",
+        "```bash",
+        "arena-distill predict --model <this directory> --input pairs.csv --output predictions.csv",
+        "```",
+        "",
+        "`inference.json` holds the scoring settings of the run (text budgets, lengths, A/B-swap",
+        "TTA); the run's fitted calibration is `results/calibration/calibration.json`",
+        "(`--calibration`). The evaluation of the run that made this model is",
+        "`results/eval/summary.md`.",
+        "",
+        "## Licences",
+        "",
+        f"- these weights derive from `{student}`: {student_terms}",
+        *[f"- teacher `{name}` (its logits taught the student): {model_licence(spec)[1]}" for name, spec in teachers.items()],
+        f"- training data: `{recipe['data']}`"
+        + (f"; the bundled sample is {SAMPLE_DATA_LICENCE}" if recipe["data"].startswith("data/sample/") else ""),
+        "",
+    ]
+    return "\n".join(front + lines)
