@@ -88,6 +88,15 @@ def test_multi_device_teachers_run_torchrun_inside_one_task(slurm_run):
     assert any((workdir / "logs/slurm/rule_train_teacher").rglob("*.log")), "successful jobs' SLURM logs are kept"
 
 
+def test_the_run_ends_with_an_efficiency_report(slurm_run):
+    """The plugin's sacct summary of every job's CPU and memory use (profiles/slurm)."""
+    workdir, run = slurm_run
+    reports = list((workdir / "logs/slurm/efficiency").glob("efficiency_report_*.csv"))
+    assert len(reports) == 1, run.stdout[-3000:]
+    report = pd.read_csv(reports[0])
+    assert len(report) > 0 and any("Efficiency" in column for column in report.columns), report.columns.tolist()
+
+
 def test_outputs_equal_a_local_run(slurm_run, tiny_local_run):
     workdir, _ = slurm_run
     for name in ("folds/folds.json", "folds/folds_clean.json"):

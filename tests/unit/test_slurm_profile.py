@@ -67,3 +67,23 @@ def test_retries_ask_for_more_memory_and_time():
 
 def test_jobs_are_requeued_after_preemption():
     assert PROFILE["slurm-requeue"] is True and PROFILE["retries"] >= 1
+
+
+def partition(rule: str) -> str:
+    expression = {**PROFILE["default-resources"], **PROFILE["set-resources"].get(rule, {})}["slurm_partition"]
+    return eval(expression)
+
+
+def test_gpu_and_cpu_rules_go_to_their_own_partitions(monkeypatch):
+    """CPU-only jobs never queue for a GPU partition; one variable still sets both."""
+    rules = sorted(PROFILE["set-resources"])
+    monkeypatch.setenv("ARENA_SLURM_GPU_PARTITION", "gpu")
+    monkeypatch.setenv("ARENA_SLURM_CPU_PARTITION", "cpu")
+    assert {rule: partition(rule) for rule in rules} == {rule: "gpu" if rule in GPU_RULES else "cpu" for rule in rules}
+    assert partition("a rule without set-resources") == "cpu"
+    monkeypatch.delenv("ARENA_SLURM_GPU_PARTITION")
+    monkeypatch.delenv("ARENA_SLURM_CPU_PARTITION")
+    monkeypatch.setenv("ARENA_SLURM_PARTITION", "all")
+    assert {partition(rule) for rule in rules} == {"all"}
+    monkeypatch.delenv("ARENA_SLURM_PARTITION")
+    assert {partition(rule) for rule in rules} == {""}  # the cluster's default partition

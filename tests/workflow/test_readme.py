@@ -1,0 +1,91 @@
+"""Every command in the README's bash blocks, run in a fresh workflow copy.
+
+Commands that need neither a GPU nor the competition data run as written (the scoring CLI
+on the tests' tiny run, the capacity plan, DAG inspection); the long ones run as far as a
+reader can check them without hours of compute: `make` targets with `make -n` (the target
+exists and its recipe expands), Snakemake runs as dry runs of the same arguments, with
+placeholder files where the preset names competition data. GPU commands are only named.
+A command the README gains that none of these rules covers fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from arena_distill.workflow import PRESET, with_placeholder_data
+from tests.conftest import REPO, copy_workflow
+
+BIN = Path(sys.executable).parent
+GPU_ONLY = ("make gpu-check", "make gpu-check-bundle", "PYTHONPATH=src:.gpu-bundle python3 -m arena_distill.gpu_check")
+"""Commands for a GPU node (README: GPU check): not run here."""
+
+
+def readme_commands() -> list[str]:
+    """Each command line of the README's bash blocks: comments, `export` lines and the
+    optional-argument brackets of a usage line dropped, a pipe's first command kept."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S):
+        for line in block.splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if not line or line.startswith(("#", "export ")):
+                continue
+            line = re.sub(r"\s*\[[^\]]*\]", "", line).split(" | ")[0].split(" > ")[0].strip()
+            commands.append(line)
+    return commands
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})})
+    assert result.returncode == 0, f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def workflow_copy(tmp_path_factory) -> Path:
+    """A fresh workflow copy with the preset's data files as placeholders."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("readme"))
+    with_placeholder_data(workdir, [PRESET])
+    return workdir
+
+
+def test_the_readme_has_the_commands_this_test_knows():
+    commands = readme_commands()
+    assert "make demo" in commands and "make test" in commands and len(commands) > 15
+    assert all(command.split()[0] in ("make", ".venv/bin/snakemake", "snakemake", ".venv/bin/arena-distill")
+               or command in GPU_ONLY for command in commands), commands
+
+
+@pytest.mark.parametrize("command", [c for c in readme_commands() if c.startswith("make ") and c not in GPU_ONLY])
+def test_make_targets_expand(command):
+    run(["make", "-n", *shlex.split(command)[1:]], REPO)
+
+
+@pytest.mark.parametrize("command", [c for c in readme_commands() if "snakemake" in c.split()[0]])
+def test_snakemake_commands_plan(command, workflow_copy):
+    args = shlex.split(command)[1:]
+    if "--rulegraph" not in args:
+        args.append("-n")
+    result = run([str(BIN / "snakemake"), *args], workflow_copy)
+    assert "Building DAG of jobs" in result.stdout + result.stderr
+
+
+def test_the_scoring_command_runs_on_a_finished_run(tiny_local_run, tmp_path):
+    (command,) = [c for c in readme_commands() if c.startswith(".venv/bin/arena-distill predict")]
+    args = shlex.split(command)[1:]
+    args[args.index("--output") + 1] = str(tmp_path / "preds.csv")
+    run([str(BIN / "arena-distill"), *args], tiny_local_run)
+    assert (tmp_path / "preds.csv").read_text().startswith("id,winner_model_a,winner_model_b,winner_tie\n")
+
+
+def test_the_capacity_plan_runs(workflow_copy):
+    (command,) = [c for c in readme_commands() if c.startswith(".venv/bin/arena-distill plan")]
+    result = run([str(BIN / "arena-distill"), *shlex.split(command)[1:]], workflow_copy)
+    assert "train_teacher" in result.stdout
