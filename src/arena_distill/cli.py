@@ -2,6 +2,7 @@
 
     arena-distill predict --model results/model --input pairs.csv --output preds.csv
     arena-distill plan --configfile config/presets/blackpearl.yaml --profile profiles/slurm
+    arena-distill download --configfile config/presets/blackpearl.yaml   # on a login node
 
 (`python -m arena_distill` is the same command.)
 Input: the Kaggle test schema (`id, prompt, response_a, response_b`, fields as JSON lists
@@ -18,11 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from arena_distill import INFERENCE_FILE
-from arena_distill.errors import ArenaDistillError
+from arena_distill.errors import ArenaDistillError, DownloadError
 
 # Torch, transformers and GPTQModel load in the command that needs them, not before
 # `--help` or an argument error (they take seconds and print banners).
@@ -60,6 +62,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     plan.add_argument("--profile", default="profiles/slurm",
                       help="Snakemake profile whose set-resources give each rule its GPUs")
     plan.add_argument("--gpu-memory-gib", type=float, default=80.0, help="memory of one GPU")
+    download = commands.add_parser("download", help="fetch the run's hub models into the Hugging Face cache (HF_HOME), "
+                                   "with HF_TOKEN for gated ones: on a login node, before the jobs run offline")
+    download.add_argument("--configfile", nargs="+", action="extend", default=[],
+                          help="config files overlaid on config/config.yaml in order, as snakemake --configfile")
+    download.add_argument("--dry-run", action="store_true", help="list the models and fetch nothing")
     return parser.parse_args(argv)
 
 
@@ -119,12 +126,35 @@ def plan(args: argparse.Namespace) -> int:
     return 1 if too_large else 0
 
 
+def download(args: argparse.Namespace) -> int:
+    """List the run's hub models and, unless --dry-run, fetch them into the cache."""
+    from arena_distill.download import download_models, hub_models
+    from arena_distill.workflow import effective_config
+
+    models = hub_models(effective_config(args.configfile))
+    for key, repo in models.items():
+        print(f"{key}: {repo}")
+    if not models:
+        print("nothing to download: every model is tiny: or a local directory")
+    if models and not args.dry_run:
+        try:
+            snapshots = download_models(models, token=os.environ.get("HF_TOKEN"))
+        except Exception as error:  # the hub client's errors (network, gated, missing) share no base class
+            raise DownloadError(f"{type(error).__name__}: {error} (a gated model needs HF_TOKEN and its licence "
+                                "accepted on the hub; this command needs the network)") from error
+        home = os.environ.get("HF_HOME", "~/.cache/huggingface")
+        print(f"fetched {len(snapshots)} models into {home}: give the jobs the same HF_HOME")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "plan":
             return plan(args)
+        if args.command == "download":
+            return download(args)
         predict(args)
     except (ArenaDistillError, FileNotFoundError, ValueError) as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)

@@ -57,6 +57,10 @@ class ConfigError(ArenaDistillError, ValueError):
         super().__init__(f"{message} (config key {key!r})")
 
 
+class DownloadError(ArenaDistillError, OSError):
+    """A model could not be fetched from the hub (network, token, gated licence)."""
+
+
 class NumericalError(ArenaDistillError, ArithmeticError):
     """A model produced inf or NaN where numbers were needed; `row` is the pair's id."""
 

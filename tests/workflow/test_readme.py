@@ -85,6 +85,13 @@ def test_the_scoring_command_runs_on_a_finished_run(tiny_local_run, tmp_path):
     assert (tmp_path / "preds.csv").read_text().startswith("id,winner_model_a,winner_model_b,winner_tie\n")
 
 
+def test_the_download_command_lists_the_preset_models(workflow_copy):
+    """Run with --dry-run: fetching 300 GB needs the network and a token."""
+    (command,) = [c for c in readme_commands() if c.startswith(".venv/bin/arena-distill download")]
+    result = run([str(BIN / "arena-distill"), *shlex.split(command)[1:], "--dry-run"], workflow_copy)
+    assert "student.model: google/gemma-2-9b-it" in result.stdout
+
+
 def test_the_capacity_plan_runs(workflow_copy):
     (command,) = [c for c in readme_commands() if c.startswith(".venv/bin/arena-distill plan")]
     result = run([str(BIN / "arena-distill"), *shlex.split(command)[1:]], workflow_copy)
