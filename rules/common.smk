@@ -38,6 +38,11 @@ from arena_distill.config_checks import check_config
 
 check_config(config, workflow.basedir)
 
+# Hugging Face's loading and saving bars redraw with carriage returns: in a job's log (a
+# SLURM output file, the local run's terminal record) they are noise. A user who wants them
+# sets HF_HUB_DISABLE_PROGRESS_BARS=0.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
 # Scripts import the project library from src/ whatever environment runs them (the
 # project venv, a conda env from envs/, or a SLURM job), without installing it there.
 os.environ.update(

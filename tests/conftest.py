@@ -101,6 +101,7 @@ def tiny_local_run(tmp_path_factory) -> Path:
     workdir = tiny_workflow(tmp_path_factory.mktemp("e2e"))
     result = snakemake(workdir, "--profile", "profiles/local", "--configfile", "small.yaml")
     assert "steps (100%) done" in result.stdout
+    (workdir / "run.out").write_text(result.stdout)  # what the user's terminal showed
     return workdir
 
 

@@ -240,6 +240,8 @@ def add_lora(
     Trainable parameters are kept in float32 whatever the base's dtype: under bf16 a
     full-size module such as the head would otherwise round most Adam updates away.
     """
+    if gradient_checkpointing:
+        model.config.use_cache = False  # a classifier keeps no KV cache; left on, every job warns about it
     if is_quantized(model):
         # Non-reentrant checkpointing on both paths: peft passes `{}` on, and torch's default is
         # still the reentrant kind, with a warning.

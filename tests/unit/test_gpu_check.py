@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -113,15 +115,27 @@ def test_summary_records_a_failed_phase_and_the_next_one_runs(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["phases"][0]["status"] == FAIL
 
 
-CPU_PROMPTS = {"train": 12, "extra": 4, "post_pretrain": 4}
+def test_a_kernel_warmup_that_fails_or_overruns_is_reported_and_not_waited_for(tmp_path):
+    def started(code: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+
+    assert gpu_phases.finish_warmup(started("raise SystemExit(3)"), tmp_path, 60) == {
+        "error": "exit 3, see gptq-warm.log"
+    }
+    slow = started("import time; time.sleep(60)")
+    assert "still building" in gpu_phases.finish_warmup(slow, tmp_path, 0.5)["error"]
+    assert slow.poll() is not None  # killed, not left running beside the next phase
+    (tmp_path / "gptq-warm.json").write_text(json.dumps({"seconds": 121.0, "kernels": ["MarlinLinear"]}))
+    done = gpu_phases.finish_warmup(started("pass"), tmp_path, 60)
+    assert "121 s" in gpu_phases.warmup_lines(done)[1] and "MarlinLinear" in gpu_phases.warmup_lines(done)[1]
 
 
 @pytest.mark.workflow
 def test_the_smoke_workflow_at_cpu_sizes_plans_every_rule_and_builds_a_4bit_teacher(tmp_path):
     """The GPU smoke overlay, shrunk to CPU sizes: the whole DAG planned, and the model-building
     rules of a 4-bit teacher (init_model, post_pretrain) run for real. The full run takes about
-    3 minutes on 2 cores, too long for the suite; the GPU check runs it in full."""
-    overlay = gpu_phases.prepare_workflow(tmp_path / "w", CPU_PROMPTS, cpu_sizes=True)
+    2.5 minutes on 2 cores, too long for the suite; the GPU check runs it in full."""
+    overlay = gpu_phases.prepare_workflow(tmp_path / "w", gpu_phases.SMOKE_PROMPTS, cpu_sizes=True)
     workdir = tmp_path / "w"
     assert (
         gpu_phases.run_logged(

@@ -156,6 +156,7 @@ def test_k_bit_base_trains_a_lora_adapter_on_cpu(tokenizer, tmp_path, bits, chec
     checkpointed = [m._gradient_checkpointing_func for m in model.modules() if getattr(m, "gradient_checkpointing", False)]
     assert bool(checkpointed) == checkpointing
     assert all(func.keywords.get("use_reentrant") is False for func in checkpointed)
+    assert model.config.use_cache is not checkpointing  # else every checkpointed job warns that it drops the cache
     model.train()
     ids = torch.tensor([tokenizer("one pair")["input_ids"], tokenizer("another pair")["input_ids"][:3]])
     loss = torch.nn.functional.cross_entropy(model(input_ids=ids).logits.float(), torch.tensor([0, 2]))

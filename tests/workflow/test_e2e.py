@@ -116,6 +116,12 @@ def test_calibration_fits_out_of_fold(finished_run):
         assert len(report["scale"]) == len(report["bias"]) == 3
 
 
+def test_the_run_shows_no_hugging_face_progress_bars(finished_run):
+    """Loading and saving bars redraw with carriage returns: a terminal record or SLURM log fills with them."""
+    shown = (finished_run / "run.out").read_text()
+    assert "Loading weights" not in shown and "Writing model shards" not in shown
+
+
 def test_nothing_to_do_after_a_run(finished_run):
     result = snakemake(finished_run, "-n", "--configfile", "small.yaml")
     assert "Nothing to be done" in result.stdout
