@@ -1,5 +1,6 @@
 """Dry runs: the DAG plans exactly the jobs the config implies, for the default and the preset."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,26 @@ def test_default_plans_every_table_fold_step_and_tiny_model(workflow_copy):
         "all": 1,
     }
     assert "Missing output files" in result.stdout
+
+
+def test_the_committed_small_dag_plans_from_the_repository_root(tmp_path):
+    """`.test/` as a user runs it by hand: its links reach the project's config and data."""
+    workdir = copy_workflow(tmp_path / "repo")
+    shutil.copytree(REPO / ".test", workdir / ".test", symlinks=True)
+    result = snakemake(workdir, "--directory", ".test", "--configfile", ".test/small.yaml", "-n", "--cores", "2")
+    assert job_counts(result.stdout) == {
+        "prepare_data": 4,
+        "make_folds": 1,
+        "clean_folds": 1,
+        "init_model": 3,
+        "post_pretrain": 3,
+        "train_teacher": 4,
+        "calibrate_teacher": 2,  # calibration on: one temperature per teacher from its validation logits
+        "teacher_logits": 8,  # 2 teachers x 2 folds x 2 shards
+        "gather_logits": 4,
+        **STUDENT_SIDE(2, calibrated=True),
+        "all": 1,
+    }
 
 
 def STUDENT_SIDE(n_folds: int, holdout: bool = True, calibrated: bool = False) -> dict[str, int]:

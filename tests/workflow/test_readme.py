@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,8 +51,9 @@ def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> sub
 
 @pytest.fixture(scope="module")
 def workflow_copy(tmp_path_factory) -> Path:
-    """A fresh workflow copy with the preset's data files as placeholders."""
+    """A fresh workflow copy with `.test/` and the preset's data files as placeholders."""
     workdir = copy_workflow(tmp_path_factory.mktemp("readme"))
+    shutil.copytree(REPO / ".test", workdir / ".test", symlinks=True)
     with_placeholder_data(workdir, [PRESET])
     return workdir
 
