@@ -234,20 +234,50 @@ def get_teacher_logit_tables(wildcards):
     In-sample logits (the original) come from the same fold's teacher; out-of-fold ones
     from every fold's teacher, each covering its own validation rows.
     """
-    supplied = precomputed_teachers()
-    if supplied:
-        return {name: [path] for name, path in supplied.items()}
     logit_folds = (
         [wildcards.fold] if config["teacher_logits"]["rows"] == "train" else folds()
     )
+    heuristic = (
+        {"heuristic": expand(HEURISTIC_FILES["logits"], fold=logit_folds)}
+        if config["distill"]["heuristic_teacher"]
+        else {}
+    )
+    supplied = precomputed_teachers()
+    if supplied:
+        return {**{name: [path] for name, path in supplied.items()}, **heuristic}
     return {
-        teacher: expand(
-            "results/teachers/{teacher}/fold{fold}/logits.parquet",
-            teacher=teacher,
-            fold=logit_folds,
-        )
-        for teacher in teachers()
+        **{
+            teacher: expand(
+                "results/teachers/{teacher}/fold{fold}/logits.parquet",
+                teacher=teacher,
+                fold=logit_folds,
+            )
+            for teacher in teachers()
+        },
+        **heuristic,
     }
+
+
+HEURISTIC_FILES = {
+    name: f"results/heuristic/fold{{fold}}/{name}.parquet"
+    for name in ("logits", "val_logits", "scored")
+}
+
+
+def heuristic_files(name):
+    """One file of every fold's heuristic features model (`HEURISTIC_FILES`)."""
+    return expand(HEURISTIC_FILES[name], fold=folds())
+
+
+def labelled_test_inputs(wildcards=None):
+    """The labelled test rows when the config gives their labels: the models that score the
+    holdout score them too."""
+    if config["data"].get("test_labels"):
+        return {
+            "test": "results/data/test.parquet",
+            "test_labels": config["data"]["test_labels"],
+        }
+    return {}
 
 
 def get_teacher_calibrations():
@@ -351,11 +381,13 @@ def holdout_scorings():
 
 
 def get_score_holdout_inputs(wildcards):
-    """A saved model (the exported one with its calibration), or fold adapters and their base."""
+    """A saved model (the exported one with its calibration), or fold adapters and their base;
+    the labelled test rows when the config gives their labels."""
+    test = labelled_test_inputs()
     if wildcards.scored == "merged":
-        return {"model": "results/student/merged"}
+        return {"model": "results/student/merged", **test}
     if wildcards.scored == "submission":
-        return {"model": "results/model", **get_calibrated_inputs(wildcards)}
+        return {"model": "results/model", **get_calibrated_inputs(wildcards), **test}
     run, part = wildcards.scored.split("/")
     adapters = student_adapters(run)
     if part != "average":
@@ -363,7 +395,15 @@ def get_score_holdout_inputs(wildcards):
     return {
         "adapters": adapters,
         "student_base": workflow_files(base_of("student", fresh=run != "student")),
+        **test,
     }
+
+
+def get_submission_inputs(wildcards):
+    """The student folds' out-of-fold logits when the submission is shrunk: its fit."""
+    if config["predict"]["shrink"]:
+        return {"student_val_logits": student_val_logits()}
+    return {}
 
 
 def get_evaluate_inputs(wildcards):
@@ -380,9 +420,14 @@ def get_evaluate_inputs(wildcards):
             else []
         ),
         "submission": "results/submission.csv",
+        "heuristic_val_logits": heuristic_files("val_logits"),
+        "heuristic_scored": heuristic_files("scored"),
     }
     if config["folds"]["holdout"]:
         inputs["holdout"] = holdout_scorings()
+        inputs["holdout_probs"] = [
+            path.removesuffix(".json") + ".parquet" for path in holdout_scorings()
+        ]
     inputs.update(get_calibrated_inputs(wildcards))
     if config["data"].get("test_labels"):
         inputs["test_labels"] = config["data"]["test_labels"]

@@ -42,6 +42,7 @@ rule predict:
 
 rule submission:
     input:
+        unpack(get_submission_inputs),
         predictions="results/predictions/test.parquet",
         test="results/data/test.parquet",
     output:
@@ -50,5 +51,8 @@ rule submission:
         "results/logs/submission.log",
     conda:
         "../envs/arena-distill.yaml"
+    params:
+        shrink=config["predict"]["shrink"],
+        no_ties=config["predict"]["no_ties"],
     script:
         "../scripts/submission.py"

@@ -9,7 +9,8 @@ rule score_holdout:
         train="results/data/train.parquet",
         folds="results/folds/folds_clean.json",
     output:
-        "results/eval/holdout/{scored}.json",
+        metrics="results/eval/holdout/{scored}.json",
+        probs="results/eval/holdout/{scored}.parquet",
     log:
         "results/logs/score_holdout/{scored}.log",
     benchmark:
@@ -20,7 +21,12 @@ rule score_holdout:
         "../envs/arena-distill.yaml"
     params:
         student_base=source_path("student"),
-        average_method=config["average"]["method"],
+        # The fresh-init comparison averages its folds; best_fold picks by the main run's folds.
+        average_method=(
+            "mean"
+            if config["average"]["method"] == "best_fold"
+            else config["average"]["method"]
+        ),
         predict=predict_params(),
         text=config["text"],
     script:

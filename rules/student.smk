@@ -31,7 +31,8 @@ rule distill_student:
 
 rule average_adapters:
     input:
-        student_adapters(),
+        adapters=student_adapters(),
+        val_logits=student_val_logits(),
     output:
         directory("results/student/averaged"),
     log:

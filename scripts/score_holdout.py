@@ -1,28 +1,41 @@
-"""Rule score_holdout: one model on the holdout prompts -> results/eval/holdout/{scored}.json.
+"""Rule score_holdout: one model on the holdout prompts -> results/eval/holdout/{scored}.json,
+and its TTA probabilities per labelled row (holdout and labelled test rows) -> {scored}.parquet.
 
 A student fold adapter (or a fold average) is merged into its base; the merged and the
 exported model are loaded from disk; the exported one is also reported as submitted.
 """
 
+import pandas as pd
 import torch
 
-from arena_distill.evaluation import adapter_views, holdout_name, holdout_rows, holdout_scores, holdout_views
-from arena_distill.io import write_json
+from arena_distill.evaluation import (adapter_model, holdout_name, holdout_rows, holdout_scores, labelled_test_rows,
+                                      model_views, saved_model, scored_rows)
+from arena_distill.io import atomic_path, write_json
 from arena_distill.logs import script_logging
 from arena_distill.prediction import read_calibration
 
 with script_logging(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
     text, settings = snakemake.params.text, snakemake.params.predict
-    rows = holdout_rows(snakemake.input.train, snakemake.input.folds)
+    row_sets = {"holdout": holdout_rows(snakemake.input.train, snakemake.input.folds)}
+    if "test_labels" in snakemake.input.keys():
+        row_sets["test"] = labelled_test_rows(snakemake.input.test, snakemake.input.test_labels)
     name = holdout_name(snakemake.wildcards.scored)
-    report = {}
-    if len(rows):
+    calibration = read_calibration(snakemake.input.get("calibration"))
+    report, tables = {}, []
+    if len(row_sets["holdout"]):
         if "model" in snakemake.input.keys():
-            views = holdout_views(snakemake.input.model, rows, text, settings)
+            model, tokenizer = saved_model(snakemake.input.model, settings)
         else:
-            views = adapter_views(snakemake.params.student_base, list(snakemake.input.adapters),
-                                  snakemake.params.average_method, rows, text, settings)
-        report = holdout_scores(name, views, rows["label"].to_numpy(), read_calibration(snakemake.input.get("calibration")))
-    write_json(report, snakemake.output[0])
-    log.info("%s on %d holdout rows: %s", name, len(rows), report)
+            model, tokenizer = adapter_model(snakemake.params.student_base, list(snakemake.input.adapters),
+                                             snakemake.params.average_method)
+        for row_set, rows in row_sets.items():
+            views = model_views(model, tokenizer, rows, text, settings)
+            if row_set == "holdout":
+                report = holdout_scores(name, views, rows["label"].to_numpy(), calibration)
+            tables.append(scored_rows(row_set, rows, views, calibration))
+    probs = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["rows", "id", "label"])
+    with atomic_path(snakemake.output.probs) as tmp:
+        probs.to_parquet(tmp, index=False)
+    write_json(report, snakemake.output.metrics)
+    log.info("%s on %d holdout rows: %s", name, len(row_sets["holdout"]), report)

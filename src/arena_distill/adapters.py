@@ -7,6 +7,8 @@ Two ways, both giving an ordinary adapter directory that `PeftModel.from_pretrai
   bilinear, mean(B)·mean(A) is *not* the mean of the folds' updates: it mixes cross terms
   B_i·A_j of unrelated folds and shrinks what the folds disagree on. It is what the
   1st-place solution merged, and it worked for them.
+- `best_fold` (not an average: the source documents' alternative): the fold adapter with the
+  lowest out-of-fold log loss, alone (`best_fold_adapter`).
 - `mean_delta`: the exact mean of the updates. The folds' A matrices are stacked along the
   rank axis and their B matrices side by side, divided by n, so B'·A' = Σ B_i·A_i / n; the
   rank grows to n·r and `lora_alpha` is scaled to keep alpha / r (the LoRA scaling) fixed.
@@ -107,6 +109,19 @@ def widened_config(config: dict, n: int) -> dict:
     widened["rank_pattern"] = {k: v * n for k, v in (config.get("rank_pattern") or {}).items()}
     widened["alpha_pattern"] = {k: v * alpha_factor for k, v in (config.get("alpha_pattern") or {}).items()}
     return widened
+
+
+def best_fold_adapter(paths: Sequence[str | Path], losses: Sequence[float], out_dir: str | Path) -> dict:
+    """Copy the adapter with the lowest out-of-fold loss to `out_dir` as it is: the source
+    documents' "single best fold", which merges and quantizes one fold's weights alone."""
+    if len(paths) != len(losses) or not paths:
+        raise ValueError(f"{len(paths)} adapters but {len(losses)} fold losses")
+    best = min(range(len(paths)), key=lambda i: losses[i])
+    config, tensors = read_adapter(paths[best])
+    with atomic_path(out_dir, directory=True) as tmp:
+        save_file(tensors, tmp / WEIGHTS, metadata={"format": "pt"})
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2))
+    return {"method": "best_fold", "adapters": [str(paths[best])], "fold": best, "losses": list(losses), "r": config["r"]}
 
 
 def average_adapters(paths: Sequence[str | Path], out_dir: str | Path, method: str = "mean") -> dict:

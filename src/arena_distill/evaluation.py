@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from arena_distill import LABELS
 from arena_distill.adapters import average_adapters
 from arena_distill.io import read_json, read_parquet, read_table
 from arena_distill.metrics import accuracy, labelled_rows, log_loss, prior_log_loss
@@ -27,9 +28,12 @@ from arena_distill.models import load_adapter, load_model, load_tokenizer
 from arena_distill.calibration import PairScaling, views_probs
 from arena_distill.prediction import View, load_classifier, score_views
 from arena_distill.text import TextConfig
-from arena_distill.stages import validation_metrics
+from arena_distill.postprocess import apply_shrink, fit_shrink, no_ties
+from arena_distill.stages import validation_metrics, validation_probs
 
 METRIC_COLUMNS = ["rows", "log_loss", "log_loss_tta", "accuracy", "accuracy_tta", "prior_log_loss"]
+PROBS = ["p_a", "p_b", "p_tie"]
+CALIBRATED = ["calibrated_a", "calibrated_b", "calibrated_tie"]
 
 
 def oof_metrics(val_logits: Sequence[str | Path]) -> dict:
@@ -70,6 +74,11 @@ def summary_markdown(report: Mapping) -> str:
         for fold, metrics in enumerate(result["folds"]):
             lines.append(line(f"teacher {teacher} fold {fold} (OOF)", metrics))
         lines.append(line(f"teacher {teacher} pooled OOF", result["pooled"]))
+    heuristic = report.get("heuristic")
+    if heuristic:
+        for fold, metrics in enumerate(heuristic["folds"]):
+            lines.append(line(f"heuristic features model fold {fold} (OOF)", metrics))
+        lines.append(line("heuristic features model pooled OOF", heuristic["pooled"]))
     student = report["student"]
     for fold, metrics in enumerate(student["folds"]):
         lines.append(line(f"student fold {fold} (OOF)", metrics))
@@ -91,19 +100,19 @@ def summary_markdown(report: Mapping) -> str:
     if "test" in report and "tie_share_true" in report["test"]:
         test = report["test"]
         lines += ["", f"Labelled test rows: predicted tie share {test['tie_share_predicted']:.1%}, true {test['tie_share_true']:.1%}."]
+    if "options" in report:
+        lines += options_markdown(report["options"])
     return "\n".join(lines) + "\n"
 
 
-def holdout_views(model_dir: str | Path, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> list[View]:
-    """A saved model's raw logits on labelled rows at the test settings, as given and mirrored."""
-    model, tokenizer = load_classifier(model_dir, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"))
-    return model_views(model, tokenizer, rows, text, settings)
+def saved_model(model_dir: str | Path, settings: Mapping):
+    """A saved model (the merged or the exported one) as `predict` loads it, and its tokenizer."""
+    return load_classifier(model_dir, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"))
 
 
-def adapter_views(base: str | Path, adapters: Sequence[str | Path], method: str, rows: pd.DataFrame, text: Mapping,
-                  settings: Mapping) -> list[View]:
-    """A fold adapter (or the `method` average of several) merged into its base in float32, scored
-    as `holdout_views` scores a saved model."""
+def adapter_model(base: str | Path, adapters: Sequence[str | Path], method: str):
+    """A fold adapter (or the `method` average of several) merged into its base in float32, and
+    the base's tokenizer."""
     tokenizer = load_tokenizer(base)
     model = load_model(base, pad_token_id=tokenizer.pad_token_id, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,19 +121,42 @@ def adapter_views(base: str | Path, adapters: Sequence[str | Path], method: str,
             adapter = Path(tmp) / "averaged"
             average_adapters(adapters, adapter, method)
         merged = load_adapter(model, adapter).merge_and_unload().eval()
-    return model_views(merged, tokenizer, rows, text, settings)
+    return merged, tokenizer
 
 
 def model_views(model, tokenizer, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> list[View]:
+    """A model's raw logits on labelled rows at the test settings, as given and mirrored."""
     return score_views(model, tokenizer, rows, TextConfig.of(text, settings["max_lengths"][0]), max_lengths=settings["max_lengths"],
                        max_tokens=settings.get("max_tokens", 65536))
 
 
-def views_metrics(views: Sequence[View], labels: np.ndarray, calibration: PairScaling | None = None) -> dict:
-    """Plain (given order) and TTA metrics of a model's scorings, after `calibration`."""
+def tta_probs(views: Sequence[View], calibration: PairScaling | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Given-order and TTA probabilities of a model's scorings, after `calibration`."""
     plain = views_probs([v for v in views if not v[1]], calibration)
     mirror = views_probs([v for v in views if v[1]], calibration)
-    return probs_metrics(plain, (plain + mirror) / 2, labels)
+    return plain, (plain + mirror) / 2
+
+
+def views_metrics(views: Sequence[View], labels: np.ndarray, calibration: PairScaling | None = None) -> dict:
+    """Plain (given order) and TTA metrics of a model's scorings, after `calibration`."""
+    return probs_metrics(*tta_probs(views, calibration), labels)
+
+
+def scored_rows(row_set: str, rows: pd.DataFrame, views: Sequence[View], calibration: PairScaling | None) -> pd.DataFrame:
+    """A model's TTA probabilities per labelled row (`PROBS`, and `CALIBRATED` after a
+    calibration), so the evaluation can combine models and post-process without scoring again."""
+    table = pd.DataFrame({"rows": row_set, "id": rows["id"].to_numpy(), "label": rows["label"].to_numpy()})
+    table[PROBS] = tta_probs(views)[1]
+    if calibration is not None:
+        table[CALIBRATED] = tta_probs(views, calibration)[1]
+    return table
+
+
+def labelled_test_rows(test_table: str | Path, test_labels: str | Path) -> pd.DataFrame:
+    """The test rows whose labels are given, with their class in `label`."""
+    labels = read_table(test_labels).astype({"id": np.int64, **dict.fromkeys(LABELS, np.int64)})
+    rows = read_parquet(test_table).astype({"id": np.int64}).merge(labels, on="id")
+    return rows.assign(label=rows[list(LABELS)].to_numpy().argmax(axis=1))
 
 
 def labelled_test_metrics(submission: pd.DataFrame, labels: pd.DataFrame) -> dict:
@@ -161,18 +193,95 @@ def holdout_scores(name: str, views: Sequence[View], labels: np.ndarray, calibra
     return report
 
 
+def row_set_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """What an option does on one set of labelled rows: log loss, accuracy and the tie shares."""
+    return {"rows": int(len(labels)), "log_loss": log_loss(probs, labels), "accuracy": accuracy(probs, labels),
+            "prior_log_loss": prior_log_loss(labels), "tie_share_predicted": float(probs[:, 2].mean()),
+            "tie_share_true": float((labels == 2).mean())}
+
+
+def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequence[str | Path],
+                  heuristic: Sequence[pd.DataFrame] = ()) -> dict:
+    """The source documents' options side by side on every labelled row set the scorings hold
+    (holdout prompts, labelled test rows), each TTA as submitted, from the per-row
+    probabilities of `score_holdout` (nothing is scored again):
+
+    - the exported fold average, uncalibrated and, where the run calibrates, calibrated;
+    - the single best fold by out-of-fold log loss, and the fold ensemble (mean probabilities);
+    - shrink (fitted on the pooled student out-of-fold predictions) instead of and after the calibration;
+    - no ties, after the calibration;
+    - the heuristic features model, its folds' mean probabilities (`heuristic`: their per-row tables).
+    """
+    folds = sorted((name for name in scored if name.startswith("student/fold")), key=lambda n: int(n.removeprefix("student/fold")))
+    oof = [read_parquet(path) for path in student_val_logits]
+    fold_losses = [validation_metrics(frame)["val_log_loss_tta"] for frame in oof]
+    best = int(np.argmin(fold_losses))
+    _, oof_tta, oof_labels = validation_probs(pd.concat(oof, ignore_index=True))
+    shrink = fit_shrink(oof_tta, oof_labels)
+    submission = scored["submission"].set_index(["rows", "id"])
+    submitted = CALIBRATED if CALIBRATED[0] in submission else PROBS
+    aligned = {name: scored[name].set_index(["rows", "id"]).loc[submission.index] for name in folds}
+    ensemble = sum(aligned[name][PROBS].to_numpy() for name in folds) / len(folds)
+    exported = "exported fold average" + (", calibrated" if submitted == CALIBRATED else "")
+    options = {
+        "exported fold average, uncalibrated": submission[PROBS].to_numpy(),
+        **({exported: submission[CALIBRATED].to_numpy()} if submitted == CALIBRATED else {}),
+        f"best fold (fold {best}, OOF TTA {fold_losses[best]:.4f})": aligned[folds[best]][PROBS].to_numpy(),
+        f"fold ensemble ({len(folds)} folds, mean probabilities)": ensemble,
+        "exported fold average, shrink (no calibration)": apply_shrink(submission[PROBS].to_numpy(), shrink),
+        f"{exported}, shrink": apply_shrink(submission[submitted].to_numpy(), shrink),
+        f"{exported}, no ties": no_ties(submission[submitted].to_numpy()),
+    }
+    if heuristic:
+        tables = [table.set_index(["rows", "id"]).loc[submission.index] for table in heuristic]
+        options[f"heuristic features model ({len(tables)} folds, mean probabilities)"] = (
+            sum(table[PROBS].to_numpy() for table in tables) / len(tables))
+    row_sets = submission.index.get_level_values("rows")
+    labels = submission["label"].to_numpy()
+    results = {
+        option: {row_set: row_set_metrics(probs[row_sets == row_set], labels[row_sets == row_set])
+                 for row_set in dict.fromkeys(row_sets)}
+        for option, probs in options.items()
+    }
+    return {"best_fold": best, "fold_oof_log_loss_tta": fold_losses, "shrink": shrink.to_dict(), "options": results}
+
+
+def options_markdown(report: Mapping) -> list[str]:
+    """The options table: one line per option, log loss and predicted tie share per row set."""
+    options = report["options"]
+    row_sets = list(next(iter(options.values())))
+    names = {"holdout": "holdout prompts", "test": "labelled test rows"}
+    first = next(iter(options.values()))
+    header = " | ".join(f"{names.get(r, r)} log loss (prior {first[r]['prior_log_loss']:.4f}) | tie share "
+                        f"(true {first[r]['tie_share_true']:.1%})" for r in row_sets)
+    lines = ["", "## Options", "", "Each TTA, from the per-row probabilities of the holdout scorings; shrink is fitted on "
+             "the student folds' out-of-fold predictions, the best fold chosen by them.", "",
+             f"| option | {header} |", "|---|" + "---|---|" * len(row_sets)]
+    for option, per_set in options.items():
+        cells = " | ".join(f"{per_set[r]['log_loss']:.4f} | {per_set[r]['tie_share_predicted']:.1%}" for r in row_sets)
+        lines.append(f"| {option} | {cells} |")
+    factors = ", ".join(f"{f:.2f}" for f in report["shrink"]["factors"])
+    lines += ["", f"Shrink factors per top-class confidence bin ({', '.join(f'{e:.2f}' for e in report['shrink']['edges'])}): "
+              f"{factors}."]
+    return lines
+
+
 def evaluate_run(
     *,
     teacher_val_logits: Mapping[str, Sequence[str]],
     student_val_logits: Sequence[str],
     fresh_init_val_logits: Sequence[str],
     holdout: Mapping[str, Mapping] | None,
+    holdout_probs: Mapping[str, str] | None = None,
+    heuristic_val_logits: Sequence[str] = (),
+    heuristic_scored: Sequence[str] = (),
     submission: str,
     test_labels: str | None,
     calibration: Mapping | None = None,
 ) -> dict:
     """The whole report: OOF per teacher and student, the holdout scores (`holdout_scores`, one
-    job per model), and the submission on the labelled test rows when their labels are given."""
+    job per model), the submission on the labelled test rows when their labels are given, and
+    the options table from the scorings' per-row probabilities (`holdout_probs`, by scoring)."""
     report: dict = {
         "teachers": {teacher: oof_metrics(paths) for teacher, paths in teacher_val_logits.items()},
         "student": oof_metrics(student_val_logits),
@@ -181,6 +290,11 @@ def evaluate_run(
         report["student_fresh_init"] = oof_metrics(fresh_init_val_logits)
     if holdout:
         report["holdout"] = dict(holdout)
+    if heuristic_val_logits:
+        report["heuristic"] = oof_metrics(heuristic_val_logits)
+    if holdout_probs:
+        scored = {name: read_parquet(path) for name, path in holdout_probs.items()}
+        report["options"] = option_scores(scored, student_val_logits, [read_parquet(path) for path in heuristic_scored])
     if calibration:
         report["calibration"] = dict(calibration)
     if test_labels:

@@ -243,25 +243,30 @@ def post_pretrain(
     job.train_classifier(ClassifierOutputs(**outputs), ("post_pretrain", spec, settings, training, text, model_fingerprint(base)))
 
 
-def validation_metrics(frame: pd.DataFrame) -> dict[str, float]:
-    """Log loss and accuracy of a logits table with labels, plain and with A/B-swap TTA.
-
-    TTA averages the probabilities of each pair and of its mirror mapped back to the
-    original order; the labels are those of the original rows.
-    """
+def validation_probs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Given-order probabilities, TTA probabilities (None without every mirror) and labels of
+    a logits table, by id. TTA averages the probabilities of each pair and of its mirror
+    mapped back to the original order; the labels are those of the original rows."""
     original = frame[~frame["swapped"]].sort_values("id")
-    logits = original[LOGIT_COLUMNS].to_numpy()
+    plain = softmax(original[LOGIT_COLUMNS].to_numpy(), axis=1)
     labels = original["label"].to_numpy()
+    mirrored = frame[frame["swapped"]].sort_values("id")
+    if len(mirrored) != len(original) or not (mirrored["id"].to_numpy() == original["id"].to_numpy()).all():
+        return plain, None, labels
+    return plain, (plain + unswap_probs(softmax(mirrored[LOGIT_COLUMNS].to_numpy(), axis=1))) / 2, labels
+
+
+def validation_metrics(frame: pd.DataFrame) -> dict[str, float]:
+    """Log loss and accuracy of a logits table with labels, plain and with A/B-swap TTA."""
+    plain, tta, labels = validation_probs(frame)
+    logits = frame[~frame["swapped"]].sort_values("id")[LOGIT_COLUMNS].to_numpy()
     metrics = {
-        "val_rows": len(original),
-        "val_log_loss": logits_log_loss(logits, labels),
-        "val_accuracy": accuracy(logits, labels),
+        "val_rows": len(labels),
+        "val_log_loss": logits_log_loss(logits, labels),  # from the logits: exact where a softmax rounds to 0
+        "val_accuracy": accuracy(plain, labels),
         "val_prior_log_loss": prior_log_loss(labels),
     }
-    mirrored = frame[frame["swapped"]].sort_values("id")
-    if len(mirrored) == len(original) and (mirrored["id"].to_numpy() == original["id"].to_numpy()).all():
-        mirror = unswap_probs(softmax(mirrored[LOGIT_COLUMNS].to_numpy(), axis=1))
-        tta = (softmax(logits, axis=1) + mirror) / 2
+    if tta is not None:
         metrics["val_log_loss_tta"] = log_loss(tta, labels)
         metrics["val_accuracy_tta"] = accuracy(tta, labels)
     return metrics

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from arena_distill.evaluation import holdout_name, holdout_scores, labelled_test_metrics, oof_metrics, summary_markdown
+from arena_distill.evaluation import (CALIBRATED, PROBS, holdout_name, holdout_scores, labelled_test_metrics, oof_metrics,
+                                      option_scores, summary_markdown)
 from arena_distill.calibration import PairScaling
 from arena_distill.logits import logits_frame
 from arena_distill.pairs import SWAPPED_LABEL
@@ -60,3 +61,51 @@ def test_the_exported_model_is_also_reported_as_submitted():
     raw, calibrated = report["submission (quantized)"], report["submission (quantized), calibrated (symmetric)"]
     assert raw["rows"] == calibrated["rows"] == 40 and raw["log_loss_tta"] != calibrated["log_loss_tta"]
     assert list(holdout_scores("student fold 0", views, labels)) == ["student fold 0"]
+
+
+def oof_fold_files(tmp_path, losses_by_noise=(0.3, 3.0)) -> list:
+    """Two folds' out-of-fold logits tables: fold 0 near its labels, fold 1 noisy."""
+    rng = np.random.default_rng(1)
+    paths = []
+    for fold, noise in enumerate(losses_by_noise):
+        ids = np.arange(fold * 60, fold * 60 + 60)
+        labels = rng.integers(0, 3, 60)
+        logits = 2.0 * np.eye(3)[labels] + noise * rng.normal(size=(60, 3))
+        rows = pd.DataFrame({"id": np.concatenate([ids, ids]), "swapped": [False] * 60 + [True] * 60})
+        frame = logits_frame(rows, np.vstack([logits, logits[:, SWAPPED_LABEL]]), {"label": np.concatenate([labels, SWAPPED_LABEL[labels]])})
+        paths.append(tmp_path / f"fold{fold}.parquet")
+        frame.to_parquet(paths[-1])
+    return paths
+
+
+def scored_table(probs: np.ndarray, labels: np.ndarray, calibrated: np.ndarray | None = None) -> pd.DataFrame:
+    """A `score_holdout` per-row table: 4 holdout rows, then 4 labelled test rows."""
+    table = pd.DataFrame({"rows": ["holdout"] * 4 + ["test"] * 4, "id": [5, 6, 7, 8, 1, 2, 3, 4], "label": labels})
+    table[PROBS] = probs
+    if calibrated is not None:
+        table[CALIBRATED] = calibrated
+    return table
+
+
+def test_the_options_table_compares_every_option_on_both_row_sets(tmp_path):
+    labels = np.array([0, 1, 2, 0, 1, 1, 2, 0])
+    right = np.full((8, 3), 0.1) + 0.7 * np.eye(3)[labels]
+    uniform = np.full((8, 3), 1 / 3)
+    scored = {"student/fold0": scored_table(right, labels), "student/fold1": scored_table(uniform, labels),
+              "submission": scored_table(uniform, labels, calibrated=right)}
+    result = option_scores(scored, oof_fold_files(tmp_path))
+    assert result["best_fold"] == 0  # the fold with the lower out-of-fold loss
+    options = result["options"]
+    best = next(name for name in options if name.startswith("best fold (fold 0"))
+    assert set(options[best]) == {"holdout", "test"} and options[best]["test"]["rows"] == 4
+    assert math.isclose(options[best]["holdout"]["log_loss"], -math.log(0.8))
+    ensemble = next(name for name in options if name.startswith("fold ensemble"))
+    assert math.isclose(options[ensemble]["test"]["log_loss"], -math.log((0.8 + 1 / 3) / 2))
+    assert math.isclose(options["exported fold average, uncalibrated"]["holdout"]["log_loss"], math.log(3))
+    assert math.isclose(options["exported fold average, calibrated"]["test"]["log_loss"], -math.log(0.8))
+    no_ties = options["exported fold average, calibrated, no ties"]["test"]
+    assert no_ties["tie_share_predicted"] < options["exported fold average, calibrated"]["test"]["tie_share_predicted"]
+    assert no_ties["log_loss"] > options["exported fold average, calibrated"]["test"]["log_loss"]  # the true tie pays
+    summary = summary_markdown({"student": oof_metrics(oof_fold_files(tmp_path)), "options": result})
+    assert "## Options" in summary and "| fold ensemble (2 folds, mean probabilities) |" in summary
+    assert "labelled test rows log loss" in summary and "Shrink factors" in summary

@@ -10,7 +10,7 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
-from arena_distill.adapters import average_adapters
+from arena_distill.adapters import average_adapters, best_fold_adapter
 from arena_distill.errors import ConfigError
 from arena_distill.models import add_lora, build_tiny_model, load_model, resolve_dtype, save_model
 from arena_distill.prediction import load_classifier
@@ -61,6 +61,16 @@ def test_mean_is_the_element_wise_mean_of_every_tensor(folds, tmp_path):
     for name, value in averaged.items():
         assert torch.allclose(value, (tensors[0][name] + tensors[1][name] + tensors[2][name]) / 3, atol=1e-7), name
     assert json.loads((tmp_path / "avg/adapter_config.json").read_text())["r"] == LORA["r"]
+
+
+def test_best_fold_is_the_lowest_loss_fold_unchanged(folds, tmp_path):
+    summary = best_fold_adapter(folds, [0.71, 0.64, 0.69], tmp_path / "best")
+    assert summary["fold"] == 1 and summary["adapters"] == [folds[1]]
+    chosen, original = load_file(tmp_path / "best/adapter_model.safetensors"), load_file(f"{folds[1]}/adapter_model.safetensors")
+    assert set(chosen) == set(original) and all(torch.equal(chosen[k], original[k]) for k in original)
+    with pytest.raises(ValueError, match="3 adapters but 2 fold losses"):
+        best_fold_adapter(folds, [0.7, 0.6], tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def merged_weights(base, tokenizer, adapter):

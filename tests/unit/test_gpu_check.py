@@ -153,6 +153,7 @@ def test_the_smoke_workflow_at_cpu_sizes_plans_every_rule_and_builds_a_4bit_teac
         "train_teacher": 4,
         "teacher_logits": 4,
         "gather_logits": 4,
+        "heuristic_model": 2,
         "distill_student": 2,
         "average_adapters": 1,
         "merge_student": 1,

@@ -32,6 +32,7 @@ def test_default_plans_every_table_fold_step_and_tiny_model(workflow_copy):
         "train_teacher": 4,  # 2 teachers x 2 folds
         "teacher_logits": 4,  # one shard each
         "gather_logits": 4,
+        "heuristic_model": 2,
         **STUDENT_SIDE(2, calibrated=True),
         "all": 1,
     }
@@ -53,6 +54,7 @@ def test_the_committed_small_dag_plans_from_the_repository_root(tmp_path):
         "calibrate_teacher": 2,  # calibration on: one temperature per teacher from its validation logits
         "teacher_logits": 8,  # 2 teachers x 2 folds x 2 shards
         "gather_logits": 4,
+        "heuristic_model": 2,
         **STUDENT_SIDE(2, calibrated=True),
         "all": 1,
     }
@@ -93,6 +95,7 @@ def test_preset_plans_the_real_dag_without_weights(workflow_copy):
         "train_teacher": teacher_folds,
         "teacher_logits": teacher_folds * preset["teacher_logits"]["n_shards"],
         "gather_logits": teacher_folds,
+        "heuristic_model": 5,  # the heuristic features model per fold: an evaluation row
         **STUDENT_SIDE(5, holdout=False),  # no holdout: no job scores models for the evaluation
         "all": 1,
     }

@@ -1,0 +1,222 @@
+"""Heuristic text features of a response and a small model over them: the source documents'
+"analytical proxies for human-likeness", as a baseline, an evaluation row and optionally one
+more teacher for the student.
+
+Each response gets length and format counts and six named scores (plain string statistics,
+no model, no network):
+
+- `readability_score`: Flesch reading ease from words per sentence and syllables per word
+  (syllables counted as vowel groups), clipped to 0..100;
+- `conciseness_sweet_spot_score`: how close the word count is to a middle length, a Gaussian
+  in log words around SWEET_SPOT_WORDS;
+- `verbosity_penalty`: repetition (1 - distinct / all words) plus how far the length runs past
+  the sweet spot, in log words;
+- `contradiction_ratio`: share of sentences that negate another sentence of the same response
+  while sharing most of its words;
+- `semantic_consistency_score`: word overlap with the prompt and between neighbouring sentences;
+- `mediator_quality_score`: polite and cooperative markers minus refusal and evasion markers.
+
+A pair's features are the A - B differences (which flip sign with the order) and their
+absolute values (which do not: the tie signal), beside the prompt's length. A multinomial
+logistic regression per fold learns from the fold's training rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from arena_distill.io import atomic_path, read_json, read_parquet
+from arena_distill.logits import logits_frame
+from arena_distill.pairs import SWAPPED_LABEL, fold_rows
+from arena_distill.stages import validation_metrics
+
+SWEET_SPOT_WORDS = 180.0
+SWEET_SPOT_WIDTH = 0.9
+"""Log-words width of the sweet spot: about 70 to 440 words score above 0.5."""
+NEGATIONS = frozenset({"not", "no", "never", "cannot", "isn't", "aren't", "wasn't", "weren't", "don't", "doesn't",
+                       "didn't", "won't", "can't", "shouldn't", "wouldn't", "couldn't", "nothing", "none"})
+POLITE = ("please", "thank", "happy to", "glad", "hope this helps", "let me know", "certainly", "of course", "sure")
+REFUSALS = ("i'm sorry", "i am sorry", "i cannot", "i can't", "as an ai", "i'm not able", "i am not able",
+            "i apologize", "i don't have", "unable to", "not appropriate")
+WORD = re.compile(r"[a-z0-9']+")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+VOWEL_GROUP = re.compile(r"[aeiouy]+")
+FEATURES = ("chars", "words", "sentences", "lines", "list_items", "headers", "code_blocks", "bold", "readability_score",
+            "conciseness_sweet_spot_score", "verbosity_penalty", "contradiction_ratio", "semantic_consistency_score",
+            "mediator_quality_score")
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in (part.strip() for part in SENTENCE_END.split(text)) if WORD.search(s.lower())]
+
+
+def syllables(word: str) -> int:
+    return max(1, len(VOWEL_GROUP.findall(word)))
+
+
+def readability_score(text: str) -> float:
+    tokens, parts = words(text), sentences(text)
+    if not tokens:
+        return 0.0
+    score = 206.835 - 1.015 * len(tokens) / max(1, len(parts)) - 84.6 * sum(map(syllables, tokens)) / len(tokens)
+    return float(min(100.0, max(0.0, score)))
+
+
+def conciseness_sweet_spot_score(text: str) -> float:
+    distance = math.log1p(len(words(text))) - math.log1p(SWEET_SPOT_WORDS)
+    return math.exp(-(distance**2) / (2 * SWEET_SPOT_WIDTH**2))
+
+
+def verbosity_penalty(text: str) -> float:
+    tokens = words(text)
+    if not tokens:
+        return 0.0
+    repetition = 1.0 - len(set(tokens)) / len(tokens)
+    return repetition + max(0.0, math.log1p(len(tokens)) - math.log1p(SWEET_SPOT_WORDS))
+
+
+def contradiction_ratio(text: str) -> float:
+    """Sentences with a negation whose other words mostly (≥ 60 %) appear in a sentence without one."""
+    bags = [(set(words(s)) - NEGATIONS, bool(set(words(s)) & NEGATIONS)) for s in sentences(text)]
+    if len(bags) < 2:
+        return 0.0
+    contradicting = sum(
+        1
+        for bag, negated in bags
+        if negated and bag and any(not other_neg and len(bag & other) >= 0.6 * len(bag) for other, other_neg in bags if other is not bag)
+    )
+    return contradicting / len(bags)
+
+
+def overlap(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 0.0
+
+
+def semantic_consistency_score(prompt: str, text: str) -> float:
+    bags = [set(words(s)) for s in sentences(text)]
+    with_prompt = overlap(set(words(prompt)), set(words(text)))
+    between = [overlap(a, b) for a, b in zip(bags, bags[1:])]
+    return with_prompt + (float(np.mean(between)) if between else 0.0)
+
+
+def mediator_quality_score(text: str) -> float:
+    lowered = text.lower()
+    return float(sum(lowered.count(m) for m in POLITE) - 2 * sum(lowered.count(m) for m in REFUSALS))
+
+
+def response_features(prompt: str, text: str) -> dict[str, float]:
+    """The named features of one response to `prompt`."""
+    lines = text.splitlines()
+    return {
+        "chars": math.log1p(len(text)),
+        "words": math.log1p(len(words(text))),
+        "sentences": math.log1p(len(sentences(text))),
+        "lines": math.log1p(len(lines)),
+        "list_items": math.log1p(sum(bool(re.match(r"\s*([-*•]|\d+[.)])\s", line)) for line in lines)),
+        "headers": math.log1p(sum(line.lstrip().startswith("#") for line in lines)),
+        "code_blocks": math.log1p(text.count("```") // 2),
+        "bold": math.log1p(text.count("**") // 2),
+        "readability_score": readability_score(text),
+        "conciseness_sweet_spot_score": conciseness_sweet_spot_score(text),
+        "verbosity_penalty": verbosity_penalty(text),
+        "contradiction_ratio": contradiction_ratio(text),
+        "semantic_consistency_score": semantic_consistency_score(prompt, text),
+        "mediator_quality_score": mediator_quality_score(text),
+    }
+
+
+def joined(cell: str) -> str:
+    """A table cell (a JSON list of turns, as the Kaggle files hold them) as one text."""
+    try:
+        turns = json.loads(cell)
+    except (TypeError, ValueError):
+        return str(cell)
+    return "\n".join(str(t) for t in turns if t is not None) if isinstance(turns, list) else str(turns)
+
+
+def pair_features(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, as given and mirrored (B as A): A - B of every feature, |A - B|, and the
+    prompt's log length. Each response's features are computed once for both orders."""
+    prompts = rows["prompt"].map(joined)
+    a = np.array([list(response_features(p, joined(t)).values()) for p, t in zip(prompts, rows["response_a"])])
+    b = np.array([list(response_features(p, joined(t)).values()) for p, t in zip(prompts, rows["response_b"])])
+    a, b = a.reshape(len(rows), len(FEATURES)), b.reshape(len(rows), len(FEATURES))
+    prompt_length = np.log1p(prompts.str.len().to_numpy(dtype=np.float64))[:, None]
+    return np.hstack([a - b, np.abs(a - b), prompt_length]), np.hstack([b - a, np.abs(a - b), prompt_length])
+
+
+def both_orders(rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """`rows` (with `id`) as given and mirrored, in the teachers' layout (`id`, `swapped`), and
+    their features in that order."""
+    index = pd.DataFrame({"id": np.concatenate([rows["id"].to_numpy()] * 2), "swapped": [False] * len(rows) + [True] * len(rows)})
+    return index, np.vstack(pair_features(rows))
+
+
+def fit_heuristic_model(rows: pd.DataFrame, seed: int = 0) -> Pipeline:
+    """Standardized features into a multinomial logistic regression (L2, C = 1), fitted on
+    `rows` in both orders (a mirror's label is the swapped one), so it is order-symmetric."""
+    _, features = both_orders(rows)
+    labels = np.concatenate([rows["label"].to_numpy(), SWAPPED_LABEL[rows["label"].to_numpy()]])
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=seed)).fit(features, labels)
+
+
+def heuristic_logits(model: Pipeline, features: np.ndarray) -> np.ndarray:
+    """Log-probabilities for (A, B, tie), the logits a student can learn from. A class the
+    fold's rows never showed (AlpacaEval has few ties) gets 1e-6 before normalizing."""
+    probs = np.full((len(features), 3), 1e-6)
+    probs[:, model.classes_] = model.predict_proba(features)
+    return np.log(probs / probs.sum(axis=1, keepdims=True))
+
+
+def heuristic_table(model: Pipeline, rows: pd.DataFrame, extra: dict | None = None) -> pd.DataFrame:
+    """The model's logits on `rows` in both orders, as a teacher's logits table."""
+    index, features = both_orders(rows)
+    return logits_frame(index, heuristic_logits(model, features), extra)
+
+
+def scored_table(model: Pipeline, row_set: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """TTA probabilities per labelled row, in `score_holdout`'s per-row layout."""
+    given, mirrored = (np.exp(heuristic_logits(model, f)) for f in pair_features(rows))
+    table = pd.DataFrame({"rows": row_set, "id": rows["id"].to_numpy(), "label": rows["label"].to_numpy()})
+    table[["p_a", "p_b", "p_tie"]] = (given + mirrored[:, SWAPPED_LABEL]) / 2
+    return table
+
+
+def heuristic_model(
+    *,
+    train_table: str,
+    folds: str,
+    fold: int,
+    teacher_rows: str,
+    test_rows: pd.DataFrame | None,
+    outputs: Mapping[str, str],
+) -> dict:
+    """One fold: fit on the fold's training rows, then write its logits as a teacher's
+    (`outputs["logits"]`: the training rows, or the validation rows with `teacher_rows: oof`),
+    its out-of-fold logits with labels (`val_logits`), and its TTA probabilities on the holdout
+    and labelled test rows (`scored`). Returns the out-of-fold metrics."""
+    table, split = read_parquet(train_table), read_json(folds)
+    train_rows, val_rows = fold_rows(table, split, fold, "train"), fold_rows(table, split, fold, "val")
+    model = fit_heuristic_model(train_rows)
+    val_labels = val_rows["label"].to_numpy()
+    val_table = heuristic_table(model, val_rows, {"label": np.concatenate([val_labels, SWAPPED_LABEL[val_labels]])})
+    teacher_table = heuristic_table(model, train_rows) if teacher_rows == "train" else val_table.drop(columns="label")
+    holdout = table.set_index("id").loc[split.get("holdout_ids", [])].reset_index()
+    scored = [scored_table(model, "holdout", holdout)] + ([scored_table(model, "test", test_rows)] if test_rows is not None else [])
+    for name, frame in (("logits", teacher_table), ("val_logits", val_table), ("scored", pd.concat(scored, ignore_index=True))):
+        with atomic_path(outputs[name]) as tmp:
+            frame.to_parquet(tmp, index=False)
+    return validation_metrics(val_table)

@@ -1,0 +1,69 @@
+"""The heuristic features model: named features, order symmetry, and learning from length."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from arena_distill.heuristic_model import (FEATURES, both_orders, conciseness_sweet_spot_score, contradiction_ratio,
+                                           fit_heuristic_model, heuristic_logits, mediator_quality_score, pair_features,
+                                           readability_score, response_features, scored_table, verbosity_penalty)
+from arena_distill.metrics import log_loss, prior_log_loss
+from arena_distill.pairs import SWAPPED_LABEL
+
+
+def test_each_named_feature_measures_what_it_says():
+    assert set(response_features("q", "An answer.")) == set(FEATURES)
+    assert readability_score("The cat sat. It was warm.") > readability_score(
+        "Notwithstanding considerable institutional heterogeneity, organizational differentiation perpetuates.")
+    assert conciseness_sweet_spot_score("word " * 180) == pytest.approx(1.0)
+    assert conciseness_sweet_spot_score("word " * 180) > conciseness_sweet_spot_score("word " * 5)
+    assert conciseness_sweet_spot_score("word " * 180) > conciseness_sweet_spot_score("word " * 3000)
+    assert verbosity_penalty("same same same same") > verbosity_penalty("four different words here")
+    assert contradiction_ratio("The sky is blue today. The sky is not blue today.") == pytest.approx(0.5)
+    assert contradiction_ratio("The sky is blue. Grass is green.") == 0.0
+    assert mediator_quality_score("Sure, happy to help!") > 0 > mediator_quality_score("I'm sorry, as an AI I cannot do that.")
+
+
+def answer(words: int) -> str:
+    """A Kaggle-style cell: a JSON list holding one answer of `words` words."""
+    return json.dumps([" ".join(["word"] * int(words)) + "."])
+
+
+def pairs(rows: int, seed: int = 0) -> pd.DataFrame:
+    """Pairs where the longer answer wins (a judge's length bias), close lengths tie."""
+    rng = np.random.default_rng(seed)
+    a_len, b_len = rng.integers(1, 60, rows), rng.integers(1, 60, rows)
+    label = np.where(abs(a_len - b_len) < 5, 2, np.where(a_len > b_len, 0, 1))
+    return pd.DataFrame({"id": np.arange(rows), "prompt": [json.dumps(["a question?"])] * rows,
+                         "response_a": [answer(n) for n in a_len], "response_b": [answer(n) for n in b_len], "label": label})
+
+
+def test_features_flip_with_the_order_and_the_model_is_symmetric():
+    rows = pairs(200)
+    given, mirrored = pair_features(rows)
+    n = len(FEATURES)
+    assert np.allclose(given[:, :n], -mirrored[:, :n]) and np.allclose(given[:, n:], mirrored[:, n:])
+    model = fit_heuristic_model(rows)
+    index, features = both_orders(rows)
+    logits = heuristic_logits(model, features)
+    assert list(index["swapped"]) == [False] * 200 + [True] * 200
+    assert np.allclose(np.exp(logits[:200]), np.exp(logits[200:])[:, SWAPPED_LABEL], atol=1e-6)
+
+
+def test_it_learns_a_length_bias_on_unseen_pairs():
+    model = fit_heuristic_model(pairs(400, seed=1))
+    test = pairs(200, seed=2)
+    table = scored_table(model, "holdout", test)
+    probs = table[["p_a", "p_b", "p_tie"]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert log_loss(probs, test["label"].to_numpy()) < 0.5 * prior_log_loss(test["label"].to_numpy())
+
+
+def test_a_class_the_fold_never_showed_still_gets_a_small_probability():
+    rows = pairs(100)
+    rows = rows[rows["label"] != 2]
+    logits = heuristic_logits(fit_heuristic_model(rows), both_orders(rows)[1])
+    assert np.isfinite(logits).all() and np.allclose(np.exp(logits).sum(axis=1), 1.0)
+    assert (np.exp(logits[:, 2]) < 1e-3).all()
