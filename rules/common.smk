@@ -299,8 +299,13 @@ def get_distill_inputs(wildcards):
 
 
 def student_distill_params():
-    """The loss settings of distill_student (the supplied logits travel as inputs)."""
-    return {k: v for k, v in config["distill"].items() if k != "teacher_logits"}
+    """The loss settings of distill_student (the teachers, supplied, trained or heuristic,
+    travel as inputs)."""
+    return {
+        k: v
+        for k, v in config["distill"].items()
+        if k not in ("teacher_logits", "heuristic_teacher")
+    }
 
 
 def predict_params():
