@@ -125,8 +125,18 @@ def check_models(config: Mapping[str, Any], workflow_dir: str | Path) -> None:
     check_lengths(config, models)
 
 
+def check_postprocessing(config: Mapping[str, Any]) -> None:
+    """Shrink is fitted on the students' uncalibrated out-of-fold predictions: it is an
+    alternative to a calibration, not a step after one (whose outputs it was not fitted on)."""
+    predict = config.get("predict", {})
+    if predict.get("shrink") and predict.get("calibration", "none") != "none":
+        raise ConfigError(f"shrink replaces the calibration; set predict.calibration: none (it is {predict['calibration']!r})",
+                          key="predict.shrink")
+
+
 def check_config(config: Mapping[str, Any], workflow_dir: str | Path) -> None:
     """Every start-up check; raises ConfigError naming the key."""
+    check_postprocessing(config)
     check_data_files(config)
     check_model_sources(config)
     check_models(config, workflow_dir)

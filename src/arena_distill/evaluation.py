@@ -208,7 +208,7 @@ def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequen
 
     - the exported fold average, uncalibrated and, where the run calibrates, calibrated;
     - the single best fold by out-of-fold log loss, and the fold ensemble (mean probabilities);
-    - shrink (fitted on the pooled student out-of-fold predictions) instead of and after the calibration;
+    - shrink (fitted on the pooled student out-of-fold predictions), the alternative to a calibration;
     - no ties, after the calibration;
     - the heuristic features model, its folds' mean probabilities (`heuristic`: their per-row tables).
     """
@@ -228,8 +228,7 @@ def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequen
         **({exported: submission[CALIBRATED].to_numpy()} if submitted == CALIBRATED else {}),
         f"best fold (fold {best}, OOF TTA {fold_losses[best]:.4f})": aligned[folds[best]][PROBS].to_numpy(),
         f"fold ensemble ({len(folds)} folds, mean probabilities)": ensemble,
-        "exported fold average, shrink (no calibration)": apply_shrink(submission[PROBS].to_numpy(), shrink),
-        f"{exported}, shrink": apply_shrink(submission[submitted].to_numpy(), shrink),
+        "exported fold average, shrink (instead of a calibration)": apply_shrink(submission[PROBS].to_numpy(), shrink),
         f"{exported}, no ties": no_ties(submission[submitted].to_numpy()),
     }
     if heuristic:

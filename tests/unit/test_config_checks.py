@@ -69,3 +69,13 @@ def test_the_package_never_downloads_unless_asked():
                           env={"PATH": ""}).stdout.strip() == "True"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                           env={"PATH": "", "HF_HUB_OFFLINE": "0"}).stdout.strip() == "False"
+
+
+def test_shrink_is_refused_on_top_of_a_calibration():
+    config = effective_config()
+    config["predict"].update(shrink=True, calibration="symmetric")
+    with pytest.raises(ConfigError, match="shrink replaces the calibration") as error:
+        check_config(config, WORKFLOW_DIR)
+    assert error.value.key == "predict.shrink"
+    config["predict"]["calibration"] = "none"
+    check_config(config, WORKFLOW_DIR)

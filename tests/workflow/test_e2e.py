@@ -166,7 +166,7 @@ def test_students_distilled_on_every_fold(finished_run):
     for fold in range(N_FOLDS):
         folder = finished_run / f"results/student/fold{fold}"
         metrics = json.loads((folder / "metrics.json").read_text())
-        assert metrics["teachers"] == ["llama", "qwen"] and math.isfinite(metrics["val_log_loss"])
+        assert metrics["teachers"] == ["llama", "qwen", "heuristic"] and math.isfinite(metrics["val_log_loss"])
         assert metrics["train_loss_last"] < metrics["train_loss_first"]
         val = pd.read_parquet(folder / "val_logits.parquet")
         assert len(val) == 2 * metrics["val_rows"] and set(val["fold"]) == {fold}
@@ -207,8 +207,23 @@ def test_evaluation_reports_every_model_beside_the_prior(finished_run):
     assert report["test"]["rows"] == 100
     summary = (finished_run / "results/eval/summary.md").read_text()
     for line in ("student pooled OOF", "student fresh-init pooled OOF", "student fold 1 on holdout prompts",
-                 "student fresh-init fold average on holdout prompts", "submission on labelled test rows"):
+                 "student fresh-init fold average on holdout prompts", "submission on labelled test rows",
+                 "heuristic features model pooled OOF", "## Options"):
         assert line in summary, line
+
+
+def test_every_option_is_measured_on_the_holdout_and_the_labelled_test_rows(finished_run):
+    options = json.loads((finished_run / "results/eval/metrics.json").read_text())["options"]
+    holdout = len(json.loads((finished_run / "results/folds/folds_clean.json").read_text())["holdout_ids"])
+    kinds = ("exported fold average, uncalibrated", "exported fold average, calibrated", "best fold", "fold ensemble",
+             "shrink", "no ties", "heuristic features model")
+    assert all(any(kind in name for name in options["options"]) for kind in kinds), list(options["options"])
+    for name, per_set in options["options"].items():
+        assert per_set["holdout"]["rows"] == holdout and per_set["test"]["rows"] == 100, name
+        assert all(math.isfinite(m["log_loss"]) for m in per_set.values()), name
+    # the exported model's calibrated test rows are what the submission holds
+    submitted = options["options"]["exported fold average, calibrated"]["test"]
+    assert submitted["log_loss"] == pytest.approx(json.loads((finished_run / "results/eval/metrics.json").read_text())["test"]["log_loss_tta"])
 
 
 def test_the_submission_is_calibrated_on_arena_rows_no_model_trained_on(finished_run, tmp_path):
