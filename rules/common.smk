@@ -280,6 +280,19 @@ def labelled_test_inputs(wildcards=None):
     return {}
 
 
+def judge_model():
+    """The judge's weights: a configured model's (by name), or the path / hub id given."""
+    name = config["judge"]["model"]
+    return source_path(name) if name in models() else name
+
+
+def get_judge_inputs(wildcards):
+    """The judge's weights when this workflow builds them, and the labelled test rows."""
+    model = judge_model()
+    built = {"model": model} if model.startswith("results/") else {}
+    return {**built, **labelled_test_inputs()}
+
+
 def get_teacher_calibrations():
     """teacher -> calibration.json, when calibration is on (never for supplied logits)."""
     if not config["calibration"]["enabled"]:
@@ -428,6 +441,8 @@ def get_evaluate_inputs(wildcards):
         "heuristic_val_logits": heuristic_files("val_logits"),
         "heuristic_scored": heuristic_files("scored"),
     }
+    if config["judge"]["enabled"]:
+        inputs["judge_scored"] = "results/judge/scored.parquet"
     if config["folds"]["holdout"]:
         inputs["holdout"] = holdout_scorings()
         inputs["holdout_probs"] = [

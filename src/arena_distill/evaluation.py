@@ -201,7 +201,7 @@ def row_set_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequence[str | Path],
-                  heuristic: Sequence[pd.DataFrame] = ()) -> dict:
+                  heuristic: Sequence[pd.DataFrame] = (), judge: pd.DataFrame | None = None) -> dict:
     """The source documents' options side by side on every labelled row set the scorings hold
     (holdout prompts, labelled test rows), each TTA as submitted, from the per-row
     probabilities of `score_holdout` (nothing is scored again):
@@ -210,7 +210,8 @@ def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequen
     - the single best fold by out-of-fold log loss, and the fold ensemble (mean probabilities);
     - shrink (fitted on the pooled student out-of-fold predictions), the alternative to a calibration;
     - no ties, after the calibration;
-    - the heuristic features model, its folds' mean probabilities (`heuristic`: their per-row tables).
+    - the heuristic features model, its folds' mean probabilities (`heuristic`: their per-row tables);
+    - the prompt judge (`judge`: its per-row table), when it ran.
     """
     folds = sorted((name for name in scored if name.startswith("student/fold")), key=lambda n: int(n.removeprefix("student/fold")))
     oof = [read_parquet(path) for path in student_val_logits]
@@ -235,6 +236,8 @@ def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequen
         tables = [table.set_index(["rows", "id"]).loc[submission.index] for table in heuristic]
         options[f"heuristic features model ({len(tables)} folds, mean probabilities)"] = (
             sum(table[PROBS].to_numpy() for table in tables) / len(tables))
+    if judge is not None:
+        options["prompt judge"] = judge.set_index(["rows", "id"]).loc[submission.index][PROBS].to_numpy()
     row_sets = submission.index.get_level_values("rows")
     labels = submission["label"].to_numpy()
     results = {
@@ -274,6 +277,7 @@ def evaluate_run(
     holdout_probs: Mapping[str, str] | None = None,
     heuristic_val_logits: Sequence[str] = (),
     heuristic_scored: Sequence[str] = (),
+    judge_scored: str | None = None,
     submission: str,
     test_labels: str | None,
     calibration: Mapping | None = None,
@@ -293,7 +297,8 @@ def evaluate_run(
         report["heuristic"] = oof_metrics(heuristic_val_logits)
     if holdout_probs:
         scored = {name: read_parquet(path) for name, path in holdout_probs.items()}
-        report["options"] = option_scores(scored, student_val_logits, [read_parquet(path) for path in heuristic_scored])
+        report["options"] = option_scores(scored, student_val_logits, [read_parquet(path) for path in heuristic_scored],
+                                          read_parquet(judge_scored) if judge_scored else None)
     if calibration:
         report["calibration"] = dict(calibration)
     if test_labels:

@@ -58,6 +58,7 @@ GPU_RULES = (
     "calibrate_submission",
     "predict",
     "score_holdout",
+    "prompt_judge",
 )
 CORE_PACKAGES = (
     "transformers",

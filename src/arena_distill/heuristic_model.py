@@ -38,6 +38,7 @@ from arena_distill.io import atomic_path, read_json, read_parquet
 from arena_distill.logits import logits_frame
 from arena_distill.pairs import SWAPPED_LABEL, fold_rows
 from arena_distill.stages import validation_metrics
+from arena_distill.text import join_turns
 
 SWEET_SPOT_WORDS = 180.0
 SWEET_SPOT_WIDTH = 0.9
@@ -138,13 +139,17 @@ def response_features(prompt: str, text: str) -> dict[str, float]:
     }
 
 
-def joined(cell: str) -> str:
-    """A table cell (a JSON list of turns, as the Kaggle files hold them) as one text."""
-    try:
-        turns = json.loads(cell)
-    except (TypeError, ValueError):
-        return str(cell)
-    return "\n".join(str(t) for t in turns if t is not None) if isinstance(turns, list) else str(turns)
+def joined(cell) -> str:
+    """A table cell as one text: the prepared tables hold each side as an array of turns, the
+    Kaggle files as a JSON list of them."""
+    if isinstance(cell, str):
+        try:
+            cell = json.loads(cell)
+        except ValueError:
+            return cell
+        if not isinstance(cell, list):
+            return str(cell)
+    return join_turns([str(turn) for turn in cell if turn is not None])
 
 
 def pair_features(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from arena_distill.heuristic_model import (FEATURES, both_orders, conciseness_sweet_spot_score, contradiction_ratio,
-                                           fit_heuristic_model, heuristic_logits, mediator_quality_score, pair_features,
+                                           fit_heuristic_model, heuristic_logits, joined, mediator_quality_score, pair_features,
                                            readability_score, response_features, scored_table, verbosity_penalty)
 from arena_distill.metrics import log_loss, prior_log_loss
 from arena_distill.pairs import SWAPPED_LABEL
@@ -67,3 +67,9 @@ def test_a_class_the_fold_never_showed_still_gets_a_small_probability():
     logits = heuristic_logits(fit_heuristic_model(rows), both_orders(rows)[1])
     assert np.isfinite(logits).all() and np.allclose(np.exp(logits).sum(axis=1), 1.0)
     assert (np.exp(logits[:, 2]) < 1e-3).all()
+
+
+def test_a_cell_reads_the_same_from_a_kaggle_file_and_a_prepared_table():
+    assert joined(json.dumps(["first turn", None, "second turn"])) == "first turn\nsecond turn"
+    assert joined(np.array(["first turn", "second turn"], dtype=object)) == "first turn\nsecond turn"
+    assert joined("plain text, not JSON") == "plain text, not JSON"

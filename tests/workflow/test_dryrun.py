@@ -52,6 +52,7 @@ def test_the_committed_small_dag_plans_from_the_repository_root(tmp_path):
         "post_pretrain": 3,
         "train_teacher": 4,
         "calibrate_teacher": 2,  # calibration on: one temperature per teacher from its validation logits
+        "prompt_judge": 1,
         "teacher_logits": 8,  # 2 teachers x 2 folds x 2 shards
         "gather_logits": 4,
         "heuristic_model": 2,

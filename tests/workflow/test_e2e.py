@@ -135,7 +135,8 @@ def test_new_fold_seed_reruns_only_fold_rules(finished_run, tmp_path):
     # New folds retrain every teacher, but post-pretraining and the base models stay.
     teacher_folds = len(TEACHERS) * N_FOLDS
     assert counts == {"make_folds": 1, "clean_folds": 1, "train_teacher": teacher_folds, "teacher_logits": 2 * teacher_folds,
-                      "gather_logits": teacher_folds, "calibrate_teacher": 2, "heuristic_model": N_FOLDS, **STUDENT_SIDE, "all": 1}
+                      "gather_logits": teacher_folds, "calibrate_teacher": 2, "heuristic_model": N_FOLDS, "prompt_judge": 1,
+                      **STUDENT_SIDE, "all": 1}
     assert "Params have changed since last execution" in result.stdout
 
 
@@ -216,7 +217,7 @@ def test_every_option_is_measured_on_the_holdout_and_the_labelled_test_rows(fini
     options = json.loads((finished_run / "results/eval/metrics.json").read_text())["options"]
     holdout = len(json.loads((finished_run / "results/folds/folds_clean.json").read_text())["holdout_ids"])
     kinds = ("exported fold average, uncalibrated", "exported fold average, calibrated", "best fold", "fold ensemble",
-             "shrink", "no ties", "heuristic features model")
+             "shrink", "no ties", "heuristic features model", "prompt judge")
     assert all(any(kind in name for name in options["options"]) for kind in kinds), list(options["options"])
     for name, per_set in options["options"].items():
         assert per_set["holdout"]["rows"] == holdout and per_set["test"]["rows"] == 100, name
