@@ -6,9 +6,8 @@ import pandas as pd
 from arena_distill import LABELS
 from arena_distill.io import read_parquet
 from arena_distill.logs import script_logging
-from arena_distill.postprocess import apply_shrink, fit_shrink, no_ties
+from arena_distill.postprocess import apply_shrink, fit_shrink_out_of_fold, no_ties
 from arena_distill.prediction import SUBMISSION_COLUMNS, check_submission, write_table
-from arena_distill.stages import validation_probs
 
 with script_logging(snakemake.log[0]) as log:
     predictions = pd.read_parquet(snakemake.input.predictions)[SUBMISSION_COLUMNS]
@@ -16,11 +15,9 @@ with script_logging(snakemake.log[0]) as log:
     check_submission(predictions, test_ids, snakemake.input.predictions)
     probs = predictions[list(LABELS)].to_numpy()
     if snakemake.params.shrink:
-        oof = pd.concat([read_parquet(path) for path in snakemake.input.student_val_logits], ignore_index=True)
-        _, oof_tta, labels = validation_probs(oof)
-        shrink = fit_shrink(oof_tta, labels)
+        shrink = fit_shrink_out_of_fold([read_parquet(path) for path in snakemake.input.student_val_logits])
         probs = apply_shrink(probs, shrink)
-        log.info("shrink fitted on %d out-of-fold rows: factors %s", len(labels), shrink.factors)
+        log.info("shrink fitted on %s out-of-fold rows per bin: factors %s", shrink.rows, shrink.factors)
     if snakemake.params.no_ties:
         probs = no_ties(probs)
         log.info("no ties: P(tie) capped at max(P(A), P(B))")

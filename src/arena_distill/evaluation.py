@@ -28,8 +28,8 @@ from arena_distill.models import load_adapter, load_model, load_tokenizer
 from arena_distill.calibration import PairScaling, views_probs
 from arena_distill.prediction import View, load_classifier, score_views
 from arena_distill.text import TextConfig
-from arena_distill.postprocess import apply_shrink, fit_shrink, no_ties
-from arena_distill.stages import validation_metrics, validation_probs
+from arena_distill.postprocess import apply_shrink, fit_shrink_out_of_fold, no_ties
+from arena_distill.stages import validation_metrics
 
 METRIC_COLUMNS = ["rows", "log_loss", "log_loss_tta", "accuracy", "accuracy_tta", "prior_log_loss"]
 PROBS = ["p_a", "p_b", "p_tie"]
@@ -217,8 +217,7 @@ def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequen
     oof = [read_parquet(path) for path in student_val_logits]
     fold_losses = [validation_metrics(frame)["val_log_loss_tta"] for frame in oof]
     best = int(np.argmin(fold_losses))
-    _, oof_tta, oof_labels = validation_probs(pd.concat(oof, ignore_index=True))
-    shrink = fit_shrink(oof_tta, oof_labels)
+    shrink = fit_shrink_out_of_fold(oof)
     submission = scored["submission"].set_index(["rows", "id"])
     submitted = CALIBRATED if CALIBRATED[0] in submission else PROBS
     aligned = {name: scored[name].set_index(["rows", "id"]).loc[submission.index] for name in folds}

@@ -19,6 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
+
+from arena_distill.stages import validation_probs
 
 TIE = 2
 BIN_EDGES = (1 / 3, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95, 1.0)
@@ -60,6 +63,13 @@ def fit_shrink(probs: np.ndarray, labels: np.ndarray, edges: Sequence[float] = B
         enough = inside.sum() >= MIN_BIN_ROWS
         factors.append(float(min(1.0, correct[inside].mean() / top[inside].mean())) if enough else 1.0)
     return Shrink(tuple(float(e) for e in edges), tuple(factors), tuple(rows))
+
+
+def fit_shrink_out_of_fold(val_logits: Sequence[pd.DataFrame]) -> Shrink:
+    """The shrink of the student folds' out-of-fold logits tables, pooled, TTA as submitted:
+    what the submission rule applies and the evaluation reports."""
+    _, tta, labels = validation_probs(pd.concat(val_logits, ignore_index=True))
+    return fit_shrink(tta, labels)
 
 
 def apply_shrink(probs: np.ndarray, shrink: Shrink) -> np.ndarray:
