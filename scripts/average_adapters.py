@@ -4,7 +4,7 @@ best fold by out-of-fold log loss with `average.method: best_fold`)."""
 from arena_distill.adapters import average_adapters, best_fold_adapter
 from arena_distill.io import read_parquet
 from arena_distill.logs import script_logging
-from arena_distill.stages import validation_metrics
+from arena_distill.metrics import validation_metrics
 
 with script_logging(snakemake.log[0]) as log:
     adapters, method = list(snakemake.input.adapters), snakemake.params.method

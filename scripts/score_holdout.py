@@ -8,11 +8,11 @@ exported model are loaded from disk; the exported one is also reported as submit
 import pandas as pd
 import torch
 
-from arena_distill.evaluation import (adapter_model, holdout_name, holdout_rows, holdout_scores, labelled_test_rows,
-                                      model_views, saved_model, scored_rows)
+from arena_distill.evaluation import holdout_name, holdout_rows, labelled_test_rows
 from arena_distill.io import atomic_path, write_json
 from arena_distill.logs import script_logging
-from arena_distill.prediction import read_calibration
+from arena_distill.prediction import saved_calibration
+from arena_distill.score_holdout import adapter_model, holdout_scores, model_views, saved_model, scored_rows
 
 with script_logging(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
@@ -21,7 +21,7 @@ with script_logging(snakemake.log[0]) as log:
     if "test_labels" in snakemake.input.keys():
         row_sets["test"] = labelled_test_rows(snakemake.input.test, snakemake.input.test_labels)
     name = holdout_name(snakemake.wildcards.scored)
-    calibration = read_calibration(snakemake.input.get("calibration"))
+    calibration = saved_calibration(snakemake.input.model) if "model" in snakemake.input.keys() else None
     report, tables = {}, []
     if len(row_sets["holdout"]):
         if "model" in snakemake.input.keys():

@@ -32,7 +32,8 @@ EXAMPLE = """example:
   arena-distill predict --model results/model --input data/sample/test.csv --output predictions.csv
 
 The model directory is one the workflow wrote (results/model); its inference.json gives the
-text budgets, lengths and TTA the workflow used. Exit status 2: bad input or arguments."""
+text budgets, lengths, TTA and fitted calibration the workflow used, so the output is the
+workflow's submission. Exit status 2: bad input or arguments."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -53,8 +54,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     predict.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"],
                          help="scoring precision (auto: bf16 on GPUs with it, fp16 on a T4, fp32 on CPU)")
     predict.add_argument("--gptq-backend", help="GPTQModel kernel for a GPTQ model, e.g. gptq_marlin, gptq_triton (default: auto)")
-    predict.add_argument("--calibration", help="calibration.json of a run (results/calibration/calibration.json): the "
-                         "workflow's submission applies it; without it the model's own probabilities are written")
+    predict.add_argument("--calibration", help="a calibration.json to apply instead of the one packaged with the model "
+                         "(results/calibration/calibration.json of another run's fit)")
     predict.add_argument("--bad-json", choices=["repair", "error"], default="repair", help="what a field that is not valid JSON becomes")
     plan = commands.add_parser("plan", help="estimated peak GPU memory per rule of a run, against the profile's GPUs")
     plan.add_argument("--configfile", nargs="+", action="extend", default=[],
@@ -86,7 +87,8 @@ def model_settings(model_dir: str) -> tuple[dict, dict]:
 
 def predict(args: argparse.Namespace) -> None:
     from arena_distill.data import prepare_test
-    from arena_distill.prediction import check_output_path, check_submission, predict_table, read_calibration, write_table
+    from arena_distill.prediction import predict_table, read_calibration, saved_calibration
+    from arena_distill.submission import check_output_path, check_submission, write_table
 
     if not (Path(args.model) / "config.json").is_file():
         raise FileNotFoundError(f"--model {args.model} is not a model directory (no config.json); the command line "
@@ -105,7 +107,8 @@ def predict(args: argparse.Namespace) -> None:
     if args.gptq_backend:
         settings["gptq_backend"] = args.gptq_backend
     settings["tta"] = settings.get("tta", True) and not args.no_tta
-    predictions = predict_table(args.model, rows, text, settings, read_calibration(args.calibration))
+    calibration = read_calibration(args.calibration) if args.calibration else saved_calibration(args.model)
+    predictions = predict_table(args.model, rows, text, settings, calibration)
     check_submission(predictions, rows["id"].tolist(), args.input)
     write_table(predictions, args.output)
     logging.getLogger("arena_distill").info("wrote %d predictions to %s", len(predictions), args.output)

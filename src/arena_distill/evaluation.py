@@ -14,22 +14,15 @@ these models is its own `score_holdout` job, so a fold is scored as soon as it i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from arena_distill import LABELS
-from arena_distill.adapters import average_adapters
 from arena_distill.io import read_json, read_parquet, read_table
-from arena_distill.metrics import accuracy, labelled_rows, log_loss, prior_log_loss
-from arena_distill.models import load_adapter, load_model, load_tokenizer
-from arena_distill.calibration import PairScaling, views_probs
-from arena_distill.prediction import View, load_classifier, score_views
-from arena_distill.text import TextConfig
+from arena_distill.metrics import accuracy, labelled_rows, log_loss, prior_log_loss, validation_metrics
 from arena_distill.postprocess import apply_shrink, fit_shrink_out_of_fold, no_ties
-from arena_distill.stages import validation_metrics
 
 METRIC_COLUMNS = ["rows", "log_loss", "log_loss_tta", "accuracy", "accuracy_tta", "prior_log_loss"]
 PROBS = ["p_a", "p_b", "p_tie"]
@@ -105,53 +98,6 @@ def summary_markdown(report: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
-def saved_model(model_dir: str | Path, settings: Mapping):
-    """A saved model (the merged or the exported one) as `predict` loads it, and its tokenizer."""
-    return load_classifier(model_dir, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"))
-
-
-def adapter_model(base: str | Path, adapters: Sequence[str | Path], method: str):
-    """A fold adapter (or the `method` average of several) merged into its base in float32, and
-    the base's tokenizer."""
-    tokenizer = load_tokenizer(base)
-    model = load_model(base, pad_token_id=tokenizer.pad_token_id, seed=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        adapter = Path(adapters[0])
-        if len(adapters) > 1:
-            adapter = Path(tmp) / "averaged"
-            average_adapters(adapters, adapter, method)
-        merged = load_adapter(model, adapter).merge_and_unload().eval()
-    return merged, tokenizer
-
-
-def model_views(model, tokenizer, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> list[View]:
-    """A model's raw logits on labelled rows at the test settings, as given and mirrored."""
-    return score_views(model, tokenizer, rows, TextConfig.of(text, settings["max_lengths"][0]), max_lengths=settings["max_lengths"],
-                       max_tokens=settings.get("max_tokens", 65536))
-
-
-def tta_probs(views: Sequence[View], calibration: PairScaling | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Given-order and TTA probabilities of a model's scorings, after `calibration`."""
-    plain = views_probs([v for v in views if not v[1]], calibration)
-    mirror = views_probs([v for v in views if v[1]], calibration)
-    return plain, (plain + mirror) / 2
-
-
-def views_metrics(views: Sequence[View], labels: np.ndarray, calibration: PairScaling | None = None) -> dict:
-    """Plain (given order) and TTA metrics of a model's scorings, after `calibration`."""
-    return probs_metrics(*tta_probs(views, calibration), labels)
-
-
-def scored_rows(row_set: str, rows: pd.DataFrame, views: Sequence[View], calibration: PairScaling | None) -> pd.DataFrame:
-    """A model's TTA probabilities per labelled row (`PROBS`, and `CALIBRATED` after a
-    calibration), so the evaluation can combine models and post-process without scoring again."""
-    table = pd.DataFrame({"rows": row_set, "id": rows["id"].to_numpy(), "label": rows["label"].to_numpy()})
-    table[PROBS] = tta_probs(views)[1]
-    if calibration is not None:
-        table[CALIBRATED] = tta_probs(views, calibration)[1]
-    return table
-
-
 def labelled_test_rows(test_table: str | Path, test_labels: str | Path) -> pd.DataFrame:
     """The test rows whose labels are given, with their class in `label`."""
     labels = read_table(test_labels).astype({"id": np.int64, **dict.fromkeys(LABELS, np.int64)})
@@ -183,14 +129,6 @@ def holdout_rows(train_table: str | Path, folds: str | Path) -> pd.DataFrame:
     """The labelled rows of the holdout prompts (none without a holdout)."""
     holdout_ids = read_json(folds).get("holdout_ids", [])
     return read_parquet(train_table).set_index("id").loc[holdout_ids].reset_index()
-
-
-def holdout_scores(name: str, views: Sequence[View], labels: np.ndarray, calibration: PairScaling | None = None) -> dict:
-    """One model's holdout metrics under its report name and, given a calibration, also as submitted."""
-    report = {name: views_metrics(views, labels)}
-    if calibration is not None:
-        report[f"{name}, calibrated ({calibration.method})"] = views_metrics(views, labels, calibration)
-    return report
 
 
 def row_set_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:

@@ -36,8 +36,8 @@ from sklearn.preprocessing import StandardScaler
 
 from arena_distill.io import atomic_path, read_json, read_parquet
 from arena_distill.logits import logits_frame
+from arena_distill.metrics import validation_metrics
 from arena_distill.pairs import SWAPPED_LABEL, fold_rows
-from arena_distill.stages import validation_metrics
 from arena_distill.text import join_turns
 
 SWEET_SPOT_WORDS = 180.0

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from arena_distill.stages import validation_probs
+from arena_distill.metrics import validation_probs
 
 TIE = 2
 BIN_EDGES = (1 / 3, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95, 1.0)

@@ -21,18 +21,17 @@ import pandas as pd
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, GPTQConfig, PreTrainedModel
 
-from arena_distill import LABELS
+from arena_distill import INFERENCE_FILE
 from arena_distill.calibration import PairScaling, fit_pair_scaling, views_probs
-from arena_distill.errors import ConfigError, DataError, NumericalError
+from arena_distill.errors import ConfigError, NumericalError
 from arena_distill.inference import predict_logits
-from arena_distill.io import atomic_path, named_load, read_parquet
+from arena_distill.io import named_load, read_parquet
 from arena_distill.logits import LOGIT_COLUMNS
 from arena_distill.metrics import log_loss, prior_log_loss
 from arena_distill.models import attention_implementation, load_tokenizer, resolve_dtype
 from arena_distill.pairs import encode_rows, swap_pairs
+from arena_distill.submission import probs_frame
 from arena_distill.text import PairEncoder, TextConfig
-
-SUBMISSION_COLUMNS = ["id", *LABELS]
 
 log = logging.getLogger(__name__)
 
@@ -118,51 +117,19 @@ def pair_probs(model: PreTrainedModel, tokenizer, rows: pd.DataFrame, text: Text
     return views_probs(score_views(model, tokenizer, rows, text, **scoring), calibration)
 
 
-def probs_frame(ids: Sequence[int], probs: np.ndarray) -> pd.DataFrame:
-    frame = pd.DataFrame({"id": np.asarray(ids, dtype=np.int64)})
-    for i, label in enumerate(LABELS):
-        frame[label] = probs[:, i]
-    return frame
-
-
-def check_submission(frame: pd.DataFrame, ids: Sequence[int], file: str) -> None:
-    """Raise DataError unless `frame` is a valid submission for exactly `ids`."""
-    if list(frame.columns) != SUBMISSION_COLUMNS:
-        raise DataError(f"columns are {list(frame.columns)}, expected {SUBMISSION_COLUMNS}", file=file)
-    if sorted(frame["id"].tolist()) != sorted(int(i) for i in ids) or frame["id"].duplicated().any():
-        extra = sorted(set(frame["id"]) ^ set(int(i) for i in ids)) or frame.loc[frame["id"].duplicated(), "id"].tolist()
-        raise DataError("ids differ from the test ids", file=file, row=extra[0] if extra else None, column="id")
-    values = frame[list(LABELS)].to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values).all(axis=1) | (values < 0).any(axis=1) | (values > 1).any(axis=1) | (np.abs(values.sum(axis=1) - 1) > 1e-6)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"probabilities {values[row].tolist()} are not a distribution", file=file, row=int(frame['id'].iloc[row]), column=LABELS[0])
-
-
-def check_output_path(path: str | Path) -> None:
-    """Refuse an output format other than CSV or parquet before any work is done."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise ValueError(f"unsupported output format {suffix!r} for {path}: use .csv or .parquet")
-
-
-def write_table(frame: pd.DataFrame, path: str | Path) -> None:
-    """CSV or parquet by suffix, written atomically."""
-    check_output_path(path)
-    suffix = Path(path).suffix.lower()
-    with atomic_path(path) as tmp:
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False, float_format="%.8f")
-        else:
-            frame.to_parquet(tmp, index=False)
-
-
 def read_calibration(path: str | Path | None) -> PairScaling | None:
     """The calibration a `calibrate_submission` job wrote (None for no file or method none)."""
     if path is None:
         return None
     saved = json.loads(Path(path).read_text())
     return None if saved["method"] == "none" else PairScaling.from_dict(saved)
+
+
+def saved_calibration(model_dir: str | Path) -> PairScaling | None:
+    """The calibration packaged with a model (`package_model`: `inference.json`), if any."""
+    path = Path(model_dir) / INFERENCE_FILE
+    saved = json.loads(path.read_text()).get("calibration") if path.is_file() else None
+    return PairScaling.from_dict(saved) if saved else None
 
 
 def predict_table(

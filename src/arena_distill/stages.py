@@ -18,14 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy.special import softmax
 
 from arena_distill.inference import predict_logits
 from arena_distill.io import atomic_path, read_json, write_json, write_parquet
-from arena_distill.metrics import accuracy, log_loss, logits_log_loss, prior_log_loss
+from arena_distill.metrics import validation_metrics
 from arena_distill.models import add_lora, for_inference, load_adapter, load_model, load_tokenizer
-from arena_distill.logits import LOGIT_COLUMNS, logits_frame, shard_of
-from arena_distill.pairs import encode_rows, fold_rows, unswap_probs, with_swaps
+from arena_distill.logits import logits_frame, shard_of
+from arena_distill.pairs import encode_rows, fold_rows, with_swaps
 from arena_distill.text import PairEncoder, TextConfig
 from arena_distill.checkpoints import discard_checkpoints
 from arena_distill.parallel import Parallel, use_bf16
@@ -241,35 +240,6 @@ def post_pretrain(
     config = train_config(training, {"seed": seed, "training": spec.get("training", {}), **settings})
     job = FoldJob.start({"path": base["path"]}, spec, training, text, table[~is_dev], table[is_dev], config)
     job.train_classifier(ClassifierOutputs(**outputs), ("post_pretrain", spec, settings, training, text, model_fingerprint(base)))
-
-
-def validation_probs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Given-order probabilities, TTA probabilities (None without every mirror) and labels of
-    a logits table, by id. TTA averages the probabilities of each pair and of its mirror
-    mapped back to the original order; the labels are those of the original rows."""
-    original = frame[~frame["swapped"]].sort_values("id")
-    plain = softmax(original[LOGIT_COLUMNS].to_numpy(), axis=1)
-    labels = original["label"].to_numpy()
-    mirrored = frame[frame["swapped"]].sort_values("id")
-    if len(mirrored) != len(original) or not (mirrored["id"].to_numpy() == original["id"].to_numpy()).all():
-        return plain, None, labels
-    return plain, (plain + unswap_probs(softmax(mirrored[LOGIT_COLUMNS].to_numpy(), axis=1))) / 2, labels
-
-
-def validation_metrics(frame: pd.DataFrame) -> dict[str, float]:
-    """Log loss and accuracy of a logits table with labels, plain and with A/B-swap TTA."""
-    plain, tta, labels = validation_probs(frame)
-    logits = frame[~frame["swapped"]].sort_values("id")[LOGIT_COLUMNS].to_numpy()
-    metrics = {
-        "val_rows": len(labels),
-        "val_log_loss": logits_log_loss(logits, labels),  # from the logits: exact where a softmax rounds to 0
-        "val_accuracy": accuracy(plain, labels),
-        "val_prior_log_loss": prior_log_loss(labels),
-    }
-    if tta is not None:
-        metrics["val_log_loss_tta"] = log_loss(tta, labels)
-        metrics["val_accuracy_tta"] = accuracy(tta, labels)
-    return metrics
 
 
 def teacher_logits(

@@ -21,9 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transformers import PreTrainedTokenizerBase
+if TYPE_CHECKING:  # the annotation only: importing transformers costs a light job ~1 s
+    from transformers import PreTrainedTokenizerBase
 
 HEADER = 'User question:\n"""\n'
 BEFORE_A = '\n"""\n\nAnswer A:\n"""\n'

@@ -1,12 +1,16 @@
 """The evaluation report's arithmetic and layout."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from arena_distill.evaluation import (CALIBRATED, PROBS, holdout_name, holdout_scores, labelled_test_metrics, oof_metrics,
-                                      option_scores, summary_markdown)
+from arena_distill.evaluation import (CALIBRATED, PROBS, holdout_name, labelled_test_metrics, oof_metrics, option_scores,
+                                      summary_markdown)
+from arena_distill.score_holdout import holdout_scores
 from arena_distill.calibration import PairScaling
 from arena_distill.logits import logits_frame
 from arena_distill.pairs import SWAPPED_LABEL
@@ -109,3 +113,13 @@ def test_the_options_table_compares_every_option_on_both_row_sets(tmp_path):
     summary = summary_markdown({"student": oof_metrics(oof_fold_files(tmp_path)), "options": result})
     assert "## Options" in summary and "| fold ensemble (2 folds, mean probabilities) |" in summary
     assert "labelled test rows log loss" in summary and "Shrink factors" in summary
+
+
+@pytest.mark.parametrize("module", ["evaluation", "submission", "postprocess", "heuristic_model", "metrics"])
+def test_the_table_only_rules_start_without_the_model_libraries(module):
+    """The modules of the rules that only read tables (evaluate, submission, heuristic_model,
+    the fold choice) load no torch, transformers or peft: those cost each such job seconds."""
+    probe = (f"import sys, arena_distill.{module}\n"
+             "print(sorted(m for m in ('torch', 'transformers', 'peft', 'gptqmodel') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert loaded.stdout.strip().splitlines()[-1:] == ["[]"], loaded.stdout + loaded.stderr

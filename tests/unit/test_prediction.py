@@ -17,7 +17,8 @@ from arena_distill.data import prepare_test
 from arena_distill.errors import DataError, NumericalError
 from arena_distill.models import build_tiny_model, resolve_dtype, save_model
 from arena_distill.pairs import swap_pairs
-from arena_distill.prediction import check_submission, load_classifier, pair_probs, probs_frame
+from arena_distill.prediction import load_classifier, pair_probs
+from arena_distill.submission import check_submission, probs_frame
 from arena_distill.text import TextConfig
 from tests.conftest import SAMPLE
 
