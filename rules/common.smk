@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import sys
 
@@ -52,6 +53,12 @@ os.environ.update(
         )
     )
 )
+
+# Local rules run inside the driving Snakemake's own interpreter. The SLURM driver
+# environment (`make driver`: Snakemake and the executor plugin, no model libraries; README
+# "Where the driver runs") cannot run them, so under it every rule is a SLURM job, run in the
+# job environment that the SLURM profile's precommand activates.
+DRIVER_RUNS_RULES = importlib.util.find_spec("torch") is not None
 
 TABLES = ["train", "test", "post_pretrain", "calibration"]
 STUDENT_RUNS = ["student", "student_fresh_init"]
@@ -360,14 +367,22 @@ def get_calibration_inputs(wildcards):
     students' out-of-fold logits."""
     if config["predict"]["calibrate_on"] == "oof":
         return {"oof": student_val_logits()}
-    return {"model": "results/model", "rows": "results/data/calibration.parquet"}
+    return {
+        "model": "results/student/quantized",
+        "rows": "results/data/calibration.parquet",
+    }
 
 
-def get_calibrated_inputs(wildcards):
-    """The fitted calibration, for the rules that apply it."""
+def calibration_fit():
+    """The submission's fitted calibration, when it is calibrated."""
     return (
         {"calibration": "results/calibration/calibration.json"} if calibrating() else {}
     )
+
+
+def get_package_inputs(wildcards):
+    """The exported student and its fitted calibration: together they are results/model."""
+    return {"model": "results/student/quantized", **calibration_fit()}
 
 
 if (
@@ -399,13 +414,13 @@ def holdout_scorings():
 
 
 def get_score_holdout_inputs(wildcards):
-    """A saved model (the exported one with its calibration), or fold adapters and their base;
+    """A saved model (the served one, calibration packaged), or fold adapters and their base;
     the labelled test rows when the config gives their labels."""
     test = labelled_test_inputs()
     if wildcards.scored == "merged":
         return {"model": "results/student/merged", **test}
     if wildcards.scored == "submission":
-        return {"model": "results/model", **get_calibrated_inputs(wildcards), **test}
+        return {"model": "results/model", **test}
     run, part = wildcards.scored.split("/")
     adapters = student_adapters(run)
     if part != "average":
@@ -448,7 +463,7 @@ def get_evaluate_inputs(wildcards):
         inputs["holdout_probs"] = [
             path.removesuffix(".json") + ".parquet" for path in holdout_scorings()
         ]
-    inputs.update(get_calibrated_inputs(wildcards))
+    inputs.update(calibration_fit())
     if config["data"].get("test_labels"):
         inputs["test_labels"] = config["data"]["test_labels"]
     return inputs

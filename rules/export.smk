@@ -1,10 +1,16 @@
+if DRIVER_RUNS_RULES:
+
+    localrules:
+        package_model,
+
+
 rule quantize_student:
     input:
         model="results/student/merged",
         train="results/data/train.parquet",
         folds="results/folds/folds_clean.json",
     output:
-        directory("results/model"),
+        directory("results/student/quantized"),
     log:
         "results/logs/quantize_student.log",
     benchmark:
@@ -18,3 +24,16 @@ rule quantize_student:
         recipe=model_card_recipe(),
     script:
         "../scripts/quantize_student.py"
+
+
+rule package_model:
+    input:
+        unpack(get_package_inputs),
+    output:
+        directory("results/model"),
+    log:
+        "results/logs/package_model.log",
+    conda:
+        "../envs/arena-distill.yaml"
+    script:
+        "../scripts/package_model.py"

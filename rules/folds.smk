@@ -1,6 +1,8 @@
-localrules:
-    make_folds,
-    clean_folds,
+if DRIVER_RUNS_RULES:
+
+    localrules:
+        make_folds,
+        clean_folds,
 
 
 rule make_folds:

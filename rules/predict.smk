@@ -1,5 +1,7 @@
-localrules:
-    submission,
+if DRIVER_RUNS_RULES:
+
+    localrules:
+        submission,
 
 
 rule calibrate_submission:
@@ -22,7 +24,6 @@ rule calibrate_submission:
 
 rule predict:
     input:
-        unpack(get_calibrated_inputs),
         model="results/model",
         test="results/data/test.parquet",
     output:

@@ -1,6 +1,8 @@
-localrules:
-    evaluate,
-    figures,
+if DRIVER_RUNS_RULES:
+
+    localrules:
+        evaluate,
+        figures,
 
 
 rule score_holdout:

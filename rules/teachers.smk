@@ -1,6 +1,8 @@
-localrules:
-    gather_logits,
-    calibrate_teacher,
+if DRIVER_RUNS_RULES:
+
+    localrules:
+        gather_logits,
+        calibrate_teacher,
 
 
 rule train_teacher:

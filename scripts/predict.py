@@ -1,11 +1,11 @@
-"""Rule predict: the final model scores the test pairs, with A/B-swap TTA and the fitted calibration."""
+"""Rule predict: the served model scores the test pairs, with A/B-swap TTA and its packaged calibration."""
 
 import pandas as pd
 import torch
 
 from arena_distill.io import write_parquet
 from arena_distill.logs import script_logging
-from arena_distill.prediction import predict_table, read_calibration
+from arena_distill.prediction import predict_table, saved_calibration
 
 with script_logging(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
@@ -14,7 +14,7 @@ with script_logging(snakemake.log[0]) as log:
         pd.read_parquet(snakemake.input.test),
         snakemake.params.text,
         snakemake.params.predict,
-        calibration=read_calibration(snakemake.input.get("calibration")),
+        calibration=saved_calibration(snakemake.input.model),
     )
     write_parquet(predictions, snakemake.output[0])
     log.info("predicted %d test rows", len(predictions))

@@ -1,4 +1,5 @@
-"""Rule quantize_student: the merged student -> results/model (GPTQ 8-bit by default)."""
+"""Rule quantize_student: the merged student -> results/student/quantized (GPTQ 8-bit by default),
+which package_model joins with the fitted calibration as results/model."""
 
 import pandas as pd
 import torch

@@ -19,12 +19,13 @@ import pandas as pd
 import pytest
 
 from tests.conftest import job_counts
-from tests.slurm.loopback import RUN_LIMIT_S, finished, missing_cluster_reason, snakemake_on_slurm
+from tests.slurm.loopback import DRIVER_ENV, DRIVER_TARGET, RUN_LIMIT_S, finished, missing_cluster_reason, snakemake_on_slurm
 from tests.tiny import N_FOLDS, TEACHERS
 
 pytestmark = pytest.mark.slurm
 
-LOCAL_RULES = {"make_folds", "clean_folds", "gather_logits", "calibrate_teacher", "submission", "evaluate", "figures", "all"}
+LOCAL_RULES = {"make_folds", "clean_folds", "gather_logits", "calibrate_teacher", "package_model", "submission", "evaluate", "figures",
+               "all"}
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,33 @@ def rule_of(comment: str) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def slurm_run(cluster):
     return cluster.result()
+
+
+@pytest.fixture(scope="module")
+def driver_run(cluster):
+    return cluster.driver_result()
+
+
+def in_driver_env(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(DRIVER_ENV / "bin" / "python"), "-c", code], capture_output=True, text=True)
+
+
+def test_the_driver_environment_drives_from_inside_an_allocation(driver_run, tiny_local_run):
+    """`make driver`'s Snakemake (plugin 2.7.1, no model libraries) started by `sbatch`: every
+    rule, the local ones too, is a SLURM job submitted from inside the allocation, run in the
+    job environment (make_folds needs scikit-learn, which the driver lacks), with the same result."""
+    workdir, run = driver_run
+    assert in_driver_env("import importlib.metadata as m; print(m.version('snakemake-executor-plugin-slurm'))").stdout.strip() == "2.7.1"
+    assert in_driver_env("import sklearn").returncode != 0 and in_driver_env("import torch").returncode != 0
+    allocation = re.search(r"driver allocation (\d+)", run.stdout)
+    assert allocation and "steps (100%) done" in run.stdout, run.stdout[-3000:]
+    jobs = sacct(run.run_id)
+    assert Counter(rule_of(job["Comment"])[0] for job in jobs) == {rule: n for rule, n in job_counts(run.stdout).items() if rule != "all"}
+    assert {"make_folds", "clean_folds"} <= {rule_of(job["Comment"])[0] for job in jobs}
+    assert {job["State"] for job in jobs} == {"COMPLETED"} and allocation.group(1) not in {job["JobID"] for job in jobs}
+    for name in ("folds.json", "folds_clean.json"):
+        assert json.loads((workdir / "results/folds" / name).read_text()) == json.loads((tiny_local_run / "results/folds" / name).read_text())
+    assert (workdir / DRIVER_TARGET).exists()
 
 
 def test_every_rule_instance_is_its_own_completed_slurm_job(slurm_run):

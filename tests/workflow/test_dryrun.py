@@ -65,7 +65,8 @@ def STUDENT_SIDE(n_folds: int, holdout: bool = True, calibrated: bool = False) -
     """Steps 5-9: a student per fold, then one of everything; models are scored on the
     holdout prompts only when the run keeps some (each fold student, the merged and the
     exported model, one job each), the submission calibrated only when asked."""
-    single = ["average_adapters", "merge_student", "quantize_student", "predict", "submission", "evaluate", "figures"]
+    single = ["average_adapters", "merge_student", "quantize_student", "package_model", "predict", "submission", "evaluate",
+              "figures"]
     single += ["calibrate_submission"] * calibrated
     return {"distill_student": n_folds, **dict.fromkeys(single, 1), **({"score_holdout": n_folds + 2} if holdout else {})}
 
@@ -245,7 +246,7 @@ def test_the_submission_calibration_is_fitted_on_what_the_config_names(workflow_
     overlay.write_text("predict: {calibrate_on: oof}\n")
     result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
     fit = planned_inputs(result.stdout, "calibrate_submission")
-    assert len(fit) == 1 and "results/student/fold1/val_logits.parquet" in fit[0] and "results/model" not in fit[0]
+    assert len(fit) == 1 and "results/student/fold1/val_logits.parquet" in fit[0] and "results/student/quantized" not in fit[0]
     assert job_counts(result.stdout)["prepare_data"] == 3  # the calibration rows are not read
     overlay.write_text("predict: {calibration: none}\n")
     counts = job_counts(snakemake(workflow_copy, "-n", "--configfile", str(overlay)).stdout)

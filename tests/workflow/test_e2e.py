@@ -237,11 +237,14 @@ def test_the_submission_is_calibrated_on_arena_rows_no_model_trained_on(finished
     report = json.loads((finished_run / "results/eval/metrics.json").read_text())
     assert report["calibration"]["tie_share_after"] == pytest.approx(fit["tie_share_after"])
     assert 0 <= report["test"]["tie_share_predicted"] <= 1 and report["test"]["tie_share_true"] == 0.36
-    # The command line with the run's calibration.json writes the workflow's submission.
+    # The served model carries the fit: the command line alone writes the workflow's submission.
+    packaged = json.loads((finished_run / "results/model/inference.json").read_text())["calibration"]
+    assert {key: packaged[key] for key in ("method", "ab_scale", "tie_scale", "tie_bias")} == {
+        key: fit[key] for key in ("method", "ab_scale", "tie_scale", "tie_bias")}
+    assert "calibration" not in json.loads((finished_run / "results/student/quantized/inference.json").read_text())
     out = tmp_path / "cli.csv"
     subprocess.run([sys.executable, "-m", "arena_distill", "predict", "--model", "results/model", "--input", "data/sample/test.csv",
-                    "--output", str(out), "--calibration", "results/calibration/calibration.json"], cwd=finished_run, check=True,
-                   capture_output=True)
+                    "--output", str(out)], cwd=finished_run, check=True, capture_output=True)
     cli, submission = pd.read_csv(out).sort_values("id"), pd.read_csv(finished_run / "results/submission.csv").sort_values("id")
     assert (cli.iloc[:, 1:].to_numpy() - submission.iloc[:, 1:].to_numpy()).__abs__().max() < 1e-6
 

@@ -28,7 +28,7 @@ JOBS = {
     "distill_student": ("results/student/fold1/adapter",
                         ["results/student/fold1/adapter", "results/student/fold1/val_logits.parquet"],
                         "results/logs/distill_student/student/fold1.log"),
-    "quantize_student": ("results/model", ["results/model"], "results/logs/quantize_student.log"),
+    "quantize_student": ("results/student/quantized", ["results/student/quantized"], "results/logs/quantize_student.log"),
     "predict": ("results/predictions/test.parquet", ["results/predictions/test.parquet"], "results/logs/predict.log"),
 }
 

@@ -5,7 +5,8 @@ on the tests' tiny run, the capacity plan, DAG inspection); the long ones run as
 reader can check them without hours of compute: `make` targets with `make -n` (the target
 exists and its recipe expands), Snakemake runs as dry runs of the same arguments, with
 placeholder files where the preset names competition data. GPU commands are only named.
-A command the README gains that none of these rules covers fails the test.
+An `sbatch` that hosts Snakemake plans its wrapped command with the driver environment
+(`make driver`). A command the README gains that none of these rules covers fails the test.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def readme_commands() -> list[str]:
     optional-argument brackets of a usage line dropped, a pipe's first command kept."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             if not line or line.startswith(("#", "export ")):
                 continue
@@ -61,7 +62,7 @@ def workflow_copy(tmp_path_factory) -> Path:
 def test_the_readme_has_the_commands_this_test_knows():
     commands = readme_commands()
     assert "make demo" in commands and "make test" in commands and len(commands) > 15
-    assert all(command.split()[0] in ("make", ".venv/bin/snakemake", "snakemake", ".venv/bin/arena-distill")
+    assert all(command.split()[0] in ("make", ".venv/bin/snakemake", "snakemake", ".venv/bin/arena-distill", "sbatch")
                or command in GPU_ONLY for command in commands), commands
 
 
@@ -76,6 +77,17 @@ def test_snakemake_commands_plan(command, workflow_copy):
     if "--rulegraph" not in args:
         args.append("-n")
     result = run([str(BIN / "snakemake"), *args], workflow_copy)
+    assert "Building DAG of jobs" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", [c for c in readme_commands() if c.startswith("sbatch ")])
+def test_a_driver_submitted_with_sbatch_plans(command, workflow_copy):
+    """The wrapped driver is `.venv-driver`'s Snakemake (the SLURM test runs one in an
+    allocation); here it plans the same arguments."""
+    args = shlex.split(command)
+    driver, *snakemake_args = shlex.split(args[args.index("--wrap") + 1])
+    assert driver == ".venv-driver/bin/snakemake"
+    result = run([str(REPO / driver), *snakemake_args, "-n"], workflow_copy)
     assert "Building DAG of jobs" in result.stdout + result.stderr
 
 

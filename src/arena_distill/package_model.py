@@ -1,0 +1,41 @@
+"""The served model directory: the exported weights with the run's fitted calibration.
+
+`calibrate_submission` is fitted on the exported model's own scores, so the calibration
+cannot be written by the rule that exports the weights; this last step joins them. The
+weights are hard links where the file system allows (a 9B model is not copied twice), and
+`inference.json` gains the calibration, so `arena-distill predict --model results/model`
+scores exactly as the workflow's submission did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from arena_distill import INFERENCE_FILE
+from arena_distill.io import atomic_path
+
+
+def link_or_copy(source: str, target: str) -> None:
+    """`shutil.copytree`'s copy function: a hard link, a copy across file systems."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def package_model(exported_dir: str | Path, out_dir: str | Path, calibration: Mapping[str, Any] | None) -> dict:
+    """`exported_dir` with `calibration` (a `calibrate_submission` fit, None for none) saved in
+    its `inference.json`, written atomically to `out_dir`; returns the new inference settings."""
+    exported_dir = Path(exported_dir)
+    inference = json.loads((exported_dir / INFERENCE_FILE).read_text())
+    inference["calibration"] = None if calibration is None or calibration.get("method") == "none" else dict(calibration)
+    with atomic_path(out_dir, directory=True) as tmp:
+        shutil.copytree(exported_dir, tmp, dirs_exist_ok=True, copy_function=link_or_copy,
+                        ignore=shutil.ignore_patterns(INFERENCE_FILE))
+        (Path(tmp) / INFERENCE_FILE).write_text(json.dumps(inference, indent=1))
+    return inference

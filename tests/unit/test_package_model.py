@@ -1,0 +1,39 @@
+"""The served model directory: exported weights (linked, not copied) with the fitted calibration."""
+
+from __future__ import annotations
+
+import json
+
+from arena_distill.calibration import PairScaling
+from arena_distill.package_model import package_model
+from arena_distill.prediction import saved_calibration
+
+FIT = {"method": "symmetric", "ab_scale": 0.8, "tie_scale": 1.1, "tie_bias": 0.9, "rows": 60, "log_loss_before": 1.2}
+
+
+def exported(tmp_path):
+    model = tmp_path / "quantized"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
+    (model / "config.json").write_text("{}")
+    (model / "inference.json").write_text(json.dumps({"predict": {"tta": True}}))
+    return model
+
+
+def test_the_calibration_travels_with_the_weights(tmp_path):
+    model = exported(tmp_path)
+    package_model(model, tmp_path / "model", FIT)
+    inference = json.loads((tmp_path / "model/inference.json").read_text())
+    assert inference["predict"] == {"tta": True} and inference["calibration"] == FIT
+    assert saved_calibration(tmp_path / "model") == PairScaling("symmetric", 0.8, 1.1, 0.9)
+    assert (tmp_path / "model/model.safetensors").stat().st_ino == (model / "model.safetensors").stat().st_ino
+    assert json.loads((model / "inference.json").read_text()) == {"predict": {"tta": True}}, "the exported model is left as it was"
+    assert saved_calibration(model) is None
+
+
+def test_an_uncalibrated_run_packages_no_calibration(tmp_path):
+    model = exported(tmp_path)
+    for fit in (None, {"method": "none"}):
+        package_model(model, tmp_path / "model", fit)
+        assert json.loads((tmp_path / "model/inference.json").read_text())["calibration"] is None
+        assert saved_calibration(tmp_path / "model") is None
