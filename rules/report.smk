@@ -23,10 +23,10 @@ rule score_holdout:
         "../envs/arena-distill.yaml"
     params:
         student_base=source_path("student"),
-        # The fresh-init comparison averages its folds; best_fold picks by the main run's folds.
+        # The fresh-init comparison averages its folds (best_fold and ensemble are the main run's).
         average_method=(
             "mean"
-            if config["average"]["method"] == "best_fold"
+            if config["average"]["method"] in ("best_fold", "ensemble")
             else config["average"]["method"]
         ),
         predict=predict_params(),

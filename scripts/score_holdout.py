@@ -11,8 +11,8 @@ import torch
 from arena_distill.evaluation import holdout_name, holdout_rows, labelled_test_rows
 from arena_distill.io import atomic_path, write_json
 from arena_distill.logs import script_logging
-from arena_distill.prediction import saved_calibration
-from arena_distill.score_holdout import adapter_model, holdout_scores, model_views, saved_model, scored_rows
+from arena_distill.prediction import load_scorers, saved_calibration, scorers_views
+from arena_distill.score_holdout import adapter_model, holdout_scores, scored_rows
 
 with script_logging(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
@@ -25,12 +25,11 @@ with script_logging(snakemake.log[0]) as log:
     report, tables = {}, []
     if len(row_sets["holdout"]):
         if "model" in snakemake.input.keys():
-            model, tokenizer = saved_model(snakemake.input.model, settings)
+            scorers = load_scorers(snakemake.input.model, settings)
         else:
-            model, tokenizer = adapter_model(snakemake.params.student_base, list(snakemake.input.adapters),
-                                             snakemake.params.average_method)
+            scorers = [adapter_model(snakemake.params.student_base, list(snakemake.input.adapters), snakemake.params.average_method)]
         for row_set, rows in row_sets.items():
-            views = model_views(model, tokenizer, rows, text, settings)
+            views = scorers_views(scorers, rows, text, settings)
             if row_set == "holdout":
                 report = holdout_scores(name, views, rows["label"].to_numpy(), calibration)
             tables.append(scored_rows(row_set, rows, views, calibration))

@@ -389,6 +389,8 @@ def scoring_estimate(rule: str, spec: Mapping[str, Any], shape: ModelShape, conf
     length = max(predict.get("max_lengths") or [config["text"]["test_max_length"]])
     merged = merge_dtype(config, merge_job)
     dtype, weights = served_weights(shape, config, merged, job)
+    if config["average"]["method"] == "ensemble":  # every fold's model is held at once
+        dtype, weights = f"{config['folds']['n']} x {dtype}", weights * config["folds"]["n"]
     if rule == "score_holdout" and shape.params * merged[1] > weights:
         dtype, weights = f"merged {merged[0]}", shape.params * merged[1]
     attention = spec.get("attn_implementation") or shape.attention

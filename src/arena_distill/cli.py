@@ -87,10 +87,11 @@ def model_settings(model_dir: str) -> tuple[dict, dict]:
 
 def predict(args: argparse.Namespace) -> None:
     from arena_distill.data import prepare_test
+    from arena_distill.ensemble import members
     from arena_distill.prediction import predict_table, read_calibration, saved_calibration
     from arena_distill.submission import check_output_path, check_submission, write_table
 
-    if not (Path(args.model) / "config.json").is_file():
+    if not (members(args.model)[0] / "config.json").is_file():
         raise FileNotFoundError(f"--model {args.model} is not a model directory (no config.json); the command line "
                                 "reads local models only, e.g. results/model")
     check_output_path(args.output)

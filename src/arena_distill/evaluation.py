@@ -144,7 +144,7 @@ def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequen
     (holdout prompts, labelled test rows), each TTA as submitted, from the per-row
     probabilities of `score_holdout` (nothing is scored again):
 
-    - the exported fold average, uncalibrated and, where the run calibrates, calibrated;
+    - the exported model, uncalibrated and, where the run calibrates, calibrated;
     - the single best fold by out-of-fold log loss, and the fold ensemble (mean probabilities);
     - shrink (fitted on the pooled student out-of-fold predictions), the alternative to a calibration;
     - no ties, after the calibration;
@@ -160,13 +160,13 @@ def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequen
     submitted = CALIBRATED if CALIBRATED[0] in submission else PROBS
     aligned = {name: scored[name].set_index(["rows", "id"]).loc[submission.index] for name in folds}
     ensemble = sum(aligned[name][PROBS].to_numpy() for name in folds) / len(folds)
-    exported = "exported fold average" + (", calibrated" if submitted == CALIBRATED else "")
+    exported = "exported model" + (", calibrated" if submitted == CALIBRATED else "")
     options = {
-        "exported fold average, uncalibrated": submission[PROBS].to_numpy(),
+        "exported model, uncalibrated": submission[PROBS].to_numpy(),
         **({exported: submission[CALIBRATED].to_numpy()} if submitted == CALIBRATED else {}),
         f"best fold (fold {best}, OOF TTA {fold_losses[best]:.4f})": aligned[folds[best]][PROBS].to_numpy(),
         f"fold ensemble ({len(folds)} folds, mean probabilities)": ensemble,
-        "exported fold average, shrink (instead of a calibration)": apply_shrink(submission[PROBS].to_numpy(), shrink),
+        "exported model, shrink (instead of a calibration)": apply_shrink(submission[PROBS].to_numpy(), shrink),
         f"{exported}, no ties": no_ties(submission[submitted].to_numpy()),
     }
     if heuristic:

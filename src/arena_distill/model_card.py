@@ -59,8 +59,10 @@ def model_card(recipe: Mapping[str, Any], quantization: Mapping[str, Any]) -> st
         f"- student: `{student}`; teachers: " + ", ".join(f"`{name}` (`{spec}`)" for name, spec in teachers.items()),
         f"- post-pretraining on labelled pairs: {'yes' if recipe['post_pretrain'] else 'no'}; "
         f"{recipe['folds']} folds of `{recipe['data']}`",
-        f"- each fold's student distilled from every teacher's logits with LoRA, the fold adapters "
-        f"averaged (`{recipe['average']}`) and merged",
+        f"- each fold's student distilled from every teacher's logits with LoRA, "
+        + ("the folds' models kept apart as a fold ensemble (`ensemble`: one directory per fold, "
+           "probabilities averaged at prediction)" if recipe["average"] == "ensemble"
+           else f"the fold adapters averaged (`{recipe['average']}`) and merged"),
         f"- quantization: {quantized} (`dtype` {quantization.get('dtype')})",
         f"- texts: at most {recipe['text']['train_max_length']} tokens in training, "
         f"{recipe['text']['test_max_length']} at test",

@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import softmax
 from transformers import AutoConfig, AutoModelForSequenceClassification, GPTQConfig, PreTrainedModel
 
 from arena_distill import INFERENCE_FILE
 from arena_distill.calibration import PairScaling, fit_pair_scaling, views_probs
+from arena_distill.ensemble import members
 from arena_distill.errors import ConfigError, NumericalError
 from arena_distill.inference import predict_logits
 from arena_distill.io import named_load, read_parquet
@@ -110,6 +112,26 @@ def score_views(
     return views
 
 
+def load_scorers(model_dir: str | Path, settings: Mapping[str, Any]) -> list[tuple[PreTrainedModel, object]]:
+    """The classifier at `model_dir` and its tokenizer, as `load_classifier` loads them; for a
+    fold ensemble (`arena_distill.ensemble`) every member's, all held at once."""
+    return [load_classifier(member, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto")) for member in members(model_dir)]
+
+
+def scorers_views(scorers: Sequence[tuple[PreTrainedModel, object]], rows: pd.DataFrame, text: Mapping[str, Any],
+                  settings: Mapping[str, Any], tta: bool = True) -> list[View]:
+    """`score_views` of each scorer at the test settings. Several (a fold ensemble) are
+    averaged view by view in probability, as the log of their mean softmax: the result reads
+    as one model's logits, so the TTA and a calibration treat the ensemble as one model."""
+    per_scorer = [score_views(model, tokenizer, rows, TextConfig.of(text, settings["max_lengths"][0]),
+                              max_lengths=settings["max_lengths"], tta=tta, max_tokens=settings.get("max_tokens", 65536))
+                  for model, tokenizer in scorers]
+    if len(per_scorer) == 1:
+        return per_scorer[0]
+    return [(np.log(np.mean([softmax(views[i][0], axis=1) for views in per_scorer], axis=0)), swapped)
+            for i, (_, swapped) in enumerate(per_scorer[0])]
+
+
 def pair_probs(model: PreTrainedModel, tokenizer, rows: pd.DataFrame, text: TextConfig, *, calibration: PairScaling | None = None,
                **scoring) -> np.ndarray:
     """Probabilities (rows × [a, b, tie]) of `score_views(**scoring)`: the given order, or with
@@ -142,18 +164,8 @@ def predict_table(
     """Submission-schema probabilities of `rows` (prepared pairs) from the model at `model_dir`."""
     if calibration is not None:
         log.info("calibration: %s", calibration.to_dict())
-    model, tokenizer = load_classifier(model_dir, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"))
-    probs = pair_probs(
-        model,
-        tokenizer,
-        rows,
-        TextConfig.of(text, settings["max_lengths"][0]),
-        max_lengths=settings["max_lengths"],
-        tta=settings.get("tta", True),
-        max_tokens=settings.get("max_tokens", 65536),
-        calibration=calibration,
-    )
-    return probs_frame(rows["id"].tolist(), probs)
+    views = scorers_views(load_scorers(model_dir, settings), rows, text, settings, tta=settings.get("tta", True))
+    return probs_frame(rows["id"].tolist(), views_probs(views, calibration))
 
 
 def oof_views(paths: Sequence[str | Path]) -> tuple[list[View], np.ndarray]:
@@ -181,9 +193,7 @@ def calibrate_submission(
     model at `model_dir` exactly as the test is (its own TTA and max lengths), or on the
     students' out-of-fold logits. Either way on rows the submitted model never trained on."""
     if rows is not None:
-        model, tokenizer = load_classifier(model_dir, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"))
-        views = score_views(model, tokenizer, rows, TextConfig.of(text, settings["max_lengths"][0]), max_lengths=settings["max_lengths"],
-                            tta=settings.get("tta", True), max_tokens=settings.get("max_tokens", 65536))
+        views = scorers_views(load_scorers(model_dir, settings), rows, text, settings, tta=settings.get("tta", True))
         labels, source = rows["label"].to_numpy(), "calibration rows scored by the final model"
     else:
         views, labels = oof_views(oof_logits)

@@ -1,6 +1,7 @@
 """Scoring one model on the holdout prompts and the labelled test rows (the `score_holdout`
-rule): a saved model as `predict` loads it, or fold adapters merged into their base, each
-scored as given and mirrored at the test settings.
+rule): a saved model as `predict` loads it (`prediction.load_scorers`, a fold ensemble
+included), or fold adapters merged into their base, each scored as given and mirrored at
+the test settings (`prediction.scorers_views`).
 
 Apart from `evaluation`, which only reads what these jobs wrote, so that the report and the
 rules that share its helpers start without the model libraries.
@@ -9,7 +10,7 @@ rules that share its helpers start without the model libraries.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,7 @@ from arena_distill.adapters import average_adapters
 from arena_distill.calibration import PairScaling, views_probs
 from arena_distill.evaluation import CALIBRATED, PROBS, probs_metrics
 from arena_distill.models import load_adapter, load_model, load_tokenizer
-from arena_distill.prediction import View, load_classifier, score_views
-from arena_distill.text import TextConfig
-
-
-def saved_model(model_dir: str | Path, settings: Mapping):
-    """A saved model (the merged or the exported one) as `predict` loads it, and its tokenizer."""
-    return load_classifier(model_dir, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"))
+from arena_distill.prediction import View
 
 
 def adapter_model(base: str | Path, adapters: Sequence[str | Path], method: str):
@@ -40,12 +35,6 @@ def adapter_model(base: str | Path, adapters: Sequence[str | Path], method: str)
             average_adapters(adapters, adapter, method)
         merged = load_adapter(model, adapter).merge_and_unload().eval()
     return merged, tokenizer
-
-
-def model_views(model, tokenizer, rows: pd.DataFrame, text: Mapping, settings: Mapping) -> list[View]:
-    """A model's raw logits on labelled rows at the test settings, as given and mirrored."""
-    return score_views(model, tokenizer, rows, TextConfig.of(text, settings["max_lengths"][0]), max_lengths=settings["max_lengths"],
-                       max_tokens=settings.get("max_tokens", 65536))
 
 
 def tta_probs(views: Sequence[View], calibration: PairScaling | None = None) -> tuple[np.ndarray, np.ndarray]:

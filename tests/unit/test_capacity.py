@@ -73,3 +73,12 @@ def test_the_readme_shows_the_table_the_preset_prints(capsys):
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
     readme = (REPO / "README.md").read_text().split("### Capacity plan", 1)[1].split("\n### ", 1)[0]
     assert printed == [line for line in readme.splitlines() if line.startswith("|")]
+
+
+def test_a_fold_ensemble_holds_every_fold_model_when_it_predicts(tmp_path):
+    ensemble = overlay(tmp_path, {"average": {"method": "ensemble"}})
+    single = by_rule(plan(effective_config([PRESET]), PROFILE, 80))[("predict", "student")]
+    held = by_rule(plan(effective_config([PRESET, ensemble]), PROFILE, 80))[("predict", "student")]
+    weights = {name: gib for name, gib in held.parts if name.startswith("weights")}
+    assert list(weights) == [f"weights (5 x {single.dtype})"] and held.total_gib > single.total_gib
+    assert weights[f"weights (5 x {single.dtype})"] == pytest.approx(5 * dict(single.parts)[f"weights ({single.dtype})"])

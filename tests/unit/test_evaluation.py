@@ -105,11 +105,11 @@ def test_the_options_table_compares_every_option_on_both_row_sets(tmp_path):
     assert math.isclose(options[best]["holdout"]["log_loss"], -math.log(0.8))
     ensemble = next(name for name in options if name.startswith("fold ensemble"))
     assert math.isclose(options[ensemble]["test"]["log_loss"], -math.log((0.8 + 1 / 3) / 2))
-    assert math.isclose(options["exported fold average, uncalibrated"]["holdout"]["log_loss"], math.log(3))
-    assert math.isclose(options["exported fold average, calibrated"]["test"]["log_loss"], -math.log(0.8))
-    no_ties = options["exported fold average, calibrated, no ties"]["test"]
-    assert no_ties["tie_share_predicted"] < options["exported fold average, calibrated"]["test"]["tie_share_predicted"]
-    assert no_ties["log_loss"] > options["exported fold average, calibrated"]["test"]["log_loss"]  # the true tie pays
+    assert math.isclose(options["exported model, uncalibrated"]["holdout"]["log_loss"], math.log(3))
+    assert math.isclose(options["exported model, calibrated"]["test"]["log_loss"], -math.log(0.8))
+    no_ties = options["exported model, calibrated, no ties"]["test"]
+    assert no_ties["tie_share_predicted"] < options["exported model, calibrated"]["test"]["tie_share_predicted"]
+    assert no_ties["log_loss"] > options["exported model, calibrated"]["test"]["log_loss"]  # the true tie pays
     summary = summary_markdown({"student": oof_metrics(oof_fold_files(tmp_path)), "options": result})
     assert "## Options" in summary and "| fold ensemble (2 folds, mean probabilities) |" in summary
     assert "labelled test rows log loss" in summary and "Shrink factors" in summary

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -10,12 +11,17 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
+from arena_distill import LABELS
 from arena_distill.adapters import average_adapters, best_fold_adapter
+from arena_distill.data import prepare_test
+from arena_distill.ensemble import copy_members, map_members, members
 from arena_distill.errors import ConfigError
 from arena_distill.models import add_lora, build_tiny_model, load_model, resolve_dtype, save_model
-from arena_distill.prediction import load_classifier
+from arena_distill.package_model import package_model
+from arena_distill.prediction import load_classifier, predict_table
 from arena_distill.quantize import quantize_model
 from arena_distill.student import calibration_texts, merge_student
+from tests.conftest import SAMPLE
 
 # GPTQ packs weights in blocks of 32: every projection needs a multiple of 32 outputs.
 SIZES = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128}
@@ -203,3 +209,29 @@ def test_the_model_card_names_each_base_models_licence():
     assert model_licence("tiny:gemma2")[0] == "apache-2.0"
     assert model_licence("Qwen/Qwen2-72B-Instruct")[0] == "tongyi-qianwen"
     assert model_licence("/models/my-own")[0] == "other" and "check its model card" in model_licence("/models/my-own")[1]
+
+
+def test_a_fold_ensemble_is_exported_member_by_member_and_predicts_their_mean(base, tokenizer, folds, tmp_path):
+    """`average.method: ensemble`: the fold adapters kept apart, merged, GPTQ-quantized and
+    packaged one by one in one directory; prediction averages the members' probabilities."""
+    copy_members(folds[:2], tmp_path / "adapters")
+    map_members(tmp_path / "adapters", tmp_path / "merged", lambda adapter, out: merge_student(
+        base={"path": base}, adapter=str(adapter), spec={"seed": 0}, dtype="auto", out_model=str(out)))
+    text, settings = {"prompt_words": 64, "response_words": 64, "prompt_tokens": 32}, {"max_lengths": [96], "tta": True}
+    recipe = {"student": "google/gemma-2-9b-it", "teachers": {"llama": "meta-llama/Meta-Llama-3-70B-Instruct"}, "folds": 2,
+              "average": "ensemble", "post_pretrain": True, "data": "data/sample/train.parquet",
+              "text": {"train_max_length": 96, "test_max_length": 96}}
+    texts = [f"calibration text number {i}: a prompt, answer A and answer B" for i in range(8)]
+    map_members(tmp_path / "merged", tmp_path / "quantized", lambda model, out: quantize_model(
+        model, out, method="gptq", bits=8, group_size=32, calibration_texts=texts, inference={"text": text, "predict": settings},
+        recipe=recipe))
+    package_model(tmp_path / "quantized", tmp_path / "model", None)
+    model = tmp_path / "model"
+    assert members(model) == [model / "fold0", model / "fold1"]
+    assert json.loads((model / "fold1/config.json").read_text())["quantization_config"]["bits"] == 8
+    assert json.loads((model / "inference.json").read_text())["predict"] == settings and "fold ensemble" in (model / "README.md").read_text()
+    rows = prepare_test(SAMPLE / "test.csv").head(6)
+    ensemble = predict_table(model, rows, text, settings)[list(LABELS)].to_numpy()
+    each = [predict_table(member, rows, text, settings)[list(LABELS)].to_numpy() for member in members(model)]
+    assert np.abs(each[0] - each[1]).max() > 1e-3, "the members are different models"
+    assert np.abs(ensemble - np.mean(each, axis=0)).max() < 1e-6

@@ -274,3 +274,11 @@ def test_the_fresh_init_comparison_doubles_the_students(workflow_copy, tmp_path)
 def test_lint_is_clean():
     result = snakemake(REPO, "--lint")
     assert "Congratulations" in result.stdout
+
+
+def test_a_fold_ensemble_plans_the_same_jobs(workflow_copy, tmp_path):
+    """`average.method: ensemble` keeps the DAG: the export rules carry every fold's model."""
+    overlay = tmp_path / "ensemble.yaml"
+    overlay.write_text("average: {method: ensemble}\n")
+    default = job_counts(snakemake(workflow_copy, "-n").stdout)
+    assert job_counts(snakemake(workflow_copy, "-n", "--configfile", str(overlay)).stdout) == default

@@ -216,14 +216,14 @@ def test_evaluation_reports_every_model_beside_the_prior(finished_run):
 def test_every_option_is_measured_on_the_holdout_and_the_labelled_test_rows(finished_run):
     options = json.loads((finished_run / "results/eval/metrics.json").read_text())["options"]
     holdout = len(json.loads((finished_run / "results/folds/folds_clean.json").read_text())["holdout_ids"])
-    kinds = ("exported fold average, uncalibrated", "exported fold average, calibrated", "best fold", "fold ensemble",
+    kinds = ("exported model, uncalibrated", "exported model, calibrated", "best fold", "fold ensemble",
              "shrink", "no ties", "heuristic features model", "prompt judge")
     assert all(any(kind in name for name in options["options"]) for kind in kinds), list(options["options"])
     for name, per_set in options["options"].items():
         assert per_set["holdout"]["rows"] == holdout and per_set["test"]["rows"] == 100, name
         assert all(math.isfinite(m["log_loss"]) for m in per_set.values()), name
     # the exported model's calibrated test rows are what the submission holds
-    submitted = options["options"]["exported fold average, calibrated"]["test"]
+    submitted = options["options"]["exported model, calibrated"]["test"]
     assert submitted["log_loss"] == pytest.approx(json.loads((finished_run / "results/eval/metrics.json").read_text())["test"]["log_loss_tta"])
 
 
