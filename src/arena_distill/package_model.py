@@ -19,6 +19,11 @@ from typing import Any
 from arena_distill import INFERENCE_FILE
 from arena_distill.io import atomic_path
 
+SNAKEMAKE_TIMESTAMP = ".snakemake_timestamp"
+"""Snakemake's record of when a directory output was written. Linked along, the package's
+timestamp would be the exported directory's own file: Snakemake touching it for
+`results/model` would make the exported model look newer than its calibration."""
+
 
 def link_or_copy(source: str, target: str) -> None:
     """`shutil.copytree`'s copy function: a hard link, a copy across file systems."""
@@ -36,6 +41,6 @@ def package_model(exported_dir: str | Path, out_dir: str | Path, calibration: Ma
     inference["calibration"] = None if calibration is None or calibration.get("method") == "none" else dict(calibration)
     with atomic_path(out_dir, directory=True) as tmp:
         shutil.copytree(exported_dir, tmp, dirs_exist_ok=True, copy_function=link_or_copy,
-                        ignore=shutil.ignore_patterns(INFERENCE_FILE))
+                        ignore=shutil.ignore_patterns(INFERENCE_FILE, SNAKEMAKE_TIMESTAMP))
         (Path(tmp) / INFERENCE_FILE).write_text(json.dumps(inference, indent=1))
     return inference

@@ -17,6 +17,7 @@ def exported(tmp_path):
     (model / "model.safetensors").write_bytes(b"weights")
     (model / "config.json").write_text("{}")
     (model / "inference.json").write_text(json.dumps({"predict": {"tta": True}}))
+    (model / ".snakemake_timestamp").touch()
     return model
 
 
@@ -29,6 +30,8 @@ def test_the_calibration_travels_with_the_weights(tmp_path):
     assert (tmp_path / "model/model.safetensors").stat().st_ino == (model / "model.safetensors").stat().st_ino
     assert json.loads((model / "inference.json").read_text()) == {"predict": {"tta": True}}, "the exported model is left as it was"
     assert saved_calibration(model) is None
+    # Snakemake's own timestamp is not shared: touching the package's would age the calibration
+    assert not (tmp_path / "model/.snakemake_timestamp").exists()
 
 
 def test_an_uncalibrated_run_packages_no_calibration(tmp_path):
