@@ -159,6 +159,7 @@ def test_the_smoke_workflow_at_cpu_sizes_plans_every_rule_and_builds_a_4bit_teac
         "merge_student": 1,
         "quantize_student": 1,
         "calibrate_submission": 1,
+        "package_model": 1,
         "predict": 1,
         "submission": 1,
         "evaluate": 1,
