@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from arena_distill.io import atomic_path
+from arena_distill.io import SNAKEMAKE_TIMESTAMP, atomic_path
 
 ENSEMBLE_FILE = "ensemble.json"
 SHARED_FILES = ("inference.json", "README.md")
@@ -38,7 +38,7 @@ def copy_members(paths: Sequence[str | Path], out_dir: str | Path) -> dict:
     names = [f"fold{i}" for i in range(len(paths))]
     with atomic_path(out_dir, directory=True) as tmp:
         for name, path in zip(names, paths):
-            shutil.copytree(path, tmp / name, ignore=shutil.ignore_patterns(".snakemake_timestamp"))
+            shutil.copytree(path, tmp / name, ignore=shutil.ignore_patterns(SNAKEMAKE_TIMESTAMP))
         (tmp / ENSEMBLE_FILE).write_text(json.dumps({"members": names}))
     return {"method": "ensemble", "adapters": [str(p) for p in paths], "members": names}
 

@@ -23,6 +23,11 @@ from safetensors import SafetensorError
 
 from arena_distill.errors import DataError
 
+SNAKEMAKE_TIMESTAMP = ".snakemake_timestamp"
+"""Snakemake's record of when a directory output was written. A copy of one directory output
+into another must leave it behind: linked along, Snakemake touching the new output's would
+also make the source look newer than what was built from it (`package_model`)."""
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:

@@ -17,12 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from arena_distill import INFERENCE_FILE
-from arena_distill.io import atomic_path
-
-SNAKEMAKE_TIMESTAMP = ".snakemake_timestamp"
-"""Snakemake's record of when a directory output was written. Linked along, the package's
-timestamp would be the exported directory's own file: Snakemake touching it for
-`results/model` would make the exported model look newer than its calibration."""
+from arena_distill.io import SNAKEMAKE_TIMESTAMP, atomic_path
 
 
 def link_or_copy(source: str, target: str) -> None:
