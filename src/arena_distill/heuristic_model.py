@@ -170,11 +170,14 @@ def both_orders(rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return index, np.vstack(pair_features(rows))
 
 
-def fit_heuristic_model(rows: pd.DataFrame, seed: int = 0) -> Pipeline:
+def mirrored_labels(labels: np.ndarray) -> np.ndarray:
+    """Labels in `both_orders`' order: as given, then each mirror's (the swapped label)."""
+    return np.concatenate([labels, SWAPPED_LABEL[labels]])
+
+
+def fit_heuristic_model(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> Pipeline:
     """Standardized features into a multinomial logistic regression (L2, C = 1), fitted on
-    `rows` in both orders (a mirror's label is the swapped one), so it is order-symmetric."""
-    _, features = both_orders(rows)
-    labels = np.concatenate([rows["label"].to_numpy(), SWAPPED_LABEL[rows["label"].to_numpy()]])
+    rows in both orders (`both_orders`' features, `mirrored_labels`), so it is order-symmetric."""
     return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=seed)).fit(features, labels)
 
 
@@ -215,10 +218,14 @@ def heuristic_model(
     and labelled test rows (`scored`). Returns the out-of-fold metrics."""
     table, split = read_parquet(train_table), read_json(folds)
     train_rows, val_rows = fold_rows(table, split, fold, "train"), fold_rows(table, split, fold, "val")
-    model = fit_heuristic_model(train_rows)
-    val_labels = val_rows["label"].to_numpy()
-    val_table = heuristic_table(model, val_rows, {"label": np.concatenate([val_labels, SWAPPED_LABEL[val_labels]])})
-    teacher_table = heuristic_table(model, train_rows) if teacher_rows == "train" else val_table.drop(columns="label")
+    # The training rows' features serve the fit and their teacher logits: computed once.
+    train_index, train_features = both_orders(train_rows)
+    model = fit_heuristic_model(train_features, mirrored_labels(train_rows["label"].to_numpy()))
+    val_table = heuristic_table(model, val_rows, {"label": mirrored_labels(val_rows["label"].to_numpy())})
+    if teacher_rows == "train":
+        teacher_table = logits_frame(train_index, heuristic_logits(model, train_features))
+    else:
+        teacher_table = val_table.drop(columns="label")
     holdout = table.set_index("id").loc[split.get("holdout_ids", [])].reset_index()
     scored = [scored_table(model, "holdout", holdout)] + ([scored_table(model, "test", test_rows)] if test_rows is not None else [])
     for name, frame in (("logits", teacher_table), ("val_logits", val_table), ("scored", pd.concat(scored, ignore_index=True))):

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from arena_distill.heuristic_model import (FEATURES, both_orders, conciseness_sweet_spot_score, contradiction_ratio,
-                                           fit_heuristic_model, heuristic_logits, joined, mediator_quality_score, pair_features,
+                                           fit_heuristic_model, heuristic_logits, joined, mediator_quality_score, mirrored_labels,
+                                           pair_features,
                                            readability_score, response_features, scored_table, verbosity_penalty)
 from arena_distill.metrics import log_loss, prior_log_loss
 from arena_distill.pairs import SWAPPED_LABEL
@@ -40,12 +41,16 @@ def pairs(rows: int, seed: int = 0) -> pd.DataFrame:
                          "response_a": [answer(n) for n in a_len], "response_b": [answer(n) for n in b_len], "label": label})
 
 
+def fit(rows: pd.DataFrame):
+    return fit_heuristic_model(both_orders(rows)[1], mirrored_labels(rows["label"].to_numpy()))
+
+
 def test_features_flip_with_the_order_and_the_model_is_symmetric():
     rows = pairs(200)
     given, mirrored = pair_features(rows)
     n = len(FEATURES)
     assert np.allclose(given[:, :n], -mirrored[:, :n]) and np.allclose(given[:, n:], mirrored[:, n:])
-    model = fit_heuristic_model(rows)
+    model = fit(rows)
     index, features = both_orders(rows)
     logits = heuristic_logits(model, features)
     assert list(index["swapped"]) == [False] * 200 + [True] * 200
@@ -53,7 +58,7 @@ def test_features_flip_with_the_order_and_the_model_is_symmetric():
 
 
 def test_it_learns_a_length_bias_on_unseen_pairs():
-    model = fit_heuristic_model(pairs(400, seed=1))
+    model = fit(pairs(400, seed=1))
     test = pairs(200, seed=2)
     table = scored_table(model, "holdout", test)
     probs = table[["p_a", "p_b", "p_tie"]].to_numpy()
@@ -64,7 +69,7 @@ def test_it_learns_a_length_bias_on_unseen_pairs():
 def test_a_class_the_fold_never_showed_still_gets_a_small_probability():
     rows = pairs(100)
     rows = rows[rows["label"] != 2]
-    logits = heuristic_logits(fit_heuristic_model(rows), both_orders(rows)[1])
+    logits = heuristic_logits(fit(rows), both_orders(rows)[1])
     assert np.isfinite(logits).all() and np.allclose(np.exp(logits).sum(axis=1), 1.0)
     assert (np.exp(logits[:, 2]) < 1e-3).all()
 
