@@ -60,6 +60,28 @@ os.environ.update(
 # job environment that the SLURM profile's precommand activates.
 DRIVER_RUNS_RULES = importlib.util.find_spec("torch") is not None
 
+# Among jobs ready together, the one with the longest chain still ahead of it starts first.
+# On few cores (the demo's two) the teachers' trainings then run before the short jobs that
+# fill the gaps (logits, heuristic model), so the fold students start together instead of one
+# waiting for the other's last teacher; after them, the export chain goes before the holdout
+# scoring that only the evaluation reads.
+PRIORITY = {
+    "init_model": 6,
+    "post_pretrain": 5,
+    "train_teacher": 4,
+    "teacher_logits": 3,
+    "gather_logits": 3,
+    "calibrate_teacher": 3,
+    "heuristic_model": 3,
+    "prompt_judge": 3,
+    "distill_student": 2,
+    "average_adapters": 1,
+    "merge_student": 1,
+    "quantize_student": 1,
+    "calibrate_submission": 1,
+    "package_model": 1,
+}
+
 TABLES = ["train", "test", "post_pretrain", "calibration"]
 STUDENT_RUNS = ["student", "student_fresh_init"]
 

@@ -15,6 +15,7 @@ rule quantize_student:
         "results/logs/quantize_student.log",
     benchmark:
         "results/benchmarks/quantize_student.tsv"
+    priority: PRIORITY["quantize_student"]
     conda:
         "../envs/arena-distill.yaml"
     params:
@@ -33,6 +34,7 @@ rule package_model:
         directory("results/model"),
     log:
         "results/logs/package_model.log",
+    priority: PRIORITY["package_model"]
     conda:
         "../envs/arena-distill.yaml"
     script:

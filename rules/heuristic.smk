@@ -12,6 +12,7 @@ rule heuristic_model:
         "results/logs/heuristic_model/fold{fold}.log",
     benchmark:
         "results/benchmarks/heuristic_model/fold{fold}.tsv"
+    priority: PRIORITY["heuristic_model"]
     conda:
         "../envs/arena-distill.yaml"
     params:

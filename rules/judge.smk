@@ -11,6 +11,7 @@ rule prompt_judge:
         "results/logs/prompt_judge.log",
     benchmark:
         "results/benchmarks/prompt_judge.tsv"
+    priority: PRIORITY["prompt_judge"]
     conda:
         "../envs/arena-distill.yaml"
     params:

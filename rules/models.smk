@@ -7,6 +7,7 @@ rule init_model:
         "results/logs/init_model/{model}.log",
     benchmark:
         "results/benchmarks/init_model/{model}.tsv"
+    priority: PRIORITY["init_model"]
     conda:
         "../envs/arena-distill.yaml"
     params:
@@ -28,9 +29,7 @@ rule post_pretrain:
         "results/logs/post_pretrain/{model}.log",
     benchmark:
         "results/benchmarks/post_pretrain/{model}.tsv"
-    # Every fold run waits on its model's adapter: post-pretrain all models first, so the
-    # student's runs beside the teachers' training instead of after it.
-    priority: 1
+    priority: PRIORITY["post_pretrain"]
     conda:
         "../envs/arena-distill.yaml"
     params:

@@ -13,6 +13,7 @@ rule calibrate_submission:
         "results/logs/calibrate_submission.log",
     benchmark:
         "results/benchmarks/calibrate_submission.tsv"
+    priority: PRIORITY["calibrate_submission"]
     conda:
         "../envs/arena-distill.yaml"
     params:

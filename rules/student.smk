@@ -12,6 +12,7 @@ rule distill_student:
         "results/logs/distill_student/{student_run}/fold{fold}.log",
     benchmark:
         "results/benchmarks/distill_student/{student_run}/fold{fold}.tsv"
+    priority: PRIORITY["distill_student"]
     conda:
         "../envs/arena-distill.yaml"
     params:
@@ -37,6 +38,7 @@ rule average_adapters:
         directory("results/student/averaged"),
     log:
         "results/logs/average_adapters.log",
+    priority: PRIORITY["average_adapters"]
     conda:
         "../envs/arena-distill.yaml"
     params:
@@ -55,6 +57,7 @@ rule merge_student:
         "results/logs/merge_student.log",
     benchmark:
         "results/benchmarks/merge_student.tsv"
+    priority: PRIORITY["merge_student"]
     conda:
         "../envs/arena-distill.yaml"
     params:

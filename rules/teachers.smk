@@ -18,6 +18,7 @@ rule train_teacher:
         "results/logs/train_teacher/{teacher}/fold{fold}.log",
     benchmark:
         "results/benchmarks/train_teacher/{teacher}/fold{fold}.tsv"
+    priority: PRIORITY["train_teacher"]
     conda:
         "../envs/arena-distill.yaml"
     params:
@@ -44,6 +45,7 @@ rule teacher_logits:
         "results/logs/teacher_logits/{teacher}/fold{fold}/shard{shard}.log",
     benchmark:
         "results/benchmarks/teacher_logits/{teacher}/fold{fold}/shard{shard}.tsv"
+    priority: PRIORITY["teacher_logits"]
     conda:
         "../envs/arena-distill.yaml"
     params:
@@ -64,6 +66,7 @@ rule gather_logits:
         "results/teachers/{teacher}/fold{fold}/logits.parquet",
     log:
         "results/logs/gather_logits/{teacher}/fold{fold}.log",
+    priority: PRIORITY["gather_logits"]
     conda:
         "../envs/arena-distill.yaml"
     params:
@@ -79,6 +82,7 @@ rule calibrate_teacher:
         "results/teachers/{teacher}/calibration.json",
     log:
         "results/logs/calibrate_teacher/{teacher}.log",
+    priority: PRIORITY["calibrate_teacher"]
     conda:
         "../envs/arena-distill.yaml"
     script:
