@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import subprocess
 import sys
@@ -22,12 +23,12 @@ from tests.unit.synthetic import PAD, marker_pairs, tiny_classifier
 CONFIG = TrainConfig(learning_rate=3e-3, epochs=3, batch_size=16, micro_batch_size=16, eval_every=20, seed=0)
 
 
-def run(tmp_path: Path, config: TrainConfig = CONFIG, **kwargs):
+def run(tmp_path: Path, config: TrainConfig = CONFIG, rows: int = 1600, **kwargs):
     model = tiny_classifier(seed=0)
     result = train(
         model,
         ClassificationTask(),
-        marker_pairs(1600, seed=1),
+        marker_pairs(rows, seed=1),
         marker_pairs(120, seed=2),
         config,
         pad_id=PAD,
@@ -38,11 +39,38 @@ def run(tmp_path: Path, config: TrainConfig = CONFIG, **kwargs):
     return model, result
 
 
-def test_training_learns_the_marker(tmp_path):
+class Records(logging.Handler):
+    """The log records of one logger, kept for a test to read."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def marker_run(tmp_path_factory):
+    """One run on the marker task, read by several tests: the model it leaves, its result,
+    and the training module's log lines."""
+    logger, records = logging.getLogger("arena_distill.training"), Records()
+    level = logger.level
+    logger.addHandler(records)
+    logger.setLevel(logging.INFO)
+    try:
+        model, result = run(tmp_path_factory.mktemp("marker"))
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(level)
+    return model, result, records.messages
+
+
+def test_training_learns_the_marker(marker_run):
     val = marker_pairs(120, seed=2)
     untrained = classifier_metrics(score(tiny_classifier(seed=0), val, PAD, torch.device("cpu"), Parallel(), 4096, False),
                                    val.targets["label"])
-    model, result = run(tmp_path)
+    model, result, _ = marker_run
     metrics = result.metrics
     assert metrics["val_accuracy"] > 0.9, metrics
     assert untrained["accuracy"] < 0.5
@@ -55,12 +83,11 @@ def test_training_learns_the_marker(tmp_path):
     np.testing.assert_allclose(result.val_logits, again, atol=1e-5)
 
 
-def test_the_run_logs_its_pace_and_keeps_a_learning_curve(tmp_path, caplog):
+def test_the_run_logs_its_pace_and_keeps_a_learning_curve(marker_run):
     """A line every tenth of the run (loss, rate, ETA) that `tail -f` shows, and the same
     points in the metrics for the report's learning curves; the curve falls as it learns."""
-    with caplog.at_level("INFO", logger="arena_distill.training"):
-        _, result = run(tmp_path)
-    lines = [r.getMessage() for r in caplog.records if " eta " in r.getMessage()]
+    _, result, messages = marker_run
+    lines = [message for message in messages if " eta " in message]
     assert len(lines) == 10 and lines[0].startswith("step 30/300 (10 %) train_loss ") and "tok/s" in lines[0]
     assert lines[-1].startswith("step 300/300 (100 %)") and lines[-1].endswith("eta 0:00:00")
     curve = result.metrics["train_curve"]
@@ -107,11 +134,13 @@ def stop_at(step: int):
 
 
 def test_resume_after_interruption_is_bitwise_identical(tmp_path):
+    """Stopped at step 20 of 40 (a checkpoint every 10), the run resumes to the straight run's weights."""
     config = TrainConfig(learning_rate=3e-3, epochs=1, batch_size=16, micro_batch_size=8, eval_every=10, seed=0)
-    straight, straight_result = run(tmp_path / "straight", config)
+    straight, straight_result = run(tmp_path / "straight", config, rows=640)
     with pytest.raises(Stop):
-        run(tmp_path / "resumed", config, on_checkpoint=stop_at(20))
-    resumed, resumed_result = run(tmp_path / "resumed", config)
+        run(tmp_path / "resumed", config, rows=640, on_checkpoint=stop_at(20))
+    resumed, resumed_result = run(tmp_path / "resumed", config, rows=640)
+    assert straight_result.metrics["steps"] == 40
     assert resumed_result.state.resumed_from == [20]
     a, b = trainable_state(straight), trainable_state(resumed)
     assert a.keys() == b.keys()
