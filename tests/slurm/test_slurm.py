@@ -12,14 +12,13 @@ import json
 import os
 import re
 import subprocess
-import time
 from collections import Counter
 
 import pandas as pd
 import pytest
 
 from tests.conftest import job_counts
-from tests.slurm.loopback import DRIVER_ENV, DRIVER_TARGET, RUN_LIMIT_S, finished, missing_cluster_reason, snakemake_on_slurm
+from tests.slurm.loopback import DRIVER_ENV, DRIVER_TARGET, REQUEUED_JOB, SHARD_TARGETS, missing_cluster_reason
 from tests.tiny import N_FOLDS, TEACHERS
 
 pytestmark = pytest.mark.slurm
@@ -119,9 +118,9 @@ def test_multi_device_teachers_run_torchrun_inside_one_task(slurm_run):
 def test_the_run_ends_with_an_efficiency_report(slurm_run):
     """The plugin's sacct summary of every job's CPU and memory use (profiles/slurm)."""
     workdir, run = slurm_run
-    reports = list((workdir / "logs/slurm/efficiency").glob("efficiency_report_*.csv"))
-    assert len(reports) == 1, run.stdout[-3000:]
-    report = pd.read_csv(reports[0])
+    report_file = workdir / f"logs/slurm/efficiency/efficiency_report_{run.run_id}.csv"
+    assert report_file.exists(), run.stdout[-3000:]
+    report = pd.read_csv(report_file)
     assert len(report) > 0 and any("Efficiency" in column for column in report.columns), report.columns.tolist()
 
 
@@ -138,64 +137,28 @@ def test_outputs_equal_a_local_run(slurm_run, tiny_local_run):
     assert difference < 1e-3
 
 
-def test_one_fold_is_rebuilt_alone_and_resumes_after_a_requeue(slurm_run):
-    """Force one teacher fold; requeue its job once it has a checkpoint; it resumes from there."""
-    workdir, _ = slurm_run
-    target = "results/teachers/llama/fold1/logits.parquet"
-    state = workdir / "results/checkpoints/train_teacher/llama/fold1/latest/state.json"
-    output = workdir / "rebuild.out"
-    with output.open("w") as sink:
-        job = snakemake_on_slurm(workdir, target, "--forcerun", "train_teacher", stdout=sink, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 600
-        while not state.exists() and job.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert state.exists(), "no checkpoint appeared"
-        step = json.loads(state.read_text())["step"]
-        slurm_id = running_job("rule_train_teacher_wildcards_llama_1")
-        subprocess.run(["scontrol", "requeue", slurm_id], check=True)
-        release_when_pending(slurm_id)
-        job.wait(timeout=RUN_LIMIT_S + 60)
-    run = finished(job.returncode, output.read_text())
+def test_one_fold_is_rebuilt_alone_and_resumes_after_a_requeue(cluster):
+    """Force one teacher fold; requeue its job once it has a checkpoint; it resumes from there
+    (`rebuild_one_fold_with_a_requeue`)."""
+    rebuild = cluster.scenario("rebuild")
+    run, slurm_id = rebuild.run, rebuild.slurm_id
     assert run.returncode == 0, run.stdout[-6000:]
     jobs = sacct(run.run_id)
     assert sorted(job["Comment"] for job in jobs) == [
-        "rule_teacher_logits_wildcards_llama_1_0", "rule_teacher_logits_wildcards_llama_1_1", "rule_train_teacher_wildcards_llama_1",
+        "rule_teacher_logits_wildcards_llama_1_0", "rule_teacher_logits_wildcards_llama_1_1", REQUEUED_JOB,
     ]
     attempts = [job["State"] for job in sacct(run.run_id, duplicates=True) if job["JobID"] == slurm_id]
     assert attempts[0] == "REQUEUED" and attempts[-1] == "COMPLETED", attempts
-    log = (workdir / "results/logs/train_teacher/llama/fold1.log").read_text()
-    assert f"resumed from step {step}" in log
+    log = (cluster.workdir / "results/logs/train_teacher/llama/fold1.log").read_text()
+    assert f"resumed from step {rebuild.step}" in log
     print("one-fold rebuild:\n" + "\n".join("|".join(job.values()) for job in sacct(run.run_id, duplicates=True)))
 
 
-def running_job(comment: str) -> str:
-    """The SLURM id of the running or pending job with this comment."""
-    lines = subprocess.run(["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True, check=True).stdout
-    ids = [line.split("|", 1)[0] for line in lines.splitlines() if line.split("|", 1)[1] == comment]
-    assert len(ids) == 1, lines
-    return ids[0]
-
-
-def release_when_pending(slurm_id: str) -> None:
-    """Slurm holds a requeued job back for two minutes (BeginTime); the test need not wait."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        state = subprocess.run(["squeue", "-h", "-j", slurm_id, "-o", "%T"], capture_output=True, text=True).stdout.strip()
-        if state == "PENDING":
-            subprocess.run(["scontrol", "update", f"JobId={slurm_id}", "StartTime=now"], check=True)
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"job {slurm_id} never went back to PENDING after the requeue")
-
-
-def test_a_failed_fold_keeps_the_others_and_a_rerun_submits_only_it(slurm_run):
-    """Break fold 0's adapter and rescore one shard of each fold: fold 1's shard is kept."""
-    workdir, _ = slurm_run
-    adapter = workdir / "results/teachers/qwen/fold0/adapter/adapter_model.safetensors"
-    original, stat = adapter.read_bytes(), adapter.stat()
-    targets = [f"results/teachers/qwen/fold{fold}/logits/shard0.parquet" for fold in range(N_FOLDS)]
-    adapter.write_bytes(b"this is not a safetensors file")
-    failed = snakemake_on_slurm(workdir, *targets, "--forcerun", "teacher_logits", "--keep-going", check=False)
+def test_a_failed_fold_keeps_the_others_and_a_rerun_submits_only_it(cluster):
+    """Break fold 0's adapter and rescore one shard of each fold: fold 1's shard is kept
+    (`fail_one_fold_then_rerun`)."""
+    scenario = cluster.scenario("failed fold")
+    failed, workdir = scenario.failed, cluster.workdir
     assert failed.returncode != 0
     logs = re.findall(r"logs/slurm/rule_teacher_logits/qwen_0_0/\d+\.log", failed.stdout)
     assert logs and all((workdir / log).exists() for log in logs), failed.stdout[-4000:]
@@ -204,10 +167,9 @@ def test_a_failed_fold_keeps_the_others_and_a_rerun_submits_only_it(slurm_run):
     # retries: 1 resubmitted the failed shard once, with attempt-scaled memory and time
     assert states == [("qwen_0_0", "FAILED", "4000M", "00:30:00"), ("qwen_0_0", "FAILED", "8000M", "01:00:00"),
                       ("qwen_1_0", "COMPLETED", "4000M", "00:30:00")], states
-    assert (workdir / targets[1]).exists() and not (workdir / targets[0]).exists()
+    assert scenario.existed == [False, True]
 
-    adapter.write_bytes(original)
-    os.utime(adapter, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    rerun = snakemake_on_slurm(workdir, *targets)
+    rerun = scenario.rerun
+    assert rerun.returncode == 0, rerun.stdout[-6000:]
     assert [job["Comment"] for job in sacct(rerun.run_id)] == ["rule_teacher_logits_wildcards_qwen_0_0"]
-    assert (workdir / targets[0]).exists()
+    assert all((workdir / target).exists() for target in SHARD_TARGETS)
