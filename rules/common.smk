@@ -66,6 +66,9 @@ DRIVER_RUNS_RULES = importlib.util.find_spec("torch") is not None
 # waiting for the other's last teacher; after them, the export chain goes before the holdout
 # scoring that only the evaluation reads.
 PRIORITY = {
+    "prepare_data": 7,
+    "make_folds": 7,
+    "clean_folds": 7,
     "init_model": 6,
     "post_pretrain": 5,
     "train_teacher": 4,

@@ -5,6 +5,7 @@ rule prepare_data:
         "results/data/{table}.parquet",
     log:
         "results/logs/prepare_data/{table}.log",
+    priority: PRIORITY["prepare_data"]
     conda:
         "../envs/arena-distill.yaml"
     params:

@@ -12,6 +12,7 @@ rule make_folds:
         "results/folds/folds.json",
     log:
         "results/logs/make_folds.log",
+    priority: PRIORITY["make_folds"]
     conda:
         "../envs/arena-distill.yaml"
     params:
@@ -28,6 +29,7 @@ rule clean_folds:
         "results/folds/folds_clean.json",
     log:
         "results/logs/clean_folds.log",
+    priority: PRIORITY["clean_folds"]
     conda:
         "../envs/arena-distill.yaml"
     params:
