@@ -121,15 +121,22 @@ def rebuild_one_fold_with_a_requeue(workdir: Path) -> Requeued:
     with output.open("w") as sink:
         job = snakemake_on_slurm(workdir, "results/teachers/llama/fold1/logits.parquet", "--forcerun", "train_teacher",
                                  stdout=sink, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 600
-        while not state.exists() and job.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert state.exists(), "no checkpoint appeared"
-        step = json.loads(state.read_text())["step"]
-        slurm_id = running_job(REQUEUED_JOB)
-        subprocess.run(["scontrol", "requeue", slurm_id], check=True)
-        release_when_pending(slurm_id)
-        job.wait(timeout=RUN_LIMIT_S + 60)
+        try:
+            deadline = time.monotonic() + 600
+            while not state.exists() and job.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert state.exists(), "no checkpoint appeared"
+            step = json.loads(state.read_text())["step"]
+            slurm_id = running_job(REQUEUED_JOB)
+            subprocess.run(["scontrol", "requeue", slurm_id], check=True)
+            release_when_pending(slurm_id)
+            job.wait(timeout=RUN_LIMIT_S + 60)
+        finally:
+            # A scenario that went wrong stops its Snakemake (`timeout` passes the signal on),
+            # so the next one finds the working directory unlocked.
+            if job.poll() is None:
+                job.terminate()
+                job.wait(timeout=60)
     return Requeued(finished(job.returncode, output.read_text()), slurm_id, step)
 
 
