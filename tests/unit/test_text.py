@@ -62,6 +62,16 @@ def test_a_pair_and_its_mirror_encoded_together_equal_each_encoded_alone(tokeniz
     assert encode_rows(encoder, both) == alone
 
 
+def test_pairs_sharing_prompts_and_answers_encode_as_each_pair_alone(tokenizer, rows):
+    """Each distinct field is tokenized once per call; the ids are those of a pair alone."""
+    encoder = PairEncoder(tokenizer, TextConfig(max_length=128, prompt_tokens=32))
+    (p1, a1, b1), (p2, a2, _) = rows[:2]
+    pairs = [(p1, a1, b1), (p1, b1, a2), (p2, a1, a2), (p1, a1, b1), (p2, a2, a2)]
+    together = encoder.encode(*zip(*pairs))
+    assert together == [encoder.encode([p], [a], [b])[0] for p, a, b in pairs]
+    assert together[0] != together[1]
+
+
 def test_short_pair_is_untouched(tokenizer):
     encoder = PairEncoder(tokenizer, TextConfig(max_length=512))
     (ids,) = encoder.encode([["What is 2+2?"]], [["4"]], [["Four."]])
