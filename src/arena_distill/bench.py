@@ -2,7 +2,7 @@
 in the same run, on the same tiny model and rows (these machines are shared and noisy, so an
 absolute number alone says little).
 
-    python -m arena_distill.bench [--out results/bench] [--steps 12] [--rows 160]
+    python -m arena_distill.bench [--out results/bench] [--steps 12] [--rows 160] [--threads 1]
 
 - **training**: tokens/s of the project's loop (`training.train`) against a plain PyTorch loop
   of the same model, LoRA parametrization, batches and precision; then plain full fine-tuning
@@ -54,20 +54,24 @@ SAMPLE = REPO / "data" / "sample"
 
 @dataclass(frozen=True)
 class Setup:
-    """The embedded default's llama teacher: its sizes, LoRA, text budget and optimizer."""
+    """The embedded default's llama teacher: its sizes, LoRA, text budget, batches and optimizer."""
 
     sizes: dict
     lora: dict
     max_length: int
     batch_size: int
+    micro_batch_size: int
     learning_rate: float
+    max_tokens: int
+    """Token budget of a prediction batch (`predict.max_tokens`)."""
 
     @classmethod
     def from_config(cls, path: Path = REPO / "config" / "config.yaml") -> "Setup":
         config = yaml.safe_load(path.read_text())
         llama = config["teachers"]["llama"]
-        return cls(llama["tiny"], llama["lora"], config["text"]["train_max_length"], config["training"]["batch_size"],
-                   llama["learning_rate"])
+        training = config["training"]
+        return cls(llama["tiny"], llama["lora"], config["text"]["train_max_length"], training["batch_size"],
+                   training["micro_batch_size"], llama["learning_rate"], config["predict"]["max_tokens"])
 
 
 @dataclass(frozen=True)
@@ -93,23 +97,29 @@ def classifier(base: Path, tokenizer, lora: dict | None):
     return add_lora(model, lora) if lora is not None else model
 
 
-def plain_loop(model, examples: Examples, batches: list[list[int]], pad_id: int, learning_rate: float) -> tuple[float, int, float]:
-    """The textbook loop: pad, forward, cross-entropy, backward, clip, AdamW. (seconds, tokens, last loss)."""
+def plain_loop(model, examples: Examples, batches: list[list[int]], pad_id: int, learning_rate: float,
+               micro_batch_size: int) -> tuple[float, int, float]:
+    """The textbook loop: pad, forward, cross-entropy, backward (accumulated over micro-batches),
+    clip, AdamW. (seconds, tokens, mean loss of the last batch)."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate)
     model.train()
     tokens, loss = 0, math.nan
     started = time.perf_counter()
     for rows in batches:
-        input_ids, attention_mask = pad_right([examples.ids[i] for i in rows], pad_id)
-        labels = torch.as_tensor(examples.targets["label"][rows])
-        loss_value = F.cross_entropy(model(input_ids=input_ids, attention_mask=attention_mask).logits.float(), labels)
-        loss_value.backward()
+        loss = 0.0
+        for start in range(0, len(rows), micro_batch_size):
+            micro = rows[start : start + micro_batch_size]
+            input_ids, attention_mask = pad_right([examples.ids[i] for i in micro], pad_id)
+            labels = torch.as_tensor(examples.targets["label"][micro])
+            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+            loss_value = F.cross_entropy(logits, labels, reduction="sum") / len(rows)
+            loss_value.backward()
+            tokens += int(attention_mask.sum())
+            loss += float(loss_value)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        tokens += int(attention_mask.sum())
-        loss = float(loss_value)
     return time.perf_counter() - started, tokens, loss
 
 
@@ -121,26 +131,30 @@ def training_bench(setup: Setup, examples: Examples, base: Path, tokenizer, step
     subset = Examples([examples.ids[i] for i in rows], {"label": examples.targets["label"][rows]})
     # The project's loop plans these very batches from the subset (same planner, seed and epoch).
     batches = length_grouped_batches(subset.lengths, setup.batch_size, seed=0, epoch=0)
-    plain_loop(classifier(base, tokenizer, setup.lora), subset, batches[:1], pad, setup.learning_rate)  # warm-up, untimed
-    variants = {"default LoRA": setup.lora, "full fine-tuning": None,
-                "LoRA r 64 with embeddings (full rank)": {**setup.lora, "r": 64, "alpha": 128},
-                "LoRA r 8 without embeddings": {**setup.lora, "r": 8, "alpha": 16, "modules_to_save": []}}
+    micro = setup.micro_batch_size
+    plain_loop(classifier(base, tokenizer, setup.lora), subset, batches[:1], pad, setup.learning_rate, micro)  # warm-up, untimed
+    # name -> (LoRA, rows per forward pass)
+    variants = {"default LoRA": (setup.lora, micro), "full fine-tuning": (None, micro),
+                "LoRA r 64 with embeddings (full rank)": ({**setup.lora, "r": 64, "alpha": 128}, micro),
+                "LoRA r 8 without embeddings": ({**setup.lora, "r": 8, "alpha": 16, "modules_to_save": []}, micro),
+                f"default LoRA, the whole batch of {setup.batch_size} per pass": (setup.lora, setup.batch_size)}
     config = TrainConfig(learning_rate=setup.learning_rate, epochs=1, batch_size=setup.batch_size,
-                         micro_batch_size=setup.batch_size, eval_every=10**6, warmup_ratio=0.0, seed=0)
+                         micro_batch_size=micro, eval_every=10**6, warmup_ratio=0.0, seed=0)
     val = Examples(subset.ids[: setup.batch_size], {"label": subset.targets["label"][: setup.batch_size]})
     # Two interleaved rounds, the faster of each kept: a busy core in one round does not decide the ratio.
     plain: dict[str, tuple[float, float]] = {}
     speed, project = 0.0, {}
     for round_ in range(2):
-        for name, lora in variants.items():
-            seconds, tokens, loss = plain_loop(classifier(base, tokenizer, lora), subset, batches, pad, setup.learning_rate)
+        for name, (lora, rows_per_pass) in variants.items():
+            seconds, tokens, loss = plain_loop(classifier(base, tokenizer, lora), subset, batches, pad, setup.learning_rate,
+                                               rows_per_pass)
             plain[name] = (max(tokens / seconds, plain.get(name, (0.0,))[0]), loss)
         project = train(classifier(base, tokenizer, setup.lora), ClassificationTask(), subset, val, config, pad_id=pad,
                         checkpoint_dir=workdir / f"checkpoints{round_}", fingerprint="bench").metrics
         speed = max(speed, project["tokens"] / project["train_seconds"])
     baseline, (reference, _) = "plain loop, default LoRA", plain["default LoRA"]
     results = [Result("training: project loop, default LoRA", speed, "tokens/s", baseline, speed / reference,
-                      f"{project['steps']} steps of {setup.batch_size} rows; loss {project['train_loss_last']:.3f}")]
+                      f"{project['steps']} steps of {setup.batch_size} rows, {micro} per pass; loss {project['train_loss_last']:.3f}")]
     for name, (value, loss) in plain.items():
         results.append(Result(f"training: plain loop, {name}", value, "tokens/s",
                               "" if name == "default LoRA" else baseline,
@@ -148,10 +162,16 @@ def training_bench(setup: Setup, examples: Examples, base: Path, tokenizer, step
     return results
 
 
-def prediction_bench(examples: Examples, base: Path, tokenizer, setup: Setup, max_tokens: int) -> list[Result]:
-    """`predict_logits` against one padded row at a time, at identical probabilities."""
+def prediction_bench(examples: Examples, base: Path, tokenizer, setup: Setup, wide_budget: int = 16384) -> list[Result]:
+    """`predict_logits` against one padded row at a time, at identical probabilities; and at
+    the default's token budget against a `wide_budget` one."""
     model = classifier(base, tokenizer, None).eval()
     pad = tokenizer.pad_token_id
+    max_tokens = setup.max_tokens
+    predict_logits(model, examples.ids[:8], pad_id=pad, max_tokens=max_tokens)  # warm-up, untimed
+    started = time.perf_counter()
+    wide = predict_logits(model, examples.ids, pad_id=pad, max_tokens=wide_budget)
+    wide_seconds = time.perf_counter() - started
     started = time.perf_counter()
     fast = predict_logits(model, examples.ids, pad_id=pad, max_tokens=max_tokens)
     fast_seconds = time.perf_counter() - started
@@ -175,9 +195,13 @@ def prediction_bench(examples: Examples, base: Path, tokenizer, setup: Setup, ma
     rows = len(examples)
     achieved = sum(forward_flops(model, [examples.ids[i] for i in batch], pad) for batch in batches) / fast_seconds / 1e9
     ceiling = matmul_gflops(max_tokens, setup.sizes["hidden_size"], setup.sizes["intermediate_size"])
+    wide_difference = float(np.abs(softmax(fast, axis=1) - softmax(wide, axis=1)).max())
     return [
         Result("prediction: predict_logits", rows / fast_seconds, "rows/s", "per-row loop padded to the max length",
-               naive_seconds / fast_seconds, f"max |probability difference| {difference:.1e}"),
+               naive_seconds / fast_seconds, f"{max_tokens:,}-token batches; max |probability difference| {difference:.1e}"),
+        Result(f"prediction: predict_logits, {wide_budget:,}-token batches", rows / wide_seconds, "rows/s",
+               "predict_logits", wide_seconds / fast_seconds,
+               f"ratio: the default's budget against this one; max |probability difference| {wide_difference:.1e}"),
         Result("prediction: per-row loop padded to the max length", rows / naive_seconds, "rows/s"),
         Result("prediction: predict_logits in bf16 autocast", rows / half_seconds, "rows/s", "per-row loop padded to the max length",
                naive_seconds / half_seconds, f"max |probability difference| to float32 {half_difference:.1e}"),
@@ -244,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="results/bench")
     parser.add_argument("--steps", type=int, default=12, help="training steps per loop")
     parser.add_argument("--rows", type=int, default=160, help="pairs scored by each prediction loop")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; 1 as in every demo job (two run side by side on two cores)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     setup = Setup.from_config()
     table, _ = read_pairs(SAMPLE / "train.parquet", with_labels=True)
@@ -256,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         examples = Examples(encode_rows(encoder, train_rows), {"label": train_rows["label"].to_numpy(dtype=np.int64)})
         results = training_bench(setup, examples, base, tokenizer, args.steps, workdir)
         scored = table.sample(n=min(args.rows, len(table)), random_state=2)
-        results += prediction_bench(Examples(encode_rows(encoder, scored)), base, tokenizer, setup, max_tokens=16384)
+        results += prediction_bench(Examples(encode_rows(encoder, scored)), base, tokenizer, setup)
         results.append(Result("workflow: snakemake -n of the preset", preset_dry_run_seconds(workdir), "s"))
         results.append(Result("workflow: peak RSS of python -m arena_distill predict (100 pairs)",
                               predict_peak_rss_mib(base, workdir), "MiB"))
