@@ -259,7 +259,8 @@ def summary_markdown(results: list[Result]) -> str:
     for r in results:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
         value = f"{r.value:,.0f}" if r.value >= 100 else f"{r.value:.3g}"
-        lines.append(f"| {r.name} | {value} | {r.unit} | {r.baseline} | {ratio} | {r.note} |")
+        note = r.note.replace("|", "\\|")  # a literal bar would end the table cell
+        lines.append(f"| {r.name} | {value} | {r.unit} | {r.baseline} | {ratio} | {note} |")
     return "\n".join(lines) + "\n"
 
 
