@@ -168,13 +168,15 @@ def prediction_bench(examples: Examples, base: Path, tokenizer, setup: Setup, wi
     model = classifier(base, tokenizer, None).eval()
     pad = tokenizer.pad_token_id
     max_tokens = setup.max_tokens
-    predict_logits(model, examples.ids[:8], pad_id=pad, max_tokens=max_tokens)  # warm-up, untimed
-    started = time.perf_counter()
-    wide = predict_logits(model, examples.ids, pad_id=pad, max_tokens=wide_budget)
-    wide_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    fast = predict_logits(model, examples.ids, pad_id=pad, max_tokens=max_tokens)
-    fast_seconds = time.perf_counter() - started
+
+    def scored(budget: int) -> tuple[np.ndarray, float]:
+        started = time.perf_counter()
+        logits = predict_logits(model, examples.ids, pad_id=pad, max_tokens=budget)
+        return logits, time.perf_counter() - started
+
+    # Two interleaved rounds, the faster of each kept (as for training): neither budget runs cold.
+    (wide, wide_1), (fast, fast_1), (_, wide_2), (_, fast_2) = [scored(b) for _ in range(2) for b in (wide_budget, max_tokens)]
+    wide_seconds, fast_seconds = min(wide_1, wide_2), min(fast_1, fast_2)
     naive = np.zeros_like(fast)
     started = time.perf_counter()
     with torch.inference_mode():
