@@ -1,8 +1,10 @@
-"""Batches of token sequences: length-grouped for training, token-budgeted for scoring.
+"""Batches of token sequences: length-grouped for training, token-budgeted for scoring,
+packed under a token budget where the model reads several rows as one sequence.
 
 Pairs range from a few dozen to `max_length` tokens. Padding every batch to its longest
-member wastes compute in proportion to the length spread inside the batch, so both
-planners put sequences of similar length together.
+member wastes compute in proportion to the length spread inside the batch, so the padded
+planners put sequences of similar length together; packing (`arena_distill.packing`) pads
+nothing and only needs the rows cut into budgets.
 """
 
 from __future__ import annotations
@@ -65,6 +67,28 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_rows: int 
     if current:
         batches.append(current)
     return batches
+
+
+def packed_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Row indices cut into packs of at most `max_tokens` tokens in all (first fit, longest first).
+
+    Any order of the rows gives the same summed loss, so the rows are placed to fill each pack:
+    longest first, each into the first pack with room, a new pack when none has. A row longer
+    than the budget gets a pack of its own. Deterministic: ties keep the given order.
+    """
+    lengths = np.asarray(lengths)
+    packs: list[list[int]] = []
+    room: list[int] = []
+    for index in np.argsort(-lengths, kind="stable").tolist():
+        size = int(lengths[index])
+        target = next((i for i, free in enumerate(room) if free >= size), None)
+        if target is None:
+            packs.append([index])
+            room.append(max_tokens - size)
+        else:
+            packs[target].append(index)
+            room[target] -= size
+    return packs
 
 
 def pad_right(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,9 @@ absolute number alone says little).
   probability difference and the share of scored tokens that are not padding.
 - **workflow**: the time of `snakemake -n` for the preset, and the peak RSS of a
   `python -m arena_distill predict` run.
+- **preset batches**: the share of real (not padding) tokens in the preset's training
+  micro-batches on the lengths of the bundled real arena votes, padded as the original
+  batches them and packed (`training.packing`); the same rows, split over the profile's GPUs.
 
 Writes `summary.md` and `results.json` under `--out`.
 """
@@ -39,14 +42,15 @@ from scipy.special import softmax
 from torch.utils.flop_counter import FlopCounterMode
 
 from arena_distill.batching import length_grouped_batches, pad_right, token_budget_batches
+from arena_distill.packing import model_inputs
 from arena_distill.data import read_pairs
 from arena_distill.inference import predict_logits
 from arena_distill.models import add_lora, build_tiny_model, load_model, save_model
 from arena_distill.pairs import encode_rows, with_swaps
-from arena_distill.text import PairEncoder, TextConfig, format_pair
+from arena_distill.text import PairEncoder, TextConfig, approximate_length, format_pair
 from arena_distill.tokenizer import train_bpe_tokenizer
-from arena_distill.training import ClassificationTask, Examples, TrainConfig, train
-from arena_distill.workflow import PRESET, copy_workflow, with_placeholder_data
+from arena_distill.training import BATCH_PLANS, ClassificationTask, Examples, TrainConfig, micro_batches, train
+from arena_distill.workflow import PRESET, copy_workflow, effective_config, rule_resources, with_placeholder_data
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
@@ -234,6 +238,54 @@ def matmul_gflops(rows: int, hidden: int, inner: int, repeats: int = 20) -> floa
     return 2 * rows * hidden * inner / best / 1e9
 
 
+def arena_lengths(text: dict, max_length: int) -> np.ndarray:
+    """Token lengths (approximate: `text.approximate_length`) of the bundled real arena votes
+    in both A/B orders, at the `text` block's word cuts and `max_length`."""
+    rows, _ = read_pairs(SAMPLE / "arena_calibration.parquet", with_labels=True)
+    config = TextConfig.of(text, max_length)
+    lengths = [approximate_length(p, a, b, config) for p, a, b in zip(rows["prompt"], rows["response_a"], rows["response_b"])]
+    return np.array(lengths * 2, dtype=np.int64)  # the mirror of a pair has its length
+
+
+def real_token_share(lengths: np.ndarray, config: TrainConfig, processes: int, epochs: int = 3) -> tuple[float, int]:
+    """(real tokens / tokens computed, forward passes) of the training loop's micro-batches over
+    `epochs` of the batch plan: each global batch split over `processes` as the loop splits it,
+    and each micro-batch built by the loop's own `model_inputs`."""
+    real = computed = passes = 0
+    for epoch in range(epochs):
+        for global_rows in BATCH_PLANS[config.batching](lengths, config.batch_size, config.seed, epoch):
+            for rank in range(processes):
+                for micro in micro_batches(global_rows[rank::processes], lengths, config):
+                    inputs = model_inputs([[1] * int(lengths[i]) for i in micro], pad_id=0, device="cpu", packed=config.packing)
+                    real += int(lengths[micro].sum())
+                    computed += inputs["input_ids"].numel()
+                    passes += 1
+    return real / computed, passes
+
+
+def preset_batch_shares() -> list[Result]:
+    """The preset's training micro-batches for the student on the real arena lengths: padded
+    (its micro-batch of rows, the original's random batches) against packed."""
+    preset = effective_config([PRESET])
+    training = {**preset["training"], **preset["student"].get("training", {})}
+    lengths = arena_lengths(preset["text"], preset["text"]["train_max_length"])
+    processes = int(rule_resources(REPO / "profiles" / "slurm", "distill_student").get("gpu", 1))
+    keys = ("batch_size", "micro_batch_size", "micro_batch_tokens", "batching")
+    shares = {}
+    for packing in (False, True):
+        config = TrainConfig(learning_rate=1.0, packing=packing, **{key: training[key] for key in keys})
+        shares[packing] = real_token_share(lengths, config, processes)
+    (padded, padded_passes), (packed, packed_passes) = shares[False], shares[True]
+    where = (f"{len(lengths):,} rows (real arena votes, both orders, mean {lengths.mean():.0f} tokens, "
+             f"{(lengths == lengths.max()).mean():.0%} at the cap), {training['batch_size']} per step over {processes} GPUs")
+    return [
+        Result("training: real-token share of the preset's micro-batches, padded", padded, "share",
+               note=f"{training['micro_batch_size']} rows per pass, {training['batching']} batches; {padded_passes:,} passes; {where}"),
+        Result("training: real-token share of the preset's micro-batches, packed", packed, "share",
+               "padded", packed / padded, f"packs of at most {training['micro_batch_tokens']:,} tokens; {packed_passes:,} passes"),
+    ]
+
+
 def preset_dry_run_seconds(workdir: Path) -> float:
     """`snakemake -n` of the preset on a copy of the workflow with placeholder data files."""
     copy = copy_workflow(workdir / "workflow")
@@ -287,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         results = training_bench(setup, examples, base, tokenizer, args.steps, workdir)
         scored = table.sample(n=min(args.rows, len(table)), random_state=2)
         results += prediction_bench(Examples(encode_rows(encoder, scored)), base, tokenizer, setup)
+        results += preset_batch_shares()
         results.append(Result("workflow: snakemake -n of the preset", preset_dry_run_seconds(workdir), "s"))
         results.append(Result("workflow: peak RSS of python -m arena_distill predict (100 pairs)",
                               predict_peak_rss_mib(base, workdir), "MiB"))

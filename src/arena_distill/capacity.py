@@ -12,8 +12,9 @@ The memory model (GiB = 2^30 bytes), per GPU, kept simple on purpose:
 - weights: a 4-bit base is NF4 with double quantization, 0.5 B per projection parameter plus
   an fp8 absmax per 64 weights and an fp32 one per 256 blocks (~0.516 B); 8-bit is ~1 B.
   Embeddings, norms and the head are not quantized: in k-bit training
-  `prepare_model_for_kbit_training` casts them to fp32 (4 B), otherwise they stay in the
-  compute dtype (bf16, 2 B; fp32 on a CPU). A full-precision base is 2 B per parameter.
+  `prepare_model_for_kbit_training` casts them to fp32 (4 B) unless `kbit_upcast: false`,
+  otherwise they stay in the compute dtype (bf16, 2 B; fp32 on a CPU). A full-precision base
+  is 2 B per parameter.
 - trainable state: LoRA adds r × (in + out) per targeted Linear (shapes from the meta
   model); with the `score` head and every `modules_to_save` copy it is held as fp32
   parameter, gradient and two Adam moments, 16 B per trainable parameter.
@@ -25,7 +26,7 @@ The memory model (GiB = 2^30 bytes), per GPU, kept simple on purpose:
     it every layer's saved tensors. A QLoRA layer of Llama-3-70B saves ~0.87 MiB per token
     (fp32 norms, input casts, LoRA dropout copies, q/k/v, four MLP tensors): modelled as
     83 B per hidden unit + 8 B per MLP unit, which scales it to other shapes.
-    tokens = micro_batch_size × train_max_length;
+    tokens = micro_batch_size × train_max_length, or `micro_batch_tokens` when packing;
   - the gradient all-reduce, which flattens and copies the gradients (2 × 4 B per trainable
     parameter) when a job has several GPUs;
   - a forward-only batch of `eval_max_tokens` (validation), `teacher_logits.max_tokens` or
@@ -33,7 +34,8 @@ The memory model (GiB = 2^30 bytes), per GPU, kept simple on purpose:
     in the compute dtype;
   - eager attention (the default for Gemma-2, whose soft-capped logits SDPA cannot compute)
     adds rows × heads × length² scores at ~8 B each (bf16 scores and tanh output, fp32
-    softmax) per layer that holds them; a k-bit base adds one dequantized bf16 weight.
+    softmax) per layer that holds them, a pack being one row of all its tokens; flex, SDPA
+    and flash attention keep none; a k-bit base adds one dequantized bf16 weight.
 
 These are estimates from shapes, not measurements: allocator fragmentation and library
 workspaces come on top, so a rule above 90 % of the limit is reported TIGHT.
@@ -287,12 +289,17 @@ def train_estimate(rule: str, name: str, spec: Mapping[str, Any], shape: ModelSh
     bits = spec.get("load_in_bits")
     compute = job.compute_bytes(training["precision"])
     length = config["text"]["train_max_length"]
-    rows = training["micro_batch_size"]
     attention = spec.get("attn_implementation") or shape.attention
-    dtype, weights = weight_bytes(shape, bits, 4, compute)
+    frozen = 4 if bits and spec.get("kbit_upcast", True) else compute  # the residual stream's dtype too
+    dtype, weights = weight_bytes(shape, bits, frozen, compute)
     trainable = shape.trainable_params(spec["lora"])
-    activations, saved = training_activations(shape, rows * length, rows, length, attention,
-                                              training["gradient_checkpointing"], bits, 4 if bits else compute)
+    if training["packing"]:  # one sequence of all a pack's tokens: its scores are square in the pack
+        tokens, rows, row_length = training["micro_batch_tokens"], 1, training["micro_batch_tokens"]
+    else:
+        rows = training["micro_batch_size"]
+        tokens, row_length = rows * length, length
+    activations, saved = training_activations(shape, tokens, rows, row_length, attention, training["gradient_checkpointing"],
+                                              bits, frozen)
     phases = {
         activations: saved,
         "gradient all-reduce": 2 * trainable * 4 if job.gpus > 1 else 0,

@@ -20,6 +20,8 @@ from arena_distill.errors import ConfigError
 
 DEFAULT_TINY_POSITIONS = 2048
 """`max_position_embeddings` of a tiny model whose sizes leave it out (the transformers default)."""
+TINY_SOFTCAP = {"gemma2": 50.0}
+"""The attention-logit soft-cap of the tiny architectures that have one (transformers' Gemma-2 default)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class Dims:
     attention: int
     """Width of the attention output (heads × head_dim), the input of `o_proj`."""
     positions: int
+    softcap: float | None = None
+    """`attn_logit_softcapping`: scores pass through cap·tanh(score/cap), which SDPA cannot compute."""
+    attention_dropout: float = 0.0
 
 
 def model_dims(spec: Mapping[str, Any], workflow_dir: Path) -> Dims | None:
@@ -39,14 +44,16 @@ def model_dims(spec: Mapping[str, Any], workflow_dir: Path) -> Dims | None:
     if raw.startswith("tiny:"):
         sizes = spec.get("tiny", {})
         hidden = sizes["hidden_size"]
-        return Dims(hidden, sizes["intermediate_size"], hidden, sizes.get("max_position_embeddings", DEFAULT_TINY_POSITIONS))
+        return Dims(hidden, sizes["intermediate_size"], hidden, sizes.get("max_position_embeddings", DEFAULT_TINY_POSITIONS),
+                    TINY_SOFTCAP.get(raw.removeprefix("tiny:")))
     for source in (workflow_dir / raw / "config.json", workflow_dir / "config" / "model_configs" / f"{raw.replace('/', '--')}.json"):
         if source.is_file():
             config = json.loads(source.read_text())
             config = config.get("text_config", config)
             heads, hidden = config["num_attention_heads"], config["hidden_size"]
             return Dims(hidden, config["intermediate_size"], heads * config.get("head_dim", hidden // heads),
-                        config.get("max_position_embeddings", 0) or 0)
+                        config.get("max_position_embeddings", 0) or 0, config.get("attn_logit_softcapping"),
+                        config.get("attention_dropout", 0.0) or 0.0)
     return None
 
 
@@ -75,6 +82,39 @@ def check_lengths(config: Mapping[str, Any], models: Mapping[str, Dims | None]) 
             dims = models.get(name)
             if dims is not None and dims.positions and length > dims.positions:
                 raise ConfigError(f"{length} tokens exceed the {dims.positions} positions of model {name!r}", key=key)
+
+
+def exact_attention(dims: Dims | None) -> str:
+    """The attention a model runs with when its config names none: eager where it soft-caps
+    (exact, unlike SDPA), SDPA otherwise (`arena_distill.models.config_attention`)."""
+    return "eager" if dims is not None and dims.softcap else "sdpa"
+
+
+def check_attention_path(attention: str, dims: Dims | None, key: str) -> None:
+    """An attention path that computes the model's attention: SDPA drops a soft-cap silently on
+    transformers releases that allow it; FlexAttention has no attention dropout."""
+    if dims is None:
+        return
+    if attention == "sdpa" and dims.softcap:
+        raise ConfigError(f"sdpa cannot soft-cap attention logits (this model caps them at {dims.softcap:g}); "
+                          "use flex_attention (exact and fast) or eager", key=key)
+    if attention == "flex_attention" and dims.attention_dropout:
+        raise ConfigError(f"flex_attention has no attention dropout (this model's is {dims.attention_dropout:g}); use eager or sdpa",
+                          key=key)
+
+
+def check_attention(config: Mapping[str, Any], models: Mapping[str, Dims | None]) -> None:
+    """Each model's attention path for training and scoring, and the student's at prediction.
+    (Every path the schema admits keeps packed rows apart, so packing adds no condition here.)"""
+    for name, spec in config.get("teachers", {}).items():
+        check_attention_path(spec.get("attn_implementation") or exact_attention(models[name]), models[name],
+                             f"teachers.{name}.attn_implementation")
+    student = models["student"]
+    check_attention_path(config["student"].get("attn_implementation") or exact_attention(student), student,
+                         "student.attn_implementation")
+    predict = config.get("predict", {}).get("attn_implementation")
+    if predict:
+        check_attention_path(predict, student, "predict.attn_implementation")
 
 
 def data_files(config: Mapping[str, Any]) -> dict[str, str]:
@@ -123,6 +163,7 @@ def check_models(config: Mapping[str, Any], workflow_dir: str | Path) -> None:
     models = {name: model_dims(spec, Path(workflow_dir)) for name, spec in specs.items()}
     check_group_size(config, models["student"])
     check_lengths(config, models)
+    check_attention(config, models)
 
 
 def check_postprocessing(config: Mapping[str, Any]) -> None:

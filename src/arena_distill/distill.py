@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from arena_distill.training import ClassificationTask, forward_logits
+from arena_distill.packing import forward_logits
+from arena_distill.training import ClassificationTask
 
 
 @dataclass(frozen=True)

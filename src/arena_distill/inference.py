@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from arena_distill.batching import pad_right, token_budget_batches
+from arena_distill.batching import token_budget_batches
 from arena_distill.logs import progress
+from arena_distill.packing import forward_logits, model_inputs
 
 
 def predict_logits(
@@ -31,7 +32,5 @@ def predict_logits(
     batches = token_budget_batches(lengths, max_tokens)
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for rows in progress(batches, desc=desc):
-            input_ids, attention_mask = pad_right([sequences[i] for i in rows], pad_id)
-            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-            out[rows] = logits.float().cpu().numpy()
+            out[rows] = forward_logits(model, model_inputs([sequences[i] for i in rows], pad_id, device)).cpu().numpy()
     return out

@@ -210,8 +210,12 @@ def attention_implementation(path: str | Path, requested: str | None = None) -> 
     """The attention kernel a model runs with: `requested`, else one that computes the
     model's attention exactly. Gemma-2 soft-caps its attention logits (tanh at 50), which
     PyTorch's SDPA kernel cannot do: some transformers releases pick SDPA anyway and drop
-    the cap silently, so a soft-capped model gets `eager` by name; others get `sdpa`."""
-    return requested or config_attention(AutoConfig.from_pretrained(path))
+    the cap silently, so a soft-capped model gets `eager` by name (or `flex_attention`, exact
+    too, when asked for) and SDPA asked for such a model is refused; others get `sdpa`."""
+    config = AutoConfig.from_pretrained(path)
+    if requested == "sdpa" and getattr(config, "attn_logit_softcapping", None):
+        raise ConfigError(f"sdpa cannot soft-cap the attention logits of {path}; use flex_attention or eager", key="attn_implementation")
+    return requested or config_attention(config)
 
 
 def config_attention(config: PretrainedConfig) -> str:
@@ -225,6 +229,7 @@ def add_lora(
     lora: Mapping[str, Any],
     gradient_checkpointing: bool = False,
     init_adapter: str | Path | None = None,
+    kbit_upcast: bool = True,
 ) -> PeftModel:
     """Wrap `model` with a LoRA adapter described by a config `lora` block.
 
@@ -239,14 +244,25 @@ def add_lora(
 
     Trainable parameters are kept in float32 whatever the base's dtype: under bf16 a
     full-size module such as the head would otherwise round most Adam updates away.
+
+    A k-bit base goes through PEFT's QLoRA preparation, which casts its frozen embeddings and
+    norms to float32 (`kbit_upcast`, the original's way). bitsandbytes layers return their
+    input's dtype, so the whole residual stream then runs in float32 and every element-wise
+    op moves twice the bytes; `kbit_upcast=False` casts them back to the base's dtype and
+    keeps the stream in bf16 (only the GEMMs ever ran in bf16 either way).
     """
     if gradient_checkpointing:
         model.config.use_cache = False  # a classifier keeps no KV cache; left on, every job warns about it
     if is_quantized(model):
         # Non-reentrant checkpointing on both paths: peft passes `{}` on, and torch's default is
         # still the reentrant kind, with a warning.
+        loaded = {name: param.dtype for name, param in model.named_parameters()}
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
+        if not kbit_upcast:
+            for name, param in model.named_parameters():
+                if param.is_floating_point() and param.dtype != loaded[name]:
+                    param.data = param.data.to(loaded[name])
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()

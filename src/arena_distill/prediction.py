@@ -38,19 +38,21 @@ from arena_distill.text import PairEncoder, TextConfig
 log = logging.getLogger(__name__)
 
 
-def load_classifier(model_dir: str | Path, dtype: str = "auto", gptq_backend: str = "auto") -> tuple[PreTrainedModel, object]:
+def load_classifier(model_dir: str | Path, dtype: str = "auto", gptq_backend: str = "auto",
+                    attention: str | None = None) -> tuple[PreTrainedModel, object]:
     """A saved classifier (plain, GPTQ or bitsandbytes) and its tokenizer, ready to score.
 
     `dtype` (`auto`: bf16 on GPUs that have it, fp16 on a T4, fp32 on CPU) is the precision
     of the unquantized tensors and of the activations. A GPTQ model picks its kernel by
     `gptq_backend`; `auto` lets GPTQModel choose (Machete, then Marlin, then Triton on an
     H100; the first two compile on first use, so a node without nvcc names `gptq_triton`).
+    `attention` names the attention path (None: the model's exact one, `models.attention_implementation`).
     """
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
     tokenizer = load_tokenizer(model_dir)
     with named_load(model_dir):
         model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, device_map={"": device}, dtype=resolve_dtype(dtype), attn_implementation=attention_implementation(model_dir),
+            model_dir, device_map={"": device}, dtype=resolve_dtype(dtype), attn_implementation=attention_implementation(model_dir, attention),
             **gptq_loading(model_dir, gptq_backend),
         )
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -115,7 +117,8 @@ def score_views(
 def load_scorers(model_dir: str | Path, settings: Mapping[str, Any]) -> list[tuple[PreTrainedModel, object]]:
     """The classifier at `model_dir` and its tokenizer, as `load_classifier` loads them; for a
     fold ensemble (`arena_distill.ensemble`) every member's, all held at once."""
-    return [load_classifier(member, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto")) for member in members(model_dir)]
+    return [load_classifier(member, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"), settings.get("attn_implementation"))
+            for member in members(model_dir)]
 
 
 def scorers_views(scorers: Sequence[tuple[PreTrainedModel, object]], rows: pd.DataFrame, text: Mapping[str, Any],

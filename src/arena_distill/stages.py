@@ -47,6 +47,20 @@ def train_config(training: Mapping[str, Any], spec: Mapping[str, Any]) -> TrainC
     return TrainConfig(**{k: v for k, v in merged.items() if k in TRAIN_KEYS})
 
 
+EXECUTION_KEYS = frozenset({"micro_batch_size", "packing", "micro_batch_tokens", "eval_max_tokens", "gradient_checkpointing",
+                            "attn_implementation", "log_every", "keep_checkpoints"})
+"""Settings of how a run computes, not what it learns: they change memory and speed, and the
+gradients only by float rounding, so a checkpoint written under one resumes under another
+(a run requeued on other GPUs may need a smaller micro-batch, or packing)."""
+
+
+def learning_settings(part: Any) -> Any:
+    """`part` without its `EXECUTION_KEYS`, at any depth."""
+    if isinstance(part, Mapping):
+        return {key: learning_settings(value) for key, value in part.items() if key not in EXECUTION_KEYS}
+    return part
+
+
 def fingerprint(*parts: Any) -> str:
     """A digest of a run's settings, data and base model, to tell whether a checkpoint is ours."""
     digest = hashlib.sha1()
@@ -54,7 +68,7 @@ def fingerprint(*parts: Any) -> str:
         if isinstance(part, np.ndarray):
             digest.update(np.ascontiguousarray(part).tobytes())
         else:
-            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+            digest.update(json.dumps(learning_settings(part), sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
@@ -133,7 +147,8 @@ class FoldJob:
         device = parallel.device()
         bf16 = use_bf16(config.precision, device)
         tokenizer, model = load_base(base, spec, device, bf16)
-        model = add_lora(model, spec["lora"], training.get("gradient_checkpointing", False), base.get("init_adapter"))
+        model = add_lora(model, spec["lora"], training.get("gradient_checkpointing", False), base.get("init_adapter"),
+                         spec.get("kbit_upcast", True))
         if base.get("init_adapter"):
             log.info("LoRA starts from %s (its head dropped)", base["init_adapter"])
         train_rows = with_swaps(train_rows, training.get("swap_augment", True))

@@ -66,6 +66,21 @@ def format_pair(prompt: Sequence[str] | str, response_a: Sequence[str] | str, re
     return HEADER + join_turns(prompt) + BEFORE_A + join_turns(response_a) + BEFORE_B + join_turns(response_b) + FOOTER
 
 
+CHARS_PER_TOKEN = 4
+"""Characters per token of English text under the real models' large vocabularies (Llama-3,
+Gemma-2): the usual rule of thumb, for lengths measured without the tokenizer at hand."""
+
+
+def approximate_length(prompt: Sequence[str] | str, response_a: Sequence[str] | str, response_b: Sequence[str] | str,
+                       config: TextConfig) -> int:
+    """Tokens of a pair under `config` without a tokenizer: the word-cut text at
+    `CHARS_PER_TOKEN`, plus EOS, capped at `max_length`. For length distributions (benchmarks,
+    padding shares) where the real model's tokenizer is not available."""
+    text = format_pair(first_words(join_turns(prompt), config.prompt_words), first_words(join_turns(response_a), config.response_words),
+                       first_words(join_turns(response_b), config.response_words))
+    return min(config.max_length, -(-len(text) // CHARS_PER_TOKEN) + 1)
+
+
 def trim_pair(a_len: int, b_len: int, budget: int) -> tuple[int, int]:
     """Lengths the two answers keep so that together they fit `budget` tokens.
 

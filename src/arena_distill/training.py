@@ -29,10 +29,11 @@ import torch
 import torch.nn.functional as F
 from transformers import get_cosine_schedule_with_warmup
 
-from arena_distill.batching import length_grouped_batches, pad_right, random_batches, token_budget_batches
+from arena_distill.batching import length_grouped_batches, packed_batches, random_batches, token_budget_batches
 from arena_distill.checkpoints import Checkpoints
 from arena_distill.errors import ConfigError
 from arena_distill.metrics import accuracy, logits_log_loss
+from arena_distill.packing import forward_logits, model_inputs
 from arena_distill.parallel import Parallel, sync_gradients, use_bf16
 
 BATCH_PLANS = {"length_grouped": length_grouped_batches, "random": random_batches}
@@ -54,9 +55,10 @@ class Examples:
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(seq) for seq in self.ids), dtype=np.int64, count=len(self.ids))
 
-    def batch(self, rows: list[int], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-        input_ids, attention_mask = pad_right([self.ids[i] for i in rows], pad_id)
-        batch = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+    def batch(self, rows: list[int], pad_id: int, device: torch.device, packed: bool = False) -> dict[str, torch.Tensor]:
+        """The model inputs of `rows` and their targets: right-padded rows, or one pack
+        (`arena_distill.packing`) whose logits come out in the order of `rows` all the same."""
+        batch = model_inputs([self.ids[i] for i in rows], pad_id, device, packed)
         for name, values in self.targets.items():
             batch[name] = torch.as_tensor(values[rows]).to(device)
         return batch
@@ -81,11 +83,6 @@ class ClassificationTask:
         return F.cross_entropy(logits, batch["label"], reduction="sum", label_smoothing=self.label_smoothing)
 
 
-def forward_logits(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Classifier logits in float32 (the head may run in bf16 under autocast)."""
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimization settings of one training run (a config block plus the model's own keys)."""
@@ -99,6 +96,11 @@ class TrainConfig:
     """Weights the run ends with: `best` validation loss or `last` step."""
     batch_size: int = 32
     micro_batch_size: int = 32
+    packing: bool = False
+    """Each micro-batch one sequence of packed rows under `micro_batch_tokens` (no padding);
+    the same rows per optimizer step either way."""
+    micro_batch_tokens: int = 4096
+    """Tokens of one packed micro-batch (replaces `micro_batch_size` when packing)."""
     warmup_ratio: float = 0.05
     warmup_steps: int | None = None
     """Warmup in optimizer steps; when set it replaces `warmup_ratio` (the original: 100)."""
@@ -166,9 +168,9 @@ def score(
 ) -> np.ndarray:
     """Logits (rows × labels, float32) of every row of `examples`, on every process.
 
-    Each process scores every `world`-th row in length-sorted, token-budgeted batches; one
-    sum then gathers the rows (each row is zero on all processes but its own), so no
-    process scores alone while the others wait.
+    Each process scores every `world`-th row in length-sorted, token-budgeted batches (sorted
+    rows pad almost nothing, so scoring does not pack); one sum then gathers the rows (each
+    row is zero on all processes but its own), so no process scores alone while the others wait.
     """
     rows = np.arange(parallel.rank, len(examples), parallel.world)
     logits = torch.zeros((len(examples), model.config.num_labels), dtype=torch.float32)
@@ -240,11 +242,12 @@ def start_run(model, task: Task, train_set: Examples, val_set: Examples, config:
     share = config.validation_share(steps_per_epoch, float(train_set.lengths.sum()), float(val_set.lengths.sum()))
     run = Run(model, task, train_set, val_set, config, pad_id, parallel, device, use_bf16(config.precision, device), params,
               optimizer, scheduler, checkpoints, plan_batches, steps_per_epoch, total_steps, state, share)
+    passes = f"packs of at most {config.micro_batch_tokens} tokens" if config.packing else f"{config.micro_batch_size} rows"
     log.info(
-        "training %d rows (%d per process), %d steps of %d rows (cosine schedule over %d, warmup %d), "
+        "training %d rows (%d per process), %d steps of %d rows (cosine schedule over %d, warmup %d) in forward passes of %s, "
         "%d trainable parameters, %s on %s; validating every %d steps costs %.0f %% of the training compute",
         len(train_set), math.ceil(len(train_set) / parallel.world), total_steps, config.batch_size, schedule_steps,
-        warmup_steps, sum(p.numel() for p in params), "bf16" if run.bf16 else "fp32", device, config.eval_every, 100 * share,
+        warmup_steps, passes, sum(p.numel() for p in params), "bf16" if run.bf16 else "fp32", device, config.eval_every, 100 * share,
     )
     return run
 
@@ -381,18 +384,26 @@ def accumulate(
     """Forward/backward this process's share of one global batch in micro-batches.
 
     Each micro-batch's summed loss is divided by the global row count, so the gradients
-    add up to the gradient of the global batch's mean loss whatever the split.
+    add up to the gradient of the global batch's mean loss whatever the split, padded or packed.
     """
     rows = global_rows[parallel.rank :: parallel.world]
     loss_sum, tokens = 0.0, 0
-    for start in range(0, len(rows), config.micro_batch_size):
-        batch = examples.batch(rows[start : start + config.micro_batch_size], pad_id, device)
+    for micro in micro_batches(rows, examples.lengths, config):
+        batch = examples.batch(micro, pad_id, device, config.packing)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = task.loss(model, batch)
         (loss / len(global_rows)).backward()
         loss_sum += loss.item()
-        tokens += int(batch["attention_mask"].sum())
+        tokens += int(examples.lengths[micro].sum())
     return loss_sum, tokens
+
+
+def micro_batches(rows: list[int], lengths: np.ndarray, config: TrainConfig) -> list[list[int]]:
+    """One process's rows of a step as forward passes: `micro_batch_size` rows in order, or
+    packs of at most `micro_batch_tokens` tokens."""
+    if config.packing:
+        return [[rows[i] for i in pack] for pack in packed_batches(lengths[rows], config.micro_batch_tokens)]
+    return [rows[start : start + config.micro_batch_size] for start in range(0, len(rows), config.micro_batch_size)]
 
 
 def learning_curve(losses: list[float], every: int) -> list[dict[str, float]]:

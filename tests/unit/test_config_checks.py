@@ -1,5 +1,6 @@
 """Start-up checks: a missing input file, or what the schema allows but the models cannot use, fails naming the key."""
 
+import json
 import subprocess
 import sys
 
@@ -79,3 +80,31 @@ def test_shrink_is_refused_on_top_of_a_calibration():
     assert error.value.key == "predict.shrink"
     config["predict"]["calibration"] = "none"
     check_config(config, WORKFLOW_DIR)
+
+
+def test_sdpa_for_a_soft_capped_model_is_refused_naming_the_key():
+    for overlays in ([], [PRESET]):  # the tiny Gemma-2 and gemma-2-9b both cap at 50
+        config = effective_config(overlays)
+        config["student"]["attn_implementation"] = "sdpa"
+        with pytest.raises(ConfigError, match=r"sdpa cannot soft-cap .* at 50\).*\(config key 'student.attn_implementation'\)"):
+            check_models(config, WORKFLOW_DIR)
+    config = effective_config([PRESET])
+    config["predict"]["attn_implementation"] = "sdpa"
+    with pytest.raises(ConfigError, match=r"config key 'predict.attn_implementation'"):
+        check_models(config, WORKFLOW_DIR)
+    config["predict"]["attn_implementation"] = "flex_attention"
+    config["teachers"]["llama"]["attn_implementation"] = "sdpa"  # Llama-3 does not soft-cap
+    check_models(config, WORKFLOW_DIR)
+
+
+def test_flex_attention_with_attention_dropout_is_refused(tmp_path):
+    config = effective_config()
+    model_dir = tmp_path / "llama-with-dropout"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+                                                       "max_position_embeddings": 512, "attention_dropout": 0.1}))
+    config["teachers"]["llama"] = {**config["teachers"]["llama"], "model": str(model_dir), "attn_implementation": "flex_attention"}
+    with pytest.raises(ConfigError, match=r"no attention dropout .*0.1.*\(config key 'teachers.llama.attn_implementation'\)"):
+        check_models(config, tmp_path)
+    config["teachers"]["llama"]["attn_implementation"] = "sdpa"
+    check_models(config, tmp_path)

@@ -222,3 +222,29 @@ def test_truncated_weights_are_named_by_whoever_loads_them(tokenizer, tmp_path):
             load()
     with pytest.raises(DataError, match="truncated or corrupted"):
         read_adapter(tmp_path / "adapter")
+
+
+@pytest.mark.parametrize("upcast", [True, False])
+def test_a_k_bit_base_keeps_its_residual_stream_in_bf16_unless_upcast(tokenizer, tmp_path, upcast):
+    """PEFT's QLoRA preparation casts the frozen embeddings and norms to fp32, and the residual
+    stream follows; `kbit_upcast=False` keeps them in the base's bf16. Trainables are fp32 both ways."""
+    import torch
+
+    from arena_distill.models import add_lora, load_model
+
+    base = saved_tiny(tokenizer, tmp_path / "base", sizes=KBIT)
+    model = load_model(base, pad_token_id=tokenizer.eos_token_id, seed=0, dtype=torch.bfloat16, load_in_bits=4)
+    model = add_lora(model, {"r": 4, "alpha": 8}, kbit_upcast=upcast)
+    frozen = {name: param.dtype for name, param in model.named_parameters() if not param.requires_grad and param.is_floating_point()}
+    assert any("embed_tokens" in name for name in frozen) and any("norm" in name for name in frozen)
+    assert set(frozen.values()) == {torch.float32 if upcast else torch.bfloat16}
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    seen = []
+    layer = model.get_base_model().model.layers[0]
+    handle = layer.register_forward_hook(lambda module, args, output: seen.append(output[0] if isinstance(output, tuple) else output))
+    ids = torch.tensor([tokenizer("one pair")["input_ids"]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(input_ids=ids).logits
+    handle.remove()
+    assert torch.isfinite(logits).all()
+    assert seen[0].dtype == (torch.float32 if upcast else torch.bfloat16)

@@ -51,6 +51,15 @@ def test_folds_are_grouped_cleaned_and_logged(finished_run):
     assert "dropped {'empty'" in log
 
 
+def test_the_llama_teacher_trains_padding_free_and_the_others_padded(finished_run):
+    """small.yaml packs the llama teacher's runs (a per-model `training` key); the rest pad."""
+    logs = finished_run / "results/logs"
+    for log in [logs / "post_pretrain/llama.log", logs / "train_teacher/llama/fold0.log"]:
+        assert "in forward passes of packs of at most 512 tokens" in log.read_text(), log
+    for log in [logs / "train_teacher/qwen/fold0.log", logs / "distill_student/student/fold0.log"]:
+        assert "in forward passes of 16 rows" in log.read_text(), log
+
+
 @pytest.mark.parametrize("model", ["llama", "qwen", "student"])
 def test_tiny_models_load_like_real_checkpoints(finished_run, model):
     path = finished_run / "results/models" / model / "base"
