@@ -7,7 +7,8 @@ absolute number alone says little).
 - **training**: tokens/s of the project's loop (`training.train`) against a plain PyTorch loop
   of the same model, LoRA parametrization, batches and precision; then plain full fine-tuning
   and a small LoRA, so the cost of the default's parametrization is visible, with the loss
-  each reaches after the same steps (what it learns per second).
+  each reaches after the same steps (what it learns per second); and the project's loop
+  with its decoder layers compiled (`training.compile`).
 - **prediction**: rows/s of `inference.predict_logits` (length-sorted, token-budgeted
   batches) against a per-row Hugging Face loop padded to the max length, with the largest
   probability difference and the share of scored tokens that are not padding.
@@ -45,7 +46,7 @@ from arena_distill.batching import length_grouped_batches, pad_right, token_budg
 from arena_distill.packing import model_inputs
 from arena_distill.data import read_pairs
 from arena_distill.inference import predict_logits
-from arena_distill.models import add_lora, build_tiny_model, load_model, save_model
+from arena_distill.models import add_lora, build_tiny_model, compile_layers, load_model, save_model
 from arena_distill.pairs import encode_rows, with_swaps
 from arena_distill.text import PairEncoder, TextConfig, approximate_length, format_pair
 from arena_distill.tokenizer import train_bpe_tokenizer
@@ -158,12 +159,27 @@ def training_bench(setup: Setup, examples: Examples, base: Path, tokenizer, step
         speed = max(speed, project["tokens"] / project["train_seconds"])
     baseline, (reference, _) = "plain loop, default LoRA", plain["default LoRA"]
     results = [Result("training: project loop, default LoRA", speed, "tokens/s", baseline, speed / reference,
-                      f"{project['steps']} steps of {setup.batch_size} rows, {micro} per pass; loss {project['train_loss_last']:.3f}")]
+                      f"{project['steps']} steps of {setup.batch_size} rows, {micro} per pass; loss {project['train_loss_last']:.3f}"),
+               compiled_training(base, tokenizer, setup, subset, val, config, workdir, speed)]
     for name, (value, loss) in plain.items():
         results.append(Result(f"training: plain loop, {name}", value, "tokens/s",
                               "" if name == "default LoRA" else baseline,
                               None if name == "default LoRA" else value / reference, f"loss {loss:.3f} after the same steps"))
     return results
+
+
+def compiled_training(base: Path, tokenizer, setup: Setup, subset: Examples, val: Examples, config: TrainConfig, workdir: Path,
+                      eager_speed: float) -> Result:
+    """The project loop with its decoder layers compiled (`training.compile`), against the
+    eager loop: a first run compiles every batch shape it meets, a second on the same model
+    gives the compiled speed."""
+    model = classifier(base, tokenizer, setup.lora)
+    compile_layers(model)
+    runs = [train(model, ClassificationTask(), subset, val, config, pad_id=tokenizer.pad_token_id,
+                  checkpoint_dir=workdir / f"compiled{i}", fingerprint="bench").metrics for i in range(2)]
+    speed = runs[1]["tokens"] / runs[1]["train_seconds"]
+    return Result("training: project loop, decoder layers compiled", speed, "tokens/s", "project loop, default LoRA",
+                  speed / eager_speed, f"after a first run that compiled for {runs[0]['train_seconds']:.0f} s")
 
 
 def prediction_bench(examples: Examples, base: Path, tokenizer, setup: Setup, wide_budget: int = 16384) -> list[Result]:
@@ -282,7 +298,8 @@ def preset_batch_shares() -> list[Result]:
         Result("training: real-token share of the preset's micro-batches, padded", padded, "share",
                note=f"{training['micro_batch_size']} rows per pass, {training['batching']} batches; {padded_passes:,} passes; {where}"),
         Result("training: real-token share of the preset's micro-batches, packed", packed, "share",
-               "padded", packed / padded, f"packs of at most {training['micro_batch_tokens']:,} tokens; {packed_passes:,} passes"),
+               "padded", packed / padded, f"the student's packs of at most {training['micro_batch_tokens']:,} tokens; "
+               f"{packed_passes:,} passes"),
     ]
 
 

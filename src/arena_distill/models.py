@@ -321,6 +321,25 @@ def load_initial_lora(model: PeftModel, adapter_dir: str | Path) -> None:
         raise ConfigError(f"the initial adapter {adapter_dir} has tensors this model lacks, e.g. {result.unexpected_keys[0]}", key="lora")
 
 
+def classifier_parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The decoder and the 3-way head of a sequence classifier, with or without its LoRA
+    wrapper (PEFT injects the adapters into the decoder's layers and wraps the head in place,
+    so calling the parts runs the adapted model)."""
+    classifier = model.get_base_model() if isinstance(model, PeftModel) else model
+    return getattr(classifier, classifier.base_model_prefix), classifier.score
+
+
+def compile_layers(model: torch.nn.Module) -> None:
+    """Compile each decoder layer in place (regional `torch.compile`): inductor fuses the
+    element-wise work between the matrix products — norms, activations, rotary embeddings,
+    LoRA's dropout, scale and add, casts — which in eager mode is one kernel (and one trip
+    through memory) each. Compiling layers rather than the whole model compiles one layer's
+    graph once for all of them, and leaves the loop, the head and PEFT's wrapper as they are."""
+    decoder, _ = classifier_parts(model)
+    for layer in decoder.layers:
+        layer.compile()
+
+
 def is_quantized(model: PreTrainedModel) -> bool:
     return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
 

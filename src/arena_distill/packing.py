@@ -1,7 +1,7 @@
 """Model inputs of a batch of rows, padded or packed, and the classifier's logits of them.
 
 A padded batch computes every row at the length of its longest row: on the arena's lengths,
-two random rows of up to 1,024 tokens padded to the longer are 23 % padding. A packed batch
+two random rows of up to 1,024 tokens padded to the longer are 24 % padding (`make bench`). A packed batch
 concatenates the rows into one sequence of exactly their tokens. What keeps the rows apart:
 
 - `position_ids` restart at 0 on every row, so each row gets the rotary positions it has alone;
@@ -14,7 +14,7 @@ concatenates the rows into one sequence of exactly their tokens. What keeps the 
 Per row this equals the padded forward pass up to float rounding, for logits and gradients
 (tests/unit/test_packing.py). Under eager attention the packed sequence's score matrix is
 square in the whole pack, so packing pays with flex or flash attention, which skip the
-blocks across rows; `arena_distill.config_checks` says which combinations a run may use.
+blocks across rows (the capacity plan counts a pack's eager scores).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-from peft import PeftModel
 
 from arena_distill.batching import pad_right
 from arena_distill.errors import ConfigError
+from arena_distill.models import classifier_parts
 
 DOCUMENT_MASKING = ("eager", "sdpa", "flex_attention", "flash_attention_2")
 """Attention paths of transformers that mask across packed rows from restarting `position_ids`."""
@@ -51,27 +51,14 @@ def pack_rows(sequences: Sequence[Sequence[int]], pad_id: int) -> dict[str, torc
     }
 
 
-def classifier_parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The decoder and the 3-way head of a sequence classifier, with or without its LoRA
-    wrapper (PEFT injects the adapters into the decoder's layers and wraps the head in place,
-    so calling the parts runs the adapted model)."""
-    classifier = model.get_base_model() if isinstance(model, PeftModel) else model
-    return getattr(classifier, classifier.base_model_prefix), classifier.score
-
-
-def attention_of(model: torch.nn.Module) -> str:
-    decoder, _ = classifier_parts(model)
-    return decoder.config._attn_implementation
-
-
 def packed_logits(model: torch.nn.Module, input_ids: torch.Tensor, position_ids: torch.Tensor,
                   pool_index: torch.Tensor) -> torch.Tensor:
     """The head's logits (rows × labels) of a pack built by `pack_rows`."""
-    attention = attention_of(model)
+    decoder, head = classifier_parts(model)
+    attention = decoder.config._attn_implementation
     if attention not in DOCUMENT_MASKING:
         raise ConfigError(f"attention {attention!r} cannot keep packed rows apart; use one of {list(DOCUMENT_MASKING)}",
                           key="attn_implementation")
-    decoder, head = classifier_parts(model)
     hidden = decoder(input_ids=input_ids, position_ids=position_ids, use_cache=False).last_hidden_state
     return head(hidden[0, pool_index])
 

@@ -22,7 +22,7 @@ import torch
 from arena_distill.inference import predict_logits
 from arena_distill.io import atomic_path, read_json, write_json, write_parquet
 from arena_distill.metrics import validation_metrics
-from arena_distill.models import add_lora, for_inference, load_adapter, load_model, load_tokenizer
+from arena_distill.models import add_lora, compile_layers, for_inference, load_adapter, load_model, load_tokenizer
 from arena_distill.logits import logits_frame, shard_of
 from arena_distill.pairs import encode_rows, fold_rows, with_swaps
 from arena_distill.text import PairEncoder, TextConfig
@@ -48,7 +48,7 @@ def train_config(training: Mapping[str, Any], spec: Mapping[str, Any]) -> TrainC
 
 
 EXECUTION_KEYS = frozenset({"micro_batch_size", "packing", "micro_batch_tokens", "eval_max_tokens", "gradient_checkpointing",
-                            "attn_implementation", "log_every", "keep_checkpoints"})
+                            "compile", "attn_implementation", "log_every", "keep_checkpoints"})
 """Settings of how a run computes, not what it learns: they change memory and speed, and the
 gradients only by float rounding, so a checkpoint written under one resumes under another
 (a run requeued on other GPUs may need a smaller micro-batch, or packing)."""
@@ -151,6 +151,9 @@ class FoldJob:
                          spec.get("kbit_upcast", True))
         if base.get("init_adapter"):
             log.info("LoRA starts from %s (its head dropped)", base["init_adapter"])
+        if training.get("compile", False):
+            compile_layers(model)
+            log.info("decoder layers compiled (torch.compile): the first steps of each new shape compile")
         train_rows = with_swaps(train_rows, training.get("swap_augment", True))
         return cls(parallel, config, training, bf16, tokenizer, model, PairEncoder(tokenizer, TextConfig.of(text, text["train_max_length"])),
                    train_rows, val_rows)
