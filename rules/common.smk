@@ -292,7 +292,7 @@ def get_teacher_logit_tables(wildcards):
 
 HEURISTIC_FILES = {
     name: f"results/heuristic/fold{{fold}}/{name}.parquet"
-    for name in ("logits", "val_logits", "scored")
+    for name in ("logits", "val_logits", "scored", "scored_test")
 }
 
 
@@ -480,6 +480,9 @@ def get_evaluate_inputs(wildcards):
         "submission": "results/submission.csv",
         "heuristic_val_logits": heuristic_files("val_logits"),
         "heuristic_scored": heuristic_files("scored"),
+        "heuristic_test_scored": (
+            heuristic_files("scored_test") if config["data"].get("test_labels") else []
+        ),
     }
     if config["judge"]["enabled"]:
         inputs["judge_scored"] = "results/judge/scored.parquet"

@@ -21,6 +21,7 @@ with script_logging(snakemake.log[0]) as log:
         holdout_probs={scored_name(path): path for path in snakemake.input.get("holdout_probs", [])},
         heuristic_val_logits=list(snakemake.input.heuristic_val_logits),
         heuristic_scored=list(snakemake.input.heuristic_scored),
+        heuristic_test_scored=list(snakemake.input.heuristic_test_scored),
         judge_scored=snakemake.input.get("judge_scored"),
         submission=snakemake.input.submission,
         test_labels=snakemake.input.get("test_labels"),

@@ -48,7 +48,7 @@ from arena_distill.data import read_pairs
 from arena_distill.inference import predict_logits
 from arena_distill.models import add_lora, build_tiny_model, compile_layers, load_model, save_model
 from arena_distill.pairs import encode_rows, with_swaps
-from arena_distill.text import PairEncoder, TextConfig, approximate_length, format_pair
+from arena_distill.text import PairEncoder, TextConfig, approximate_lengths, format_pair
 from arena_distill.tokenizer import train_bpe_tokenizer
 from arena_distill.training import BATCH_PLANS, ClassificationTask, Examples, TrainConfig, micro_batches, train
 from arena_distill.workflow import PRESET, copy_workflow, effective_config, rule_resources, with_placeholder_data
@@ -258,9 +258,7 @@ def arena_lengths(text: dict, max_length: int) -> np.ndarray:
     """Token lengths (approximate: `text.approximate_length`) of the bundled real arena votes
     in both A/B orders, at the `text` block's word cuts and `max_length`."""
     rows, _ = read_pairs(SAMPLE / "arena_calibration.parquet", with_labels=True)
-    config = TextConfig.of(text, max_length)
-    lengths = [approximate_length(p, a, b, config) for p, a, b in zip(rows["prompt"], rows["response_a"], rows["response_b"])]
-    return np.array(lengths * 2, dtype=np.int64)  # the mirror of a pair has its length
+    return np.array(approximate_lengths(rows, TextConfig.of(text, max_length)) * 2, dtype=np.int64)  # a mirror has its pair's length
 
 
 def real_token_share(lengths: np.ndarray, config: TrainConfig, processes: int, epochs: int = 3) -> tuple[float, int]:

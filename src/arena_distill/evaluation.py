@@ -214,6 +214,7 @@ def evaluate_run(
     holdout_probs: Mapping[str, str] | None = None,
     heuristic_val_logits: Sequence[str] = (),
     heuristic_scored: Sequence[str] = (),
+    heuristic_test_scored: Sequence[str] = (),
     judge_scored: str | None = None,
     submission: str,
     test_labels: str | None,
@@ -221,7 +222,9 @@ def evaluate_run(
 ) -> dict:
     """The whole report: OOF per teacher and student, the holdout scores (`holdout_scores`, one
     job per model), the submission on the labelled test rows when their labels are given, and
-    the options table from the scorings' per-row probabilities (`holdout_probs`, by scoring)."""
+    the options table from the scorings' per-row probabilities (`holdout_probs`, by scoring).
+    The heuristic model's per-row tables come per fold: its holdout rows (`heuristic_scored`)
+    and, when the test rows are labelled, its test rows (`heuristic_test_scored`, same order)."""
     report: dict = {
         "teachers": {teacher: oof_metrics(paths) for teacher, paths in teacher_val_logits.items()},
         "student": oof_metrics(student_val_logits),
@@ -234,8 +237,9 @@ def evaluate_run(
         report["heuristic"] = oof_metrics(heuristic_val_logits)
     if holdout_probs:
         scored = {name: read_parquet(path) for name, path in holdout_probs.items()}
-        report["options"] = option_scores(scored, student_val_logits, [read_parquet(path) for path in heuristic_scored],
-                                          read_parquet(judge_scored) if judge_scored else None)
+        heuristic = [pd.concat([read_parquet(path) for path in paths], ignore_index=True)
+                     for paths in zip(heuristic_scored, *([heuristic_test_scored] if heuristic_test_scored else []))]
+        report["options"] = option_scores(scored, student_val_logits, heuristic, read_parquet(judge_scored) if judge_scored else None)
     if calibration:
         report["calibration"] = dict(calibration)
     if test_labels:

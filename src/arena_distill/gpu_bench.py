@@ -1,4 +1,5 @@
-"""FLOP counts, MFU and wall-time projections for the GPU check: pure arithmetic, no GPU.
+"""FLOP counts, MFU, wall-time projections and the benchmark report of the GPU check: pure
+arithmetic and text over the numbers `arena_distill.gpu_benchmarks` measured, no GPU.
 
 The FLOP model counts what a step must compute, not what it happens to execute:
 
@@ -11,14 +12,18 @@ The FLOP model counts what a step must compute, not what it happens to execute:
   LoRA matrices are under 3 % of the FLOPs. Recomputation under gradient checkpointing is
   not counted: it shows up as a lower MFU, which is the cost it has.
 
-MFU = achieved FLOP/s over the GPU's dense bf16 (fp16 on a T4) peak. A projection divides
-the FLOPs of a stage by GPUs x peak x the MFU measured for that kind of work.
+MFU = achieved FLOP/s over the GPU's dense bf16 (fp16 on a T4) peak. The benchmarks run rows
+of the real arena lengths and credit each row's own FLOPs (`rows_flops`): a padded path
+computes its padding too, and that is waste, not credit, so its MFU is lower by its padding
+share. A projection divides the FLOPs of a stage by GPUs x peak x the MFU measured for the
+path the preset runs (`measured_mfus`): where that path pads, its measured MFU already
+carries the padding, and nothing is scaled twice.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,11 +141,15 @@ def peak_tflops(device_name: str) -> float | None:
     return None
 
 
-def mfu(tokens_per_second: float, flops_per_token: float, peak: float | None) -> float | None:
-    """Model FLOP utilisation as a fraction of `peak` TFLOP/s (None without a known peak)."""
-    if peak is None:
-        return None
-    return tokens_per_second * flops_per_token / (peak * 1e12)
+def rows_flops(lengths: Iterable[int], per_token: Callable[[int], float]) -> float:
+    """FLOPs of whole rows, each at its own length (`per_token` of a context, e.g.
+    `Shape.forward_flops`): what a pass must compute for its real tokens, padding not counted."""
+    return float(sum(int(length) * per_token(int(length)) for length in lengths))
+
+
+def mfu(flops: float, seconds: float, peak: float | None) -> float | None:
+    """MFU of `flops` done in `seconds` against `peak` TFLOP/s (None without a known peak)."""
+    return None if peak is None else flops / seconds / (peak * 1e12)
 
 
 def hours(flops: float, gpus: int, peak: float, utilisation: float) -> float:
@@ -277,3 +286,159 @@ def project(preset: Mapping[str, Any], measured: Measured) -> list[Stage]:
         )
     )
     return stages
+
+
+# -- the benchmarks' numbers: which MFU each projected stage runs at, and the report -----------------------------------
+
+
+def first_mfu(entries: Sequence[Mapping[str, Any]], *preferences: Mapping[str, Any]) -> tuple[float | None, Mapping[str, Any]]:
+    """The MFU of the first entry that matches a preference (every key equal), in the order of
+    the preferences, and that entry ({} when none has an MFU)."""
+    for match in preferences:
+        for entry in entries:
+            if entry.get("mfu") is not None and all(entry.get(key) == value for key, value in match.items()):
+                return entry["mfu"], entry
+    return None, {}
+
+
+def student_path(preset: Mapping[str, Any]) -> dict[str, Any]:
+    """How the preset trains the student, in the keys of a `student_train` entry."""
+    training = {**preset["training"], **preset["student"].get("training", {})}
+    packing = bool(training.get("packing"))
+    size = ("micro_batch_tokens", training["micro_batch_tokens"]) if packing else ("micro_batch_size", training["micro_batch_size"])
+    return {"attn": preset["student"].get("attn_implementation") or "eager", "packing": packing, size[0]: size[1]}
+
+
+TODAY_STUDENT = {"attn": "eager", "packing": False, "micro_batch_size": 2}
+"""The student's training before packing and flex: eager attention, padded micro-batches of 2 rows."""
+
+
+def measured_mfus(bench: Mapping[str, Any], preset: Mapping[str, Any]) -> tuple[Measured, dict[str, str]]:
+    """The MFU each projected stage runs at, and where it was measured: the student scored as the
+    preset predicts (its attention at the test length, else eager there) and trained as the preset
+    trains it (else as it trained before packing); the NF4 teacher trained with the preset's
+    `kbit_upcast`. All of them on real-length rows, padding included where the path pads."""
+    test_length = preset["text"]["test_max_length"]
+    scoring = preset.get("predict", {}).get("attn_implementation") or "eager"
+    upcast = preset["teachers"]["llama"].get("kbit_upcast", True)
+    picks = {
+        "student scoring": ("student_predict", first_mfu(bench["student_predict"], {"attn": scoring, "max_length": test_length},
+                                                         {"attn": "eager", "max_length": test_length})),
+        "student training": ("student_train", first_mfu(bench["student_train"], student_path(preset), TODAY_STUDENT)),
+        "teacher scoring": ("teacher_predict", first_mfu(bench["teacher_predict"], {})),
+        "teacher training": ("teacher_train", first_mfu(bench["teacher_train"], {"kbit_upcast": upcast})),
+    }
+    measured = Measured(*(mfu for _, (mfu, _) in picks.values()))
+    sources = {name: f"{fmt(mfu, '.1%')} ({ROWS[kind](entry)[3]})" if entry else "not measured"
+               for name, (kind, (mfu, entry)) in picks.items()}
+    return measured, sources
+
+
+def fmt(value: float | None, pattern: str) -> str:
+    return "n/a" if value is None else format(value, pattern)
+
+
+ROWS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str, str, str]]] = {
+    "student_predict": lambda e: ("a", "gemma-2-9b bf16", "predict", f"{e['attn']}, up to {e['max_length']:,} tokens"),
+    "student_train": lambda e: ("b", "gemma-2-9b bf16 + LoRA r64", "train", e["case"]),
+    "teacher_predict": lambda e: ("d", f"Llama-3-70B shape, {e['layers']} layers, NF4", "predict",
+                                  f"sdpa, up to {e['max_length']:,} tokens"),
+    "teacher_train": lambda e: ("d", f"Llama-3-70B shape, {e['layers']} layers, NF4 + LoRA r64", "train",
+                                f"packed {e['micro_batch_tokens']:,}, sdpa, checkpointing, "
+                                f"kbit_upcast {'on' if e['kbit_upcast'] else 'off'}"),
+}
+"""(comparison, model, work, setting) of a benchmark entry of each kind, for its report row."""
+TABLE_HEAD = ["| | model | work | setting | tokens/s | MFU | peak GiB | real tokens | note |",
+              "|---|---|---|---|---|---|---|---|---|"]
+
+
+def entry_note(entry: Mapping[str, Any]) -> str:
+    if "error" in entry:
+        return f"FAILED: {entry['error']}"
+    parts = [entry["note"]] if "note" in entry else []
+    if "first_call_s" in entry:
+        parts.append(f"first call {entry['first_call_s']:.1f} s")
+    if "max_abs_logit_diff" in entry:
+        parts.append(f"largest logit difference from eager {entry['max_abs_logit_diff']:.3g}")
+    if "flex_graphs" in entry:
+        parts.append(f"{entry['flex_graphs']} flex graphs compiled")
+    return "; ".join(parts)
+
+
+def bench_row(kind: str, entry: Mapping[str, Any]) -> str:
+    """One report row: tokens/s and MFU count real tokens; `real tokens` is their share of the tokens computed."""
+    comparison, model, work, setting = ROWS[kind](entry)
+    share = entry["real_tokens"] / entry["computed_tokens"] if entry.get("computed_tokens") else None
+    numbers = [fmt(entry.get(key), pattern) for key, pattern in (("tokens_per_s", ",.0f"), ("mfu", ".1%"), ("peak_gib", ".1f"))]
+    numbers.append(fmt(share, ".0%"))
+    return f"| {comparison} | {model} | {work} | {setting} | {' | '.join(numbers)} | {entry_note(entry)} |"
+
+
+def gradient_lines(check: Mapping[str, Any]) -> list[str]:
+    """(c): each precision's largest relative error of a LoRA/head gradient (or of the logits)."""
+    lines = [f"(c) {check['candidate']} vs eager on gemma-2-9b cut to {check['layers']} layers, {check['rows']} real-length rows "
+             f"packed into {check['tokens']:,} tokens, attention scores scaled into the soft-cap's bend: "
+             f"{'PASS' if check.get('passed') else 'FAIL'}"]
+    for dtype, found in check.get("dtypes", {}).items():
+        if "error" in found:
+            lines.append(f"- {dtype}: {found['error']}")
+            continue
+        own = "" if found.get("eager_max_error") is None else f"; eager's own {dtype} error {found['eager_max_error']:.2e}"
+        lines.append(f"- {dtype}: largest relative error against the fp32 eager gradient {found['max_error']:.2e} "
+                     f"({found['worst']}){own}; limit {found['limit']}")
+    return lines
+
+
+def gptq_lines(bench: Mapping[str, Any]) -> list[str]:
+    """(e): GPTQ's tokens/s against its bf16 merge, and that ratio applied to the full model's flex scoring."""
+    gptq = bench["gptq"]
+    if gptq.get("error"):
+        return [f"(e) GPTQ 8-bit: FAILED ({gptq['error']})"]
+    ratio = gptq["gptq"]["tokens_per_s"] / gptq["bf16"]["tokens_per_s"]
+    _, full = first_mfu(bench["student_predict"], {"attn": gptq["attn"], "max_length": gptq["max_length"]})
+    scaled = f"; on the full model's {gptq['attn']} scoring: about {full['tokens_per_s'] * ratio:,.0f} tokens/s" if full else ""
+    return [f"(e) GPTQ 8-bit (gemma-2-9b cut to {gptq['layers']} layer, kernels {', '.join(gptq['kernels']) or 'none'}), "
+            f"{gptq['attn']} up to {gptq['max_length']:,} tokens: {gptq['gptq']['tokens_per_s']:,.0f} tokens/s against "
+            f"{gptq['bf16']['tokens_per_s']:,.0f} for its bf16 merge, ratio {ratio:.2f}{scaled}; largest logit difference "
+            f"{gptq['max_abs_logit_diff']:.3g}"]
+
+
+def bench_lines(bench: Mapping[str, Any]) -> list[str]:
+    """The benchmarks' report: the table of speeds, then (c), the teacher's logit cost, (e) and what was not measured."""
+    lines = [f"Peak: {fmt(bench['peak_tflops'], '.0f')} TFLOP/s dense bf16 ({bench['gpu']}). Rows of the real arena lengths; "
+             "tokens/s and MFU count real tokens only (padding is waste), MFU model FLOPs (no recomputation).", "", *TABLE_HEAD]
+    lines += [bench_row(kind, entry) for kind in ROWS for entry in bench[kind]]
+    if bench.get("gradient_check"):
+        lines += ["", *gradient_lines(bench["gradient_check"])]
+    if bench.get("teacher_logit_diff") is not None:
+        lines += ["", f"(d) kbit_upcast off against on, same NF4 weights, eval: largest logit difference "
+                      f"{bench['teacher_logit_diff']:.3g}"]
+    if bench.get("gptq"):
+        lines += ["", *gptq_lines(bench)]
+    if bench["not_measured"]:
+        lines += ["", f"Not measured (out of time): {', '.join(bench['not_measured'])}"]
+    for extra in ([f"FAILED: {error}" for error in bench["errors"]], bench["notes"]):
+        lines += ["", *extra] if extra else []
+    return lines
+
+
+def warmup_lines(warmups: Mapping[str, Any]) -> list[str]:
+    """The side processes beside the workflow: what each built and in how long (the flex
+    warm-up's seconds are FlexAttention's compile time on first use)."""
+    lines = []
+    flex = warmups.get("flex")
+    if flex is not None and flex.get("error"):
+        lines.append(f"flex_attention warm-up: FAILED ({flex['error']})")
+    elif flex is not None:
+        parts = ", ".join(f"{part} {seconds:.0f} s" for part, seconds in flex["seconds"].items())
+        errors = f"; errors: {'; '.join(flex['errors'])}" if flex["errors"] else ""
+        lines.append(f"flex_attention warm-up beside the workflow (gemma-2-9b's attention on a narrow model, {flex['graphs']} "
+                     f"graphs): {parts}, compiles included{errors}")
+    gptq = warmups.get("gptq")
+    if gptq is not None and gptq.get("error"):
+        lines.append(f"GPTQ warm-up: FAILED ({gptq['error']})")
+    elif gptq is not None:
+        export = f"; the benchmark's model exported in {gptq['export_seconds']:.0f} s" if "export_seconds" in gptq else ""
+        lines.append(f"GPTQ kernels built on first use (one-layer export and load, beside the workflow): {gptq['seconds']:.0f} s; "
+                     f"the loaded model runs {', '.join(gptq['kernels']) or 'no GPTQModel layer'}{export}")
+    return lines

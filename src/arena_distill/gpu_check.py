@@ -1,20 +1,24 @@
 """`make gpu-check`: one command on one GPU that runs every CUDA-only code path of the
-project and measures its speed, within about 8 minutes, with no network and no model hub.
+project and measures its speed, within 10 minutes, with no network and no model hub.
 
-    python -m arena_distill.gpu_check [--out results/gpu-check] [--budget 480]
+    python -m arena_distill.gpu_check [--out results/gpu-check] [--budget 585] [--plan]
 
-Phases, each with its own time budget under one overall deadline (`arena_distill.gpu_phases`):
+Phases, each with its own time budget under one overall deadline (`schedule` has the timeline;
+`--plan` prints it, and every benchmark measurement planned, on any machine):
 
+- workflow: the whole Snakemake workflow on the GPU with `config/gpu-smoke.yaml`, in processes
+  of its own from the first second; beside it, in the check's process:
 - environment: versions, the GPU, a real bitsandbytes NF4 matmul, nvcc, GPTQModel kernels;
 - collectives: the training loop's collectives on an NCCL process group;
-- workflow: the whole Snakemake workflow on the GPU with `config/gpu-smoke.yaml`;
-- benchmarks: random-init models of the real configs (tokens/s, MFU, peak memory);
+- benchmarks: random-init models of the real configs on rows of the real arena lengths, each
+  new path against today's (`arena_distill.gpu_benchmarks`, in the order of `MEASUREMENTS`);
 - projection: the preset's wall time per stage from the benchmarks.
 
 A phase that fails is recorded as FAIL with its error and the next one still runs; the
 command exits 1 if any failed. `<out>/summary.md` is the report, `<out>/results.json` the raw
-numbers. Without CUDA (or without torch) it says "no GPU: skipped" and exits 0. This module
-imports torch only once it knows torch is there, so that message needs nothing installed.
+numbers; every benchmark line is printed as it is measured. Without CUDA (or without torch) it
+says "no GPU: skipped" and exits 0. This module imports torch only once it knows torch is
+there, so that message and the plan need nothing installed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import importlib.util
 import json
 import os
 import platform
+import signal
+import subprocess
 import time
 import traceback
 from collections.abc import Callable
@@ -33,9 +39,83 @@ from pathlib import Path
 from typing import Any
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
-BUDGET_SECONDS = 480.0
-PHASE_BUDGETS = {"environment": 30.0, "collectives": 40.0, "workflow": 300.0, "benchmarks": 150.0, "projection": 5.0}
-"""Seconds each phase may take; the benchmarks also stop at the overall deadline."""
+REPO = Path(__file__).resolve().parents[2]
+SMOKE_CONFIG = "config/gpu-smoke.yaml"
+PRESET = REPO / "config" / "presets" / "blackpearl.yaml"
+RUN_LIMIT = 600.0
+"""Seconds a GPU session's command may run; the check's own budget stays under it."""
+BUDGET_SECONDS = 585.0
+"""The check's deadline, from its first line: the plan's 580 s and a few for the summary."""
+PHASE_BUDGETS = {"workflow": 300.0, "environment": 30.0, "collectives": 30.0, "benchmarks": 275.0, "projection": 5.0}
+"""Seconds each phase may take. The workflow's Snakemake runs in processes of its own while
+the environment and collectives phases run in the check's (`BESIDE_WORKFLOW`): their budgets
+lie inside the workflow's, and the check takes max(workflow, their sum) + benchmarks +
+projection (`planned_seconds`). The benchmarks also get what the workflow leaves unused."""
+BESIDE_WORKFLOW = ("environment", "collectives")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One benchmark measurement: which comparison of the plan it makes, and the seconds it
+    is planned to take on an H100 once the flex warm-up (beside the workflow) compiled its kernels."""
+
+    key: str
+    comparison: str
+    what: str
+    seconds: float
+
+
+MEASUREMENTS = (
+    Measurement("student_predict", "a", "gemma-2-9b bf16 scoring at 1,024 and 2,000 tokens: eager (today) vs flex_attention; "
+                "tokens/s, MFU, peak GiB, largest logit difference", 45.0),
+    Measurement("student_train", "b", "gemma-2-9b bf16 + LoRA r64 training, no checkpointing, 8 real-length rows a step: "
+                "padded eager micro-batches of 2 (today) vs packed flex 2,048 (the preset) vs packed eager 2,048 vs "
+                "packed flex 4,096", 60.0),
+    Measurement("gradient_check", "c", "flex vs eager LoRA/head gradients and logits: gemma-2-9b cut to 2 layers, one packed "
+                "batch, fp32 and bf16 against the fp32 eager gradient", 25.0),
+    Measurement("teacher", "d", "Llama-3-70B shape cut to 4 layers, NF4: scoring at 1,024; QLoRA packed 4,096, SDPA, "
+                "checkpointing, kbit_upcast on (today) vs off; the largest logit difference between them", 60.0),
+    Measurement("gptq", "e", "GPTQ int8 vs its bf16 merge, gemma-2-9b cut to 1 layer, scored with flex_attention at 2,000 "
+                "tokens as the submission is, in a process of its own", 50.0),
+)
+"""The benchmark measurements in order of priority. Each starts only with its planned seconds
+left before the benchmarks' deadline, so a run cut short still reports the ones before it."""
+
+
+def schedule() -> list[tuple[str, float, float]]:
+    """(phase, planned start, planned end) in seconds from the check's start, in the order they start."""
+    rows = [("workflow", 0.0, PHASE_BUDGETS["workflow"])]
+    beside = 0.0
+    for phase in BESIDE_WORKFLOW:
+        rows.append((phase, beside, beside + PHASE_BUDGETS[phase]))
+        beside += PHASE_BUDGETS[phase]
+    clock = max(PHASE_BUDGETS["workflow"], beside)
+    for phase in ("benchmarks", "projection"):
+        rows.append((phase, clock, clock + PHASE_BUDGETS[phase]))
+        clock += PHASE_BUDGETS[phase]
+    return rows
+
+
+def planned_seconds() -> float:
+    return max(end for _, _, end in schedule())
+
+
+def plan_lines() -> list[str]:
+    """The timeline of the phases and the benchmark measurements in the order they run."""
+    lines = [f"gpu-check plan: {planned_seconds():.0f} s of phases in a {BUDGET_SECONDS:.0f} s budget "
+             f"(a GPU session's command may run {RUN_LIMIT:.0f} s)", "",
+             "| phase | start s | end s | budget s |", "|---|---|---|---|"]
+    lines += [f"| {phase}{' (beside the workflow)' if phase in BESIDE_WORKFLOW else ''} | {start:.0f} | {end:.0f} | "
+              f"{PHASE_BUDGETS[phase]:.0f} |" for phase, start, end in schedule()]
+    clock = dict((phase, start) for phase, start, _ in schedule())["benchmarks"]
+    lines += ["", "Beside the workflow: GPTQModel's kernels build and the GPTQ benchmark model is exported; the "
+              "flex_attention kernels the benchmarks use compile (narrow model, same attention).", "",
+              "| comparison | measurement | planned s | ends at s | what |", "|---|---|---|---|---|"]
+    for measurement in MEASUREMENTS:
+        clock += measurement.seconds
+        lines.append(f"| {measurement.comparison} | {measurement.key} | {measurement.seconds:.0f} | {clock:.0f} | "
+                     f"{measurement.what} |")
+    return lines
 
 
 @dataclass
@@ -51,7 +131,7 @@ class Result:
 
 
 class Deadline:
-    """Seconds left of the whole check; a phase gets its budget or what is left, whichever is less."""
+    """Seconds left of the whole check: no phase runs past it."""
 
     def __init__(self, seconds: float):
         self.end = time.monotonic() + seconds
@@ -59,14 +139,12 @@ class Deadline:
     def left(self) -> float:
         return max(0.0, self.end - time.monotonic())
 
-    def budget(self, phase: str) -> float:
-        return min(PHASE_BUDGETS[phase], self.left())
 
-
-def run_phase(name: str, phase: Callable[[Result], None]) -> Result:
-    """Run `phase`, which fills its Result; an exception makes it FAIL with the error."""
+def run_phase(name: str, phase: Callable[[Result], None], started: float | None = None) -> Result:
+    """Run `phase`, which fills its Result; an exception makes it FAIL with the error. A phase
+    that began before this call (the workflow, started at the check's start) gives `started`."""
     result = Result(name)
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     try:
         phase(result)
     except Exception as error:  # a failed phase is reported, and the next phase runs
@@ -79,6 +157,22 @@ def run_phase(name: str, phase: Callable[[Result], None]) -> Result:
         flush=True,
     )
     return result
+
+
+def start_logged(command: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    """`command` in a session of its own (so its whole process group can be killed), into `log`."""
+    with log.open("w") as out:
+        return subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_or_kill(process: subprocess.Popen, timeout: float) -> int | None:
+    """The exit code of `process`, or None when it ran past `timeout` s and its group was killed."""
+    try:
+        return process.wait(timeout=max(timeout, 0.0))
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return None
 
 
 def write_summary(out: Path, header: list[str], results: list[Result]) -> Path:
@@ -117,7 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="GPU smoke test and benchmark of arena-distill")
     parser.add_argument("--out", type=Path, default=Path("results/gpu-check"))
     parser.add_argument("--budget", type=float, default=BUDGET_SECONDS, help="seconds for the whole check")
+    parser.add_argument("--plan", action="store_true", help="print the phases and benchmark measurements planned, run nothing")
     args = parser.parse_args(argv)
+    if args.plan:
+        print("\n".join(plan_lines()))
+        return 0
+    started = time.monotonic()
+    deadline = Deadline(args.budget)  # from the first line: imports and the workflow's set-up count
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     reason = no_gpu_reason()
     if reason is not None:
@@ -132,8 +232,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     from arena_distill import gpu_phases
 
-    started = time.monotonic()
-    deadline = Deadline(args.budget)
     args.out.mkdir(parents=True, exist_ok=True)
     results = gpu_phases.run_all(args.out.resolve(), deadline, run_phase)
     header = [

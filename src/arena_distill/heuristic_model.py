@@ -18,7 +18,9 @@ no model, no network):
 
 A pair's features are the A - B differences (which flip sign with the order) and their
 absolute values (which do not: the tie signal), beside the prompt's length. A multinomial
-logistic regression per fold learns from the fold's training rows.
+logistic regression per fold learns from the fold's training rows; its fitted numbers are
+saved as JSON, so the test rows are scored by a job of their own and a new test file never
+refits it (nor, through its teacher logits, retrains a student).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from arena_distill.io import atomic_path, read_json, read_parquet
+from arena_distill.io import atomic_path, read_json, read_parquet, write_json
 from arena_distill.logits import logits_frame
 from arena_distill.metrics import validation_metrics
 from arena_distill.pairs import SWAPPED_LABEL, fold_rows
@@ -195,7 +197,8 @@ def heuristic_logits(model: Pipeline, features: np.ndarray) -> np.ndarray:
     """Log-probabilities for (A, B, tie), the logits a student can learn from. A class the
     fold's rows never showed (AlpacaEval has few ties) gets 1e-6 before normalizing."""
     probs = np.full((len(features), 3), 1e-6)
-    probs[:, model.classes_] = model.predict_proba(features)
+    if len(features):  # a run without a holdout scores no row (sklearn refuses an empty array)
+        probs[:, model.classes_] = model.predict_proba(features)
     return np.log(probs / probs.sum(axis=1, keepdims=True))
 
 
@@ -213,19 +216,43 @@ def scored_table(model: Pipeline, row_set: str, rows: pd.DataFrame) -> pd.DataFr
     return table
 
 
+def model_record(model: Pipeline) -> dict:
+    """The fitted numbers of `fit_heuristic_model`'s pipeline, JSON-able (no pickle: a file
+    that is loaded must not be able to run code)."""
+    scaler, regression = model.named_steps["standardscaler"], model.named_steps["logisticregression"]
+    return {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "classes": regression.classes_.tolist(),
+            "coef": regression.coef_.tolist(), "intercept": regression.intercept_.tolist()}
+
+
+def model_from_record(record: Mapping) -> Pipeline:
+    """The pipeline `model_record` saved, ready to predict (the same probabilities)."""
+    scaler, regression = StandardScaler(), LogisticRegression()
+    scaler.mean_, scaler.scale_ = np.asarray(record["mean"]), np.asarray(record["scale"])
+    scaler.var_, scaler.n_features_in_ = scaler.scale_**2, len(record["mean"])
+    regression.classes_, regression.coef_ = np.asarray(record["classes"]), np.asarray(record["coef"])
+    regression.intercept_, regression.n_features_in_ = np.asarray(record["intercept"]), len(record["mean"])
+    return make_pipeline(scaler, regression)
+
+
+def score_test(model: str, test_rows: pd.DataFrame, out: str) -> None:
+    """A fold's saved model (`model_record`) on the labelled test rows: their TTA probabilities
+    in `scored_table`'s layout."""
+    with atomic_path(out) as tmp:
+        scored_table(model_from_record(read_json(model)), "test", test_rows).to_parquet(tmp, index=False)
+
+
 def heuristic_model(
     *,
     train_table: str,
     folds: str,
     fold: int,
     teacher_rows: str,
-    test_rows: pd.DataFrame | None,
     outputs: Mapping[str, str],
 ) -> dict:
     """One fold: fit on the fold's training rows, then write its logits as a teacher's
     (`outputs["logits"]`: the training rows, or the validation rows with `teacher_rows: oof`),
-    its out-of-fold logits with labels (`val_logits`), and its TTA probabilities on the holdout
-    and labelled test rows (`scored`). Returns the out-of-fold metrics."""
+    its out-of-fold logits with labels (`val_logits`), its TTA probabilities on the holdout
+    rows (`scored`) and the fitted model (`model`). Returns the out-of-fold metrics."""
     table, split = read_parquet(train_table), read_json(folds)
     train_rows, val_rows = fold_rows(table, split, fold, "train"), fold_rows(table, split, fold, "val")
     # The training rows' features serve the fit and their teacher logits: computed once.
@@ -237,8 +264,8 @@ def heuristic_model(
     else:
         teacher_table = val_table.drop(columns="label")
     holdout = table.set_index("id").loc[split.get("holdout_ids", [])].reset_index()
-    scored = [scored_table(model, "holdout", holdout)] + ([scored_table(model, "test", test_rows)] if test_rows is not None else [])
-    for name, frame in (("logits", teacher_table), ("val_logits", val_table), ("scored", pd.concat(scored, ignore_index=True))):
+    for name, frame in (("logits", teacher_table), ("val_logits", val_table), ("scored", scored_table(model, "holdout", holdout))):
         with atomic_path(outputs[name]) as tmp:
             frame.to_parquet(tmp, index=False)
+    write_json(model_record(model), outputs["model"])
     return validation_metrics(val_table)

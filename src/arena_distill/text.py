@@ -81,6 +81,11 @@ def approximate_length(prompt: Sequence[str] | str, response_a: Sequence[str] | 
     return min(config.max_length, -(-len(text) // CHARS_PER_TOKEN) + 1)
 
 
+def approximate_lengths(rows: Any, config: TextConfig) -> list[int]:
+    """`approximate_length` of every pair of a pair table (`prompt`, `response_a`, `response_b`)."""
+    return [approximate_length(p, a, b, config) for p, a, b in zip(rows["prompt"], rows["response_a"], rows["response_b"])]
+
+
 def trim_pair(a_len: int, b_len: int, budget: int) -> tuple[int, int]:
     """Lengths the two answers keep so that together they fit `budget` tokens.
 

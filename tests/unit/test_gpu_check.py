@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from arena_distill import gpu_bench, gpu_check, gpu_phases
-from arena_distill.gpu_check import FAIL, PASS, Result, run_phase
+from arena_distill import gpu_bench, gpu_benchmarks, gpu_check, gpu_phases
+from arena_distill.gpu_check import FAIL, PASS, Result, run_phase, start_logged, wait_or_kill
 from arena_distill.workflow import effective_config
 from tests.conftest import REPO, job_counts
 
@@ -26,14 +26,17 @@ def test_without_a_gpu_the_check_skips_and_exits_0(tmp_path, capsys):
 
 
 def test_the_smoke_overlay_validates_on_the_embedded_default(tmp_path):
-    config = effective_config([REPO / gpu_phases.SMOKE_CONFIG])
+    config = effective_config([REPO / gpu_check.SMOKE_CONFIG])
     assert {spec["load_in_bits"] for spec in config["teachers"].values()} == {4}
-    assert config["student"]["attn_implementation"] == "eager" and config["training"]["gradient_checkpointing"]
+    # The preset's paths: packed teachers with checkpointing, a packed flex student without, flex at prediction.
+    assert config["training"]["packing"] and config["training"]["gradient_checkpointing"]
+    assert config["student"]["attn_implementation"] == config["predict"]["attn_implementation"] == "flex_attention"
+    assert config["student"]["training"] == {"gradient_checkpointing": False, "micro_batch_tokens": 1024}
     student = config["student"]["tiny"]
     assert student["hidden_size"] // student["num_attention_heads"] == 256  # gemma-2-9b's head_dim
     shrunk = tmp_path / "cpu.yaml"
-    shrunk.write_text(yaml.safe_dump(gpu_phases.shrunk(yaml.safe_load((REPO / gpu_phases.SMOKE_CONFIG).read_text()))))
-    assert effective_config([REPO / gpu_phases.SMOKE_CONFIG, shrunk])["teachers"]["llama"]["tiny"]["hidden_size"] == 64
+    shrunk.write_text(yaml.safe_dump(gpu_phases.shrunk(yaml.safe_load((REPO / gpu_check.SMOKE_CONFIG).read_text()))))
+    assert effective_config([REPO / gpu_check.SMOKE_CONFIG, shrunk])["teachers"]["llama"]["tiny"]["hidden_size"] == 64
 
 
 def test_flops_of_the_real_models():
@@ -50,13 +53,16 @@ def test_mfu_and_peaks():
     assert gpu_bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
     assert gpu_bench.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert gpu_bench.peak_tflops("Tesla T4") == 65.0 and gpu_bench.peak_tflops("Some GPU") is None
-    # 10,000 tokens/s at 2 * 8.32e9 FLOPs per token is 1.66e14 FLOP/s: 16.8 % of 989 TFLOP/s.
-    assert gpu_bench.mfu(10_000, 2 * 8.32e9, 989.0) == pytest.approx(0.16825, rel=1e-3)
-    assert gpu_bench.mfu(10_000, 1e9, None) is None
+    # 10,000 tokens in a second at 2 * 8.32e9 FLOPs per token is 1.66e14 FLOP/s: 16.8 % of 989 TFLOP/s.
+    assert gpu_bench.mfu(10_000 * 2 * 8.32e9, 1.0, 989.0) == pytest.approx(0.16825, rel=1e-3)
+    assert gpu_bench.mfu(1e13, 1.0, None) is None
+    # Each row at its own length: a 1,000- and a 24-token row, not two rows at the longer.
+    gemma = gpu_bench.Shape.of(gpu_bench.GEMMA2_9B)
+    assert gpu_bench.rows_flops([1000, 24], gemma.forward_flops) == 1000 * gemma.forward_flops(1000) + 24 * gemma.forward_flops(24)
 
 
 def test_projection_of_the_preset_on_known_numbers():
-    preset = effective_config([gpu_phases.PRESET])
+    preset = effective_config([gpu_check.PRESET])
     assert preset["folds"]["n"] == 5 and preset["teachers"]["llama"]["epochs"] == 1
     assert gpu_bench.fold_rows(5, swap=True) == (157_964, 11_495)
     stages = {s.name: s for s in gpu_bench.project(preset, gpu_bench.Measured(0.4, 0.4, 0.4, 0.4))}
@@ -119,15 +125,24 @@ def test_a_kernel_warmup_that_fails_or_overruns_is_reported_and_not_waited_for(t
     def started(code: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
 
-    assert gpu_phases.finish_warmup(started("raise SystemExit(3)"), tmp_path, 60) == {
-        "error": "exit 3, see gptq-warm.log"
+    assert gpu_benchmarks.finish_side(started("raise SystemExit(3)"), tmp_path, "warm-gptq", 60) == {
+        "error": "exit 3, see warm-gptq.log"
     }
     slow = started("import time; time.sleep(60)")
-    assert "still building" in gpu_phases.finish_warmup(slow, tmp_path, 0.5)["error"]
+    assert "still running" in gpu_benchmarks.finish_side(slow, tmp_path, "warm-flex", 0.5)["error"]
     assert slow.poll() is not None  # killed, not left running beside the next phase
-    (tmp_path / "gptq-warm.json").write_text(json.dumps({"seconds": 121.0, "kernels": ["MarlinLinear"]}))
-    done = gpu_phases.finish_warmup(started("pass"), tmp_path, 60)
-    assert "121 s" in gpu_phases.warmup_lines(done)[1] and "MarlinLinear" in gpu_phases.warmup_lines(done)[1]
+    (tmp_path / "warm-gptq.json").write_text(json.dumps({"seconds": 121.0, "kernels": ["MarlinLinear"], "export_seconds": 40.0}))
+    done = gpu_benchmarks.finish_side(started("pass"), tmp_path, "warm-gptq", 60)
+    line = gpu_bench.warmup_lines({"gptq": done})[0]
+    assert "121 s" in line and "MarlinLinear" in line and "exported in 40 s" in line
+
+
+def test_a_workflow_past_its_budget_fails_with_how_far_it_got(tmp_path):
+    (tmp_path / "snakemake.log").write_text("Building DAG of jobs...\n28 of 33 steps (85%) done\n29 of 33 steps (88%) done\n")
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    result = run_phase("workflow", lambda r: gpu_phases.workflow_phase(r, process, ["python", "-m", "snakemake"], tmp_path, 0.5))
+    assert result.status == FAIL and "ran past its 0 s at 29 of 33 steps (88%) done" in result.error
+    assert process.poll() is not None and result.data["progress"] == "29 of 33 steps (88%) done"
 
 
 @pytest.mark.workflow
@@ -137,15 +152,11 @@ def test_the_smoke_workflow_at_cpu_sizes_plans_every_rule_and_builds_a_4bit_teac
     2.5 minutes on 2 cores, too long for the suite; the GPU check runs it in full."""
     overlay = gpu_phases.prepare_workflow(tmp_path / "w", gpu_phases.SMOKE_PROMPTS, cpu_sizes=True)
     workdir = tmp_path / "w"
-    assert (
-        gpu_phases.run_logged(
-            gpu_phases.snakemake_command(overlay, 2, 1, "-n", *gpu_phases.SMOKE_TARGETS), workdir, tmp_path / "dry.log", 300
-        )
-        == 0
-    )
+    dry = gpu_phases.snakemake_command(overlay, 2, 1, "-n", *gpu_phases.SMOKE_TARGETS)
+    assert wait_or_kill(start_logged(dry, workdir, tmp_path / "dry.log"), 300) == 0
     counts = job_counts((tmp_path / "dry.log").read_text())
     assert counts == {
-        "prepare_data": 4,
+        "prepare_data": 3,  # train, extra, test: the calibration is fitted on out-of-fold logits, not on data.calibration
         "init_model": 3,
         "post_pretrain": 3,
         "make_folds": 1,
@@ -154,6 +165,7 @@ def test_the_smoke_workflow_at_cpu_sizes_plans_every_rule_and_builds_a_4bit_teac
         "teacher_logits": 4,
         "gather_logits": 4,
         "heuristic_model": 2,
+        "heuristic_test": 2,
         "distill_student": 2,
         "average_adapters": 1,
         "merge_student": 1,
@@ -165,12 +177,11 @@ def test_the_smoke_workflow_at_cpu_sizes_plans_every_rule_and_builds_a_4bit_teac
         "evaluate": 1,
     }
     target = "results/models/llama/post_pretrain/metrics.json"
-    code = gpu_phases.run_logged(
-        gpu_phases.snakemake_command(overlay, 2, 1, target), workdir, tmp_path / "run.log", 600
-    )
+    code = wait_or_kill(start_logged(gpu_phases.snakemake_command(overlay, 2, 1, target), workdir, tmp_path / "run.log"), 600)
     assert code == 0, (tmp_path / "run.log").read_text()[-3000:]
     metrics = json.loads((workdir / target).read_text())
     assert math.isfinite(metrics["train_loss_last"]) and metrics["steps"] > 0
     log = (workdir / "results/logs/post_pretrain/llama.log").read_text()
     assert "fp32 on cpu" in log  # where the GPU check trains in bf16
+    assert "in forward passes of packs of at most 768 tokens" in log  # the teachers pack, as the preset's
     assert set(gpu_phases.rule_timings(workdir)) == {"init_model", "post_pretrain"}

@@ -8,8 +8,8 @@ import pytest
 
 from arena_distill.heuristic_model import (FEATURES, both_orders, conciseness_sweet_spot_score, contradiction_ratio,
                                            fit_heuristic_model, heuristic_logits, joined, mediator_quality_score, mirrored_labels,
-                                           pair_features,
-                                           readability_score, response_features, scored_table, verbosity_penalty)
+                                           model_from_record, model_record, pair_features, readability_score, response_features,
+                                           score_test, scored_table, verbosity_penalty)
 from arena_distill.metrics import log_loss, prior_log_loss
 from arena_distill.pairs import SWAPPED_LABEL
 
@@ -78,3 +78,27 @@ def test_a_cell_reads_the_same_from_a_kaggle_file_and_a_prepared_table():
     assert joined(json.dumps(["first turn", None, "second turn"])) == "first turn\nsecond turn"
     assert joined(np.array(["first turn", "second turn"], dtype=object)) == "first turn\nsecond turn"
     assert joined("plain text, not JSON") == "plain text, not JSON"
+
+
+@pytest.mark.parametrize("with_ties", [True, False])
+def test_the_saved_model_scores_as_the_fitted_one(tmp_path, with_ties):
+    """The test rows are scored by their own job from the fold's saved numbers (JSON, no pickle):
+    the same probabilities, three classes or two (a fold without ties)."""
+    rows = pairs(300, seed=3)
+    rows = rows if with_ties else rows[rows["label"] != 2]
+    model = fit(rows)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(model_record(model)))
+    test = pairs(50, seed=4)
+    score_test(str(path), test, str(tmp_path / "scored.parquet"))
+    saved = pd.read_parquet(tmp_path / "scored.parquet")
+    expected = scored_table(model, "test", test)
+    pd.testing.assert_frame_equal(saved, expected, check_exact=False, rtol=1e-12, atol=1e-12)
+    assert np.allclose(heuristic_logits(model_from_record(model_record(model)), both_orders(test)[1]),
+                       heuristic_logits(model, both_orders(test)[1]), rtol=0, atol=1e-12)
+
+
+def test_no_holdout_rows_score_as_an_empty_table():
+    """The preset and the GPU smoke run have no holdout: the fold's holdout table is empty, not an error."""
+    table = scored_table(fit(pairs(100)), "holdout", pairs(10).iloc[:0])
+    assert len(table) == 0 and list(table.columns) == ["rows", "id", "label", "p_a", "p_b", "p_tie"]

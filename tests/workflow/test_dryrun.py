@@ -33,6 +33,7 @@ def test_default_plans_every_table_fold_step_and_tiny_model(workflow_copy):
         "teacher_logits": 4,  # one shard each
         "gather_logits": 4,
         "heuristic_model": 2,
+        "heuristic_test": 2,  # each fold's fitted model on the labelled test rows
         **STUDENT_SIDE(2, calibrated=True),
         "all": 1,
     }
@@ -56,6 +57,7 @@ def test_the_committed_small_dag_plans_from_the_repository_root(tmp_path):
         "teacher_logits": 8,  # 2 teachers x 2 folds x 2 shards
         "gather_logits": 4,
         "heuristic_model": 2,
+        "heuristic_test": 2,  # each fold's fitted model on the labelled test rows
         **STUDENT_SIDE(2, calibrated=True),
         "all": 1,
     }

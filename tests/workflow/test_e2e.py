@@ -144,7 +144,8 @@ def test_new_fold_seed_reruns_only_fold_rules(finished_run, tmp_path):
     # New folds retrain every teacher, but post-pretraining and the base models stay.
     teacher_folds = len(TEACHERS) * N_FOLDS
     assert counts == {"make_folds": 1, "clean_folds": 1, "train_teacher": teacher_folds, "teacher_logits": 2 * teacher_folds,
-                      "gather_logits": teacher_folds, "calibrate_teacher": 2, "heuristic_model": N_FOLDS, "prompt_judge": 1,
+                      "gather_logits": teacher_folds, "calibrate_teacher": 2, "heuristic_model": N_FOLDS,
+                      "heuristic_test": N_FOLDS, "prompt_judge": 1,
                       **STUDENT_SIDE, "all": 1}
     assert "Params have changed since last execution" in result.stdout
 
