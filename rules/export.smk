@@ -21,7 +21,6 @@ rule quantize_student:
     params:
         quantize=config["quantize"],
         text=config["text"],
-        predict=predict_params(),
         recipe=model_card_recipe(),
     script:
         "../scripts/quantize_student.py"
@@ -37,5 +36,7 @@ rule package_model:
     priority: PRIORITY["package_model"]
     conda:
         "../envs/arena-distill.yaml"
+    params:
+        predict=predict_params(),
     script:
         "../scripts/package_model.py"

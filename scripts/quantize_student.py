@@ -24,7 +24,7 @@ with script_logging(snakemake.log[0]) as log:
         summary = quantize_model(
             model, out, method=settings["method"], bits=settings["bits"], group_size=settings["group_size"],
             calibration_texts=texts, model_seqlen=settings.get("model_seqlen"), dtype=settings["dtype"],
-            inference={"text": snakemake.params.text, "predict": snakemake.params.predict}, recipe=snakemake.params.recipe,
+            inference={"text": snakemake.params.text}, recipe=snakemake.params.recipe,
         )
         log.info("quantized %s: %s", model, summary)
 

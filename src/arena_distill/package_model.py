@@ -1,10 +1,13 @@
-"""The served model directory: the exported weights with the run's fitted calibration.
+"""The served model directory: the exported weights with the run's prediction settings and
+fitted calibration.
 
 `calibrate_submission` is fitted on the exported model's own scores, so the calibration
 cannot be written by the rule that exports the weights; this last step joins them. The
-weights are hard links where the file system allows (a 9B model is not copied twice), and
-`inference.json` gains the calibration, so `arena-distill predict --model results/model`
-scores exactly as the workflow's submission did.
+prediction settings join here too, not at the export: a change of `predict` then repackages
+the model in seconds instead of quantizing it again. The weights are hard links where the
+file system allows (a 9B model is not copied twice), and `inference.json` gains the settings
+and the calibration, so `arena-distill predict --model results/model` scores exactly as the
+workflow's submission did.
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ def link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def package_model(exported_dir: str | Path, out_dir: str | Path, calibration: Mapping[str, Any] | None) -> dict:
-    """`exported_dir` with `calibration` (a `calibrate_submission` fit, None for none) saved in
-    its `inference.json`, written atomically to `out_dir`; returns the new inference settings."""
+def package_model(exported_dir: str | Path, out_dir: str | Path, calibration: Mapping[str, Any] | None,
+                  predict: Mapping[str, Any]) -> dict:
+    """`exported_dir` with the `predict` settings and `calibration` (a `calibrate_submission`
+    fit, None for none) saved in its `inference.json` (which holds the text budgets), written
+    atomically to `out_dir`; returns the new inference settings."""
     exported_dir = Path(exported_dir)
     inference = json.loads((exported_dir / INFERENCE_FILE).read_text())
+    inference["predict"] = dict(predict)
     inference["calibration"] = None if calibration is None or calibration.get("method") == "none" else dict(calibration)
     with atomic_path(out_dir, directory=True) as tmp:
         shutil.copytree(exported_dir, tmp, dirs_exist_ok=True, copy_function=link_or_copy,

@@ -223,9 +223,8 @@ def test_a_fold_ensemble_is_exported_member_by_member_and_predicts_their_mean(ba
               "text": {"train_max_length": 96, "test_max_length": 96}}
     texts = [f"calibration text number {i}: a prompt, answer A and answer B" for i in range(8)]
     map_members(tmp_path / "merged", tmp_path / "quantized", lambda model, out: quantize_model(
-        model, out, method="gptq", bits=8, group_size=32, calibration_texts=texts, inference={"text": text, "predict": settings},
-        recipe=recipe))
-    package_model(tmp_path / "quantized", tmp_path / "model", None)
+        model, out, method="gptq", bits=8, group_size=32, calibration_texts=texts, inference={"text": text}, recipe=recipe))
+    package_model(tmp_path / "quantized", tmp_path / "model", None, settings)
     model = tmp_path / "model"
     assert members(model) == [model / "fold0", model / "fold1"]
     assert json.loads((model / "fold1/config.json").read_text())["quantization_config"]["bits"] == 8

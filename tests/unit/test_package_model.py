@@ -16,19 +16,19 @@ def exported(tmp_path):
     model.mkdir()
     (model / "model.safetensors").write_bytes(b"weights")
     (model / "config.json").write_text("{}")
-    (model / "inference.json").write_text(json.dumps({"predict": {"tta": True}}))
+    (model / "inference.json").write_text(json.dumps({"text": {"prompt_words": 256}}))
     (model / ".snakemake_timestamp").touch()
     return model
 
 
 def test_the_calibration_travels_with_the_weights(tmp_path):
     model = exported(tmp_path)
-    package_model(model, tmp_path / "model", FIT)
+    package_model(model, tmp_path / "model", FIT, {"tta": True})
     inference = json.loads((tmp_path / "model/inference.json").read_text())
-    assert inference["predict"] == {"tta": True} and inference["calibration"] == FIT
+    assert inference == {"text": {"prompt_words": 256}, "predict": {"tta": True}, "calibration": FIT}
     assert saved_calibration(tmp_path / "model") == PairScaling("symmetric", 0.8, 1.1, 0.9)
     assert (tmp_path / "model/model.safetensors").stat().st_ino == (model / "model.safetensors").stat().st_ino
-    assert json.loads((model / "inference.json").read_text()) == {"predict": {"tta": True}}, "the exported model is left as it was"
+    assert json.loads((model / "inference.json").read_text()) == {"text": {"prompt_words": 256}}, "the export is left as it was"
     assert saved_calibration(model) is None
     # Snakemake's own timestamp is not shared: touching the package's would age the calibration
     assert not (tmp_path / "model/.snakemake_timestamp").exists()
@@ -37,6 +37,6 @@ def test_the_calibration_travels_with_the_weights(tmp_path):
 def test_an_uncalibrated_run_packages_no_calibration(tmp_path):
     model = exported(tmp_path)
     for fit in (None, {"method": "none"}):
-        package_model(model, tmp_path / "model", fit)
+        package_model(model, tmp_path / "model", fit, {"tta": True})
         assert json.loads((tmp_path / "model/inference.json").read_text())["calibration"] is None
         assert saved_calibration(tmp_path / "model") is None
