@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -51,8 +52,9 @@ class Examples:
     def __len__(self) -> int:
         return len(self.ids)
 
-    @property
+    @cached_property
     def lengths(self) -> np.ndarray:
+        """Tokens per row, counted once: every step's micro-batches and every epoch's plan read them."""
         return np.fromiter((len(seq) for seq in self.ids), dtype=np.int64, count=len(self.ids))
 
     def batch(self, rows: list[int], pad_id: int, device: torch.device, packed: bool = False) -> dict[str, torch.Tensor]:

@@ -57,3 +57,16 @@ def tiny_classifier(seed: int = 0, lora: bool = True) -> torch.nn.Module:
     if not lora:
         return model
     return add_lora(model, {"r": 32, "alpha": 64, "dropout": 0.0, "modules_to_save": ["embed_tokens"]})
+
+
+class Stop(Exception):
+    """Raised by `stop_at`'s hook: a run interrupted at a checkpoint, as a killed job is."""
+
+
+def stop_at(step: int):
+    """An `on_checkpoint` hook that stops the run once the checkpoint of `step` is written."""
+    def hook(at: int) -> None:
+        if at == step:
+            raise Stop
+
+    return hook

@@ -19,7 +19,7 @@ from arena_distill.packing import forward_logits, model_inputs, pooled_index
 from arena_distill.parallel import Parallel
 from arena_distill.stages import fingerprint
 from arena_distill.training import ClassificationTask, Examples, TrainConfig, accumulate, micro_batches, train
-from tests.unit.synthetic import PAD, marker_pairs, tiny_classifier
+from tests.unit.synthetic import PAD, Stop, marker_pairs, stop_at, tiny_classifier
 
 VOCAB, BOS, EOS = 96, 2, 1
 SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -158,18 +158,6 @@ def test_packing_refuses_an_attention_path_that_cannot_keep_rows_apart():
     model.get_base_model().model.config._attn_implementation = "paged|sdpa"
     with pytest.raises(ConfigError, match="attn_implementation"):
         forward_logits(model, model_inputs(rows(), EOS, "cpu", packed=True))
-
-
-class Stop(Exception):
-    pass
-
-
-def stop_at(step: int):
-    def hook(at: int) -> None:
-        if at == step:
-            raise Stop
-
-    return hook
 
 
 def test_a_packed_run_resumes_bitwise_and_follows_the_padded_run(tmp_path):

@@ -18,7 +18,7 @@ from arena_distill.pairs import swap_pairs, with_swaps
 from arena_distill.checkpoints import trainable_state
 from arena_distill.parallel import Parallel
 from arena_distill.training import ClassificationTask, TrainConfig, classifier_metrics, learning_curve, score, train
-from tests.unit.synthetic import PAD, marker_pairs, tiny_classifier
+from tests.unit.synthetic import PAD, Stop, marker_pairs, stop_at, tiny_classifier
 
 CONFIG = TrainConfig(learning_rate=3e-3, epochs=3, batch_size=16, micro_batch_size=16, eval_every=20, seed=0)
 
@@ -119,18 +119,6 @@ def test_frozen_weights_do_not_learn(tmp_path):
     result = train(model, ClassificationTask(), marker_pairs(1600, seed=1), marker_pairs(120, seed=2), CONFIG,
                    pad_id=PAD, checkpoint_dir=tmp_path / "ckpt", fingerprint="test")
     assert result.metrics["val_accuracy"] < 0.7
-
-
-class Stop(Exception):
-    pass
-
-
-def stop_at(step: int):
-    def hook(at: int) -> None:
-        if at == step:
-            raise Stop
-
-    return hook
 
 
 def test_resume_after_interruption_is_bitwise_identical(tmp_path):
