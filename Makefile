@@ -18,7 +18,7 @@ LOCK_INPUTS := requirements.lock requirements-cuda.lock pyproject.toml
 STAMP := $(VENV)/.setup-hash
 DRIVER_VENV := .venv-driver
 
-.PHONY: setup driver demo report test bench lint dryrun-preset rulegraph lock lock-cuda lock-driver clean gpu-check gpu-check-bundle
+.PHONY: setup driver demo report test bench lint dryrun-preset rulegraph lock lock-cuda lock-driver clean gpu-check gpu-check-bundle kaggle-wheels kaggle-bundle
 
 setup:
 	@build=$(CUDA); \
@@ -62,6 +62,15 @@ driver:
 
 demo: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(SNAKEMAKE) --profile profiles/local --cores $(CORES) all
+
+# The wheels the Kaggle image lacks for the served model, for Python 3.12 (needs PyPI; once).
+KAGGLE_WHEELHOUSE ?= .kaggle-wheels
+kaggle-wheels: setup
+	$(BIN)/python -m arena_distill.kaggle_bundle $(KAGGLE_WHEELHOUSE) --python312 $(PYTHON312)
+
+# results/kaggle: the demo's model, code and wheels for a Kaggle notebook without internet.
+kaggle-bundle: setup kaggle-wheels
+	PATH=$(CURDIR)/$(BIN):$$PATH $(SNAKEMAKE) --profile profiles/local --cores $(CORES) kaggle_bundle
 
 # The Snakemake report of the demo's run: figures with captions, runtimes, the rule graph.
 report: demo

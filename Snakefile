@@ -18,6 +18,7 @@ include: "rules/heuristic.smk"
 include: "rules/student.smk"
 include: "rules/export.smk"
 include: "rules/predict.smk"
+include: "rules/kaggle.smk"
 include: "rules/judge.smk"
 include: "rules/report.smk"
 

@@ -1,3 +1,4 @@
+import glob
 import importlib.util
 import os
 import sys
@@ -36,6 +37,7 @@ validate_config(config)
 # token budget beyond a model's positions) fails here, naming the key, not hours later.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from arena_distill.config_checks import check_config
+from arena_distill.kaggle_bundle import required_wheels
 
 check_config(config, workflow.basedir)
 
@@ -423,6 +425,20 @@ if (
 # What score_holdout scores, one job each: a student run's fold adapter or fold average, the
 # merged model, the exported (quantized) model.
 HOLDOUT_SCORED = r"(student|student_fresh_init)/(fold\d+|average)|merged|submission"
+
+
+def kaggle_wheels():
+    """The pinned wheels the Kaggle bundle carries beside the project's own."""
+    return list(required_wheels(config["kaggle"], config["quantize"]["method"]))
+
+
+def get_kaggle_inputs(wildcards):
+    """The package's sources (the bundle builds its wheel from them) and, when the bundle
+    carries other wheels, the wheelhouse they come from."""
+    inputs = {"sources": sorted(glob.glob("src/arena_distill/*.py"))}
+    if kaggle_wheels():
+        inputs["wheelhouse"] = config["kaggle"]["wheelhouse"]
+    return inputs
 
 
 def holdout_scorings():

@@ -57,6 +57,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     predict.add_argument("--calibration", help="a calibration.json to apply instead of the one packaged with the model "
                          "(results/calibration/calibration.json of another run's fit)")
     predict.add_argument("--bad-json", choices=["repair", "error"], default="repair", help="what a field that is not valid JSON becomes")
+    predict.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
+                         help="where to score: cuda needs a visible GPU, auto takes one when there is one (default: auto)")
+    predict.add_argument("--workers", type=int, help="processes scoring shares of the pairs, one per GPU "
+                         "(default: every visible GPU with --device cuda, else 1)")
     plan = commands.add_parser("plan", help="estimated peak GPU memory per rule of a run, against the profile's GPUs")
     plan.add_argument("--configfile", nargs="+", action="extend", default=[],
                       help="config files overlaid on config/config.yaml in order, as snakemake --configfile")
@@ -88,9 +92,13 @@ def model_settings(model_dir: str) -> tuple[dict, dict]:
 def predict(args: argparse.Namespace) -> None:
     from arena_distill.data import prepare_test
     from arena_distill.ensemble import members
-    from arena_distill.prediction import predict_table, read_calibration, saved_calibration
+    import torch
+
+    from arena_distill.prediction import read_calibration, saved_calibration
+    from arena_distill.prediction_workers import predict_on_workers, worker_devices
     from arena_distill.submission import check_output_path, check_submission, write_table
 
+    devices = worker_devices(args.device, args.workers, torch.cuda.device_count())
     if not (members(args.model)[0] / "config.json").is_file():
         raise FileNotFoundError(f"--model {args.model} is not a model directory (no config.json); the command line "
                                 "reads local models only, e.g. results/model")
@@ -109,7 +117,7 @@ def predict(args: argparse.Namespace) -> None:
         settings["gptq_backend"] = args.gptq_backend
     settings["tta"] = settings.get("tta", True) and not args.no_tta
     calibration = read_calibration(args.calibration) if args.calibration else saved_calibration(args.model)
-    predictions = predict_table(args.model, rows, text, settings, calibration)
+    predictions = predict_on_workers(args.model, rows, text, settings, calibration, devices)
     check_submission(predictions, rows["id"].tolist(), args.input)
     write_table(predictions, args.output)
     logging.getLogger("arena_distill").info("wrote %d predictions to %s", len(predictions), args.output)

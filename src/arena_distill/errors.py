@@ -67,3 +67,7 @@ class NumericalError(ArenaDistillError, ArithmeticError):
     def __init__(self, message: str, *, row: object):
         self.row = row
         super().__init__(f"{message} (row id {row})")
+
+
+class DeviceError(ArenaDistillError, RuntimeError):
+    """The device asked for is not there (no GPU visible, more workers than GPUs)."""

@@ -20,6 +20,43 @@ MODEL_LICENCES = {
 SAMPLE_DATA_LICENCE = "CC BY-NC 4.0 (AlpacaEval pairs) and the competition's data terms (arena rows): data/sample/README.md"
 
 
+TRANSFORMERS_SNIPPET = """\
+import json, sys
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+MODEL = "results/model"  # this directory
+sys.path.insert(0, MODEL)
+from pair_format import PairEncoder, TextConfig
+
+settings = json.load(open(f"{MODEL}/inference.json"))
+tokenizer = AutoTokenizer.from_pretrained(MODEL)
+model = AutoModelForSequenceClassification.from_pretrained(
+    MODEL, dtype=torch.float32, attn_implementation=settings["predict"].get("attn_implementation") or "eager").eval()
+calibration = settings["calibration"] or {"method": "none", "ab_scale": 1.0, "tie_scale": 1.0, "tie_bias": 0.0}
+assert calibration["method"] in ("none", "temperature", "symmetric"), "this calibration needs arena_distill"
+scale = torch.tensor([calibration["ab_scale"], calibration["ab_scale"], calibration["tie_scale"]], dtype=torch.float64)
+bias = torch.tensor([0.0, 0.0, calibration["tie_bias"]], dtype=torch.float64)
+
+
+def probabilities(prompt, response_a, response_b):
+    \"\"\"[P(A wins), P(B wins), P(tie)] of one pair (each field a string or a list of turns):
+    every test length, both orders (the mirror mapped back), each calibrated, averaged.\"\"\"
+    orders = [(response_a, response_b, [0, 1, 2]), (response_b, response_a, [1, 0, 2])]
+    views = []
+    for max_length in settings["predict"]["max_lengths"]:
+        encoder = PairEncoder(tokenizer, TextConfig.of(settings["text"], max_length))
+        for a, b, order in orders[: 2 if settings["predict"]["tta"] else 1]:
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor(encoder.encode([prompt], [a], [b]))).logits.double()
+            views.append(torch.softmax(torch.log_softmax(logits, -1) * scale + bias, -1)[0, order])
+    return (sum(views) / len(views)).tolist()
+
+
+print(probabilities("What is 2 + 2?", "4", "Five."))"""
+"""The card's plain-`transformers` example; a test runs it against `arena-distill predict`."""
+
+
 def model_licence(spec: str) -> tuple[str, str]:
     """(front-matter licence id, the terms in words) of a model spec (hub id, path or `tiny:<arch>`)."""
     if spec.startswith("tiny:"):
@@ -77,6 +114,17 @@ def model_card(recipe: Mapping[str, Any], quantization: Mapping[str, Any]) -> st
         "TTA) and, in `results/model`, its fitted calibration (`calibration`, null without one),",
         "so the command writes the workflow's submission. The evaluation of the run that made",
         "this model is `results/eval/summary.md`.",
+        "",
+        "### With `transformers` alone",
+        "",
+        "The input format is `pair_format.py` beside the weights (standard library only). This gives",
+        "the command's probabilities, TTA and a `temperature` or `symmetric` calibration included",
+        "(a GPTQ model also needs `gptqmodel` and `optimum` installed; on a GPU pass `dtype=torch.bfloat16`,",
+        "or `torch.float16` on a T4):",
+        "",
+        "```python",
+        TRANSFORMERS_SNIPPET,
+        "```",
         "",
         "## Licences",
         "",

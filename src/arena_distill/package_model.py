@@ -7,7 +7,9 @@ prediction settings join here too, not at the export: a change of `predict` then
 the model in seconds instead of quantizing it again. The weights are hard links where the
 file system allows (a 9B model is not copied twice), and `inference.json` gains the settings
 and the calibration, so `arena-distill predict --model results/model` scores exactly as the
-workflow's submission did.
+workflow's submission did. The input format travels too: `text.py` (standard library only)
+is copied in as `pair_format.py`, so a user with `transformers` alone encodes pairs as the
+model was trained on them (the card's snippet).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from arena_distill import INFERENCE_FILE
+from arena_distill import INFERENCE_FILE, text
 from arena_distill.io import SNAKEMAKE_TIMESTAMP, atomic_path
+
+FORMAT_MODULE = "pair_format.py"
+"""The input format's module (`arena_distill.text`, verbatim) in a served model directory."""
 
 
 def link_or_copy(source: str, target: str) -> None:
@@ -34,8 +39,9 @@ def link_or_copy(source: str, target: str) -> None:
 def package_model(exported_dir: str | Path, out_dir: str | Path, calibration: Mapping[str, Any] | None,
                   predict: Mapping[str, Any]) -> dict:
     """`exported_dir` with the `predict` settings and `calibration` (a `calibrate_submission`
-    fit, None for none) saved in its `inference.json` (which holds the text budgets), written
-    atomically to `out_dir`; returns the new inference settings."""
+    fit, None for none) saved in its `inference.json` (which holds the text budgets) and the
+    format module beside them, written atomically to `out_dir`; returns the new inference
+    settings."""
     exported_dir = Path(exported_dir)
     inference = json.loads((exported_dir / INFERENCE_FILE).read_text())
     inference["predict"] = dict(predict)
@@ -44,4 +50,5 @@ def package_model(exported_dir: str | Path, out_dir: str | Path, calibration: Ma
         shutil.copytree(exported_dir, tmp, dirs_exist_ok=True, copy_function=link_or_copy,
                         ignore=shutil.ignore_patterns(INFERENCE_FILE, SNAKEMAKE_TIMESTAMP))
         (Path(tmp) / INFERENCE_FILE).write_text(json.dumps(inference, indent=1))
+        shutil.copyfile(text.__file__, Path(tmp) / FORMAT_MODULE)
     return inference

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def load_classifier(model_dir: str | Path, dtype: str = "auto", gptq_backend: str = "auto",
-                    attention: str | None = None) -> tuple[PreTrainedModel, object]:
+                    attention: str | None = None, device: str | None = None) -> tuple[PreTrainedModel, object]:
     """A saved classifier (plain, GPTQ or bitsandbytes) and its tokenizer, ready to score.
 
     `dtype` (`auto`: bf16 on GPUs that have it, fp16 on a T4, fp32 on CPU) is the precision
@@ -47,16 +47,34 @@ def load_classifier(model_dir: str | Path, dtype: str = "auto", gptq_backend: st
     `gptq_backend`; `auto` lets GPTQModel choose (Machete, then Marlin, then Triton on an
     H100; the first two compile on first use, so a node without nvcc names `gptq_triton`).
     `attention` names the attention path (None: the model's exact one, `models.attention_implementation`).
+    `device` is where it runs (None: the first GPU, else the CPU).
     """
-    device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
     tokenizer = load_tokenizer(model_dir)
     with named_load(model_dir):
         model = AutoModelForSequenceClassification.from_pretrained(
             model_dir, device_map={"": device}, dtype=resolve_dtype(dtype), attn_implementation=attention_implementation(model_dir, attention),
-            **gptq_loading(model_dir, gptq_backend),
+            **gptq_loading(model_dir, gptq_backend_for(gptq_backend, device)),
         )
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.eval(), tokenizer
+
+
+TURING_BACKEND = "gptq_triton"
+"""The GPTQ kernel `auto` means on a GPU older than Ampere (a Kaggle T4, sm_75): Triton ships
+with torch and compiles its kernels itself, so it needs no CUDA compiler on the machine (the
+Marlin and Machete kernels GPTQModel prefers elsewhere are built with nvcc on first use), and it
+runs 8-bit weights with fp16 activations, which is what a T4 has."""
+
+
+def gptq_backend_for(backend: str, device: str, capability: tuple[int, int] | None = None) -> str:
+    """The GPTQ kernel to load with on `device`: `backend` as given, except that `auto` on a
+    CUDA device of compute capability below 8.0 is `TURING_BACKEND`. `capability` defaults
+    to the device's own."""
+    if backend != "auto" or not device.startswith("cuda"):
+        return backend
+    major, minor = capability or torch.cuda.get_device_capability(torch.device(device))
+    return TURING_BACKEND if (major, minor) < (8, 0) else backend
 
 
 def gptq_loading(model_dir: str | Path, backend: str) -> dict[str, Any]:
@@ -117,7 +135,8 @@ def score_views(
 def load_scorers(model_dir: str | Path, settings: Mapping[str, Any]) -> list[tuple[PreTrainedModel, object]]:
     """The classifier at `model_dir` and its tokenizer, as `load_classifier` loads them; for a
     fold ensemble (`arena_distill.ensemble`) every member's, all held at once."""
-    return [load_classifier(member, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"), settings.get("attn_implementation"))
+    return [load_classifier(member, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"), settings.get("attn_implementation"),
+                            settings.get("device"))
             for member in members(model_dir)]
 
 

@@ -14,6 +14,9 @@ Truncation keeps the head of each field and runs in two passes:
 
 Every step treats A and B alike, so truncating the swapped pair gives exactly the swapped
 truncation: swap-TTA and swap augmentation see the same text in the other order.
+
+This module imports the standard library only: it ships verbatim beside the served model as
+`pair_format.py` (`package_model`), the format a plain `transformers` user encodes with.
 """
 
 from __future__ import annotations

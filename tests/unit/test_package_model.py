@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+from arena_distill import text
 from arena_distill.calibration import PairScaling
-from arena_distill.package_model import package_model
+from arena_distill.package_model import FORMAT_MODULE, package_model
 from arena_distill.prediction import saved_calibration
 
 FIT = {"method": "symmetric", "ab_scale": 0.8, "tie_scale": 1.1, "tie_bias": 0.9, "rows": 60, "log_loss_before": 1.2}
@@ -40,3 +44,17 @@ def test_an_uncalibrated_run_packages_no_calibration(tmp_path):
         package_model(model, tmp_path / "model", fit, {"tta": True})
         assert json.loads((tmp_path / "model/inference.json").read_text())["calibration"] is None
         assert saved_calibration(tmp_path / "model") is None
+
+
+def test_the_input_format_ships_with_the_model_and_needs_only_the_standard_library(tmp_path):
+    """`pair_format.py` is the project's format verbatim, importable by a bare interpreter
+    (-S: no site-packages, so no transformers, numpy or arena_distill)."""
+    model = exported(tmp_path)
+    package_model(model, tmp_path / "model", None, {"tta": True})
+    shipped = tmp_path / "model" / FORMAT_MODULE
+    assert shipped.read_text() == Path(text.__file__).read_text()
+    probe = (f"import sys; sys.path.insert(0, {str(tmp_path / 'model')!r}); import pair_format; "
+             "print(pair_format.format_pair(['Hi?'], ['A.'], ['B.']) == pair_format.HEADER + 'Hi?' + pair_format.BEFORE_A + 'A.' "
+             "+ pair_format.BEFORE_B + 'B.' + pair_format.FOOTER)")
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr

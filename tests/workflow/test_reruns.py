@@ -43,6 +43,7 @@ BLOCKS = {
     "quantize": "quantize: {n_calibration: 6}",
     "predict": "predict: {max_tokens: 4096}",
     "judge": "judge: {max_length: 200}",
+    "kaggle": "kaggle: {wheels: []}",
 }
 """Each top-level config block by one of its keys, changed from the tiny run's value."""
 
