@@ -455,13 +455,14 @@ def holdout_scorings():
 
 
 def get_score_holdout_inputs(wildcards):
-    """A saved model (the served one, calibration packaged), or fold adapters and their base;
-    the labelled test rows when the config gives their labels."""
+    """A saved model (the served one, calibration packaged, with the fit that also holds the
+    calibrations compared with it), or fold adapters and their base; the labelled test rows
+    when the config gives their labels."""
     test = labelled_test_inputs()
     if wildcards.scored == "merged":
         return {"model": "results/student/merged", **test}
     if wildcards.scored == "submission":
-        return {"model": "results/model", **test}
+        return {"model": "results/model", **calibration_fit(), **test}
     run, part = wildcards.scored.split("/")
     adapters = student_adapters(run)
     if part != "average":

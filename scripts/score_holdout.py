@@ -9,7 +9,8 @@ import pandas as pd
 import torch
 
 from arena_distill.evaluation import holdout_name, holdout_rows, labelled_test_rows
-from arena_distill.io import atomic_path, write_json
+from arena_distill.calibration import PairScaling
+from arena_distill.io import atomic_path, read_json, write_json
 from arena_distill.logs import script_logging
 from arena_distill.prediction import load_scorers, saved_calibration, scorers_views
 from arena_distill.score_holdout import adapter_model, holdout_scores, scored_rows
@@ -22,6 +23,10 @@ with script_logging(snakemake.log[0]) as log:
         row_sets["test"] = labelled_test_rows(snakemake.input.test, snakemake.input.test_labels)
     name = holdout_name(snakemake.wildcards.scored)
     calibration = saved_calibration(snakemake.input.model) if "model" in snakemake.input.keys() else None
+    # The submission's scoring also reports the calibrations the run fitted for comparison only.
+    compared = {}
+    if "calibration" in snakemake.input.keys():
+        compared = {method: PairScaling.from_dict(fit) for method, fit in read_json(snakemake.input.calibration).get("compared", {}).items()}
     report, tables = {}, []
     if len(row_sets["holdout"]):
         if "model" in snakemake.input.keys():
@@ -31,8 +36,8 @@ with script_logging(snakemake.log[0]) as log:
         for row_set, rows in row_sets.items():
             views = scorers_views(scorers, rows, text, settings)
             if row_set == "holdout":
-                report = holdout_scores(name, views, rows["label"].to_numpy(), calibration)
-            tables.append(scored_rows(row_set, rows, views, calibration))
+                report = holdout_scores(name, views, rows, calibration)
+            tables.append(scored_rows(row_set, rows, views, calibration, compared))
     probs = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["rows", "id", "label"])
     with atomic_path(snakemake.output.probs) as tmp:
         probs.to_parquet(tmp, index=False)

@@ -168,11 +168,15 @@ def check_models(config: Mapping[str, Any], workflow_dir: str | Path) -> None:
 
 def check_postprocessing(config: Mapping[str, Any]) -> None:
     """Shrink is fitted on the students' uncalibrated out-of-fold predictions: it is an
-    alternative to a calibration, not a step after one (whose outputs it was not fitted on)."""
+    alternative to a calibration, not a step after one (whose outputs it was not fitted on).
+    The features calibration reads the answers' texts, which the out-of-fold logits lack."""
     predict = config.get("predict", {})
     if predict.get("shrink") and predict.get("calibration", "none") != "none":
         raise ConfigError(f"shrink replaces the calibration; set predict.calibration: none (it is {predict['calibration']!r})",
                           key="predict.shrink")
+    if predict.get("calibration") == "features" and predict.get("calibrate_on", "oof") != "calibration_data":
+        raise ConfigError("the features calibration is fitted on labelled rows with their texts; set "
+                          "predict.calibrate_on: calibration_data (and data.calibration)", key="predict.calibrate_on")
 
 
 def check_config(config: Mapping[str, Any], workflow_dir: str | Path) -> None:

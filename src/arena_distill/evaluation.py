@@ -13,7 +13,8 @@ these models is its own `score_holdout` job, so a fold is scored as soon as it i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,17 @@ from arena_distill.postprocess import apply_shrink, fit_shrink_out_of_fold, no_t
 METRIC_COLUMNS = ["rows", "log_loss", "log_loss_tta", "accuracy", "accuracy_tta", "prior_log_loss"]
 PROBS = ["p_a", "p_b", "p_tie"]
 CALIBRATED = ["calibrated_a", "calibrated_b", "calibrated_tie"]
+COMPARED = re.compile(r"compared_(\w+)_a")
+
+
+def compared_columns(method: str) -> list[str]:
+    """The per-row probability columns of a calibration the run fitted for comparison only."""
+    return [f"compared_{method}_{label}" for label in ("a", "b", "tie")]
+
+
+def compared_methods(columns: Iterable[str]) -> list[str]:
+    """The compared calibrations a scored table holds (`compared_columns`)."""
+    return [match.group(1) for match in map(COMPARED.fullmatch, columns) if match]
 
 
 def oof_metrics(val_logits: Sequence[str | Path]) -> dict:
@@ -144,7 +156,8 @@ def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequen
     (holdout prompts, labelled test rows), each TTA as submitted, from the per-row
     probabilities of `score_holdout` (nothing is scored again):
 
-    - the exported model, uncalibrated and, where the run calibrates, calibrated;
+    - the exported model, uncalibrated and, where the run calibrates, calibrated, and with each
+      calibration fitted on the same rows for comparison (`calibrate_submission`'s `compared`);
     - the single best fold by out-of-fold log loss, and the fold ensemble (mean probabilities);
     - shrink (fitted on the pooled student out-of-fold predictions), the alternative to a calibration;
     - no ties, after the calibration;
@@ -164,6 +177,8 @@ def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequen
     options = {
         "exported model, uncalibrated": submission[PROBS].to_numpy(),
         **({exported: submission[CALIBRATED].to_numpy()} if submitted == CALIBRATED else {}),
+        **{f"exported model, calibrated ({method}, compared only)": submission[compared_columns(method)].to_numpy()
+           for method in compared_methods(submission.columns)},
         f"best fold (fold {best}, OOF TTA {fold_losses[best]:.4f})": aligned[folds[best]][PROBS].to_numpy(),
         f"fold ensemble ({len(folds)} folds, mean probabilities)": ensemble,
         "exported model, shrink (instead of a calibration)": apply_shrink(submission[PROBS].to_numpy(), shrink),

@@ -27,16 +27,28 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 MODEL = "results/model"  # this directory
 sys.path.insert(0, MODEL)
-from pair_format import PairEncoder, TextConfig
+from answer_features import features_of_pair
+from pair_format import PairEncoder, TextConfig, join_turns
 
 settings = json.load(open(f"{MODEL}/inference.json"))
 tokenizer = AutoTokenizer.from_pretrained(MODEL)
 model = AutoModelForSequenceClassification.from_pretrained(
     MODEL, dtype=torch.float32, attn_implementation=settings["predict"].get("attn_implementation") or "eager").eval()
-calibration = settings["calibration"] or {"method": "none", "ab_scale": 1.0, "tie_scale": 1.0, "tie_bias": 0.0}
-assert calibration["method"] in ("none", "temperature", "symmetric"), "this calibration needs arena_distill"
+calibration = settings["calibration"] or {"ab_scale": 1.0, "tie_scale": 1.0, "tie_bias": 0.0}
 scale = torch.tensor([calibration["ab_scale"], calibration["ab_scale"], calibration["tie_scale"]], dtype=torch.float64)
 bias = torch.tensor([0.0, 0.0, calibration["tie_bias"]], dtype=torch.float64)
+terms = calibration.get("terms")
+
+
+def feature_offsets(prompt, a, b):
+    \"\"\"What a `features` calibration adds to one order's calibrated logits (nothing for the others).\"\"\"
+    if not terms:
+        return torch.zeros(3, dtype=torch.float64)
+    x, k = features_of_pair(join_turns(prompt), join_turns(a), join_turns(b)), len(terms["diff_weights"])
+    apart = sum(w * d / s for w, d, s in zip(terms["diff_weights"], x[:k], terms["diff_scale"]))
+    tie = sum(w * (v - m) / s for w, v, m, s in zip(terms["abs_weights"], x[k:2 * k], terms["abs_mean"], terms["abs_scale"]))
+    tie += terms["prompt_weight"] * (x[-1] - terms["prompt_mean"]) / terms["prompt_scale"]
+    return torch.tensor([apart, -apart, tie], dtype=torch.float64)
 
 
 def probabilities(prompt, response_a, response_b):
@@ -49,7 +61,8 @@ def probabilities(prompt, response_a, response_b):
         for a, b, order in orders[: 2 if settings["predict"]["tta"] else 1]:
             with torch.no_grad():
                 logits = model(input_ids=torch.tensor(encoder.encode([prompt], [a], [b]))).logits.double()
-            views.append(torch.softmax(torch.log_softmax(logits, -1) * scale + bias, -1)[0, order])
+            calibrated = torch.log_softmax(logits, -1) * scale + bias + feature_offsets(prompt, a, b)
+            views.append(torch.softmax(calibrated, -1)[0, order])
     return (sum(views) / len(views)).tolist()
 
 
@@ -117,10 +130,10 @@ def model_card(recipe: Mapping[str, Any], quantization: Mapping[str, Any]) -> st
         "",
         "### With `transformers` alone",
         "",
-        "The input format is `pair_format.py` beside the weights (standard library only). This gives",
-        "the command's probabilities, TTA and a `temperature` or `symmetric` calibration included",
-        "(a GPTQ model also needs `gptqmodel` and `optimum` installed; on a GPU pass `dtype=torch.bfloat16`,",
-        "or `torch.float16` on a T4):",
+        "The input format is `pair_format.py` beside the weights, the `features` calibration's answer",
+        "features `answer_features.py` (both standard library only). This gives the command's",
+        "probabilities, TTA and the packaged calibration included (a GPTQ model also needs `gptqmodel`",
+        "and `optimum` installed; on a GPU pass `dtype=torch.bfloat16`, or `torch.float16` on a T4):",
         "",
         "```python",
         TRANSFORMERS_SNIPPET,

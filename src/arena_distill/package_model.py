@@ -7,9 +7,10 @@ prediction settings join here too, not at the export: a change of `predict` then
 the model in seconds instead of quantizing it again. The weights are hard links where the
 file system allows (a 9B model is not copied twice), and `inference.json` gains the settings
 and the calibration, so `arena-distill predict --model results/model` scores exactly as the
-workflow's submission did. The input format travels too: `text.py` (standard library only)
-is copied in as `pair_format.py`, so a user with `transformers` alone encodes pairs as the
-model was trained on them (the card's snippet).
+workflow's submission did. The input format travels too: `text.py` is copied in as
+`pair_format.py` and `answer_features.py` beside it (standard library only), so a user with
+`transformers` alone encodes pairs as the model was trained on them and applies any packaged
+calibration (the card's snippet).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from arena_distill import INFERENCE_FILE, text
+from arena_distill import INFERENCE_FILE, answer_features, text
 from arena_distill.io import SNAKEMAKE_TIMESTAMP, atomic_path
 
 FORMAT_MODULE = "pair_format.py"
 """The input format's module (`arena_distill.text`, verbatim) in a served model directory."""
+FEATURES_MODULE = "answer_features.py"
+"""The `features` calibration's answer features (`arena_distill.answer_features`, verbatim)."""
 
 
 def link_or_copy(source: str, target: str) -> None:
@@ -45,10 +48,13 @@ def package_model(exported_dir: str | Path, out_dir: str | Path, calibration: Ma
     exported_dir = Path(exported_dir)
     inference = json.loads((exported_dir / INFERENCE_FILE).read_text())
     inference["predict"] = dict(predict)
-    inference["calibration"] = None if calibration is None or calibration.get("method") == "none" else dict(calibration)
+    # The fits compared with it on the same rows stay in calibration.json: they are not served.
+    served = None if calibration is None or calibration.get("method") == "none" else dict(calibration)
+    inference["calibration"] = served and {key: value for key, value in served.items() if key != "compared"}
     with atomic_path(out_dir, directory=True) as tmp:
         shutil.copytree(exported_dir, tmp, dirs_exist_ok=True, copy_function=link_or_copy,
                         ignore=shutil.ignore_patterns(INFERENCE_FILE, SNAKEMAKE_TIMESTAMP))
         (Path(tmp) / INFERENCE_FILE).write_text(json.dumps(inference, indent=1))
         shutil.copyfile(text.__file__, Path(tmp) / FORMAT_MODULE)
+        shutil.copyfile(answer_features.__file__, Path(tmp) / FEATURES_MODULE)
     return inference

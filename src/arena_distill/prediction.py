@@ -23,8 +23,9 @@ from scipy.special import softmax
 from transformers import AutoConfig, AutoModelForSequenceClassification, GPTQConfig, PreTrainedModel
 
 from arena_distill import INFERENCE_FILE
-from arena_distill.calibration import PairScaling, fit_pair_scaling, views_probs
+from arena_distill.calibration import Features, PairScaling, fit_pair_scaling, views_probs
 from arena_distill.ensemble import members
+from arena_distill.heuristic_model import pair_features
 from arena_distill.errors import ConfigError, NumericalError
 from arena_distill.inference import predict_logits
 from arena_distill.io import named_load, read_parquet
@@ -187,7 +188,12 @@ def predict_table(
     if calibration is not None:
         log.info("calibration: %s", calibration.to_dict())
     views = scorers_views(load_scorers(model_dir, settings), rows, text, settings, tta=settings.get("tta", True))
-    return probs_frame(rows["id"].tolist(), views_probs(views, calibration))
+    return probs_frame(rows["id"].tolist(), views_probs(views, calibration, calibration_features(calibration, rows)))
+
+
+def calibration_features(calibration: PairScaling | None, rows: pd.DataFrame) -> Features | None:
+    """The rows' answer features when `calibration` reads them (`features`), else None."""
+    return pair_features(rows) if calibration is not None and calibration.uses_features else None
 
 
 def oof_views(paths: Sequence[str | Path]) -> tuple[list[View], np.ndarray]:
@@ -220,11 +226,27 @@ def calibrate_submission(
     else:
         views, labels = oof_views(oof_logits)
         source = "the students' out-of-fold logits"
-    fitted = fit_pair_scaling(views, labels, method)
-    before, after = views_probs(views), views_probs(views, fitted)
+    features = pair_features(rows) if rows is not None else None
+    if method == "features" and features is None:
+        raise ConfigError("the features calibration reads the answers' texts: fit it on labelled rows", key="predict.calibrate_on")
+    fitted = fit_pair_scaling(views, labels, method, features=features)
+    report = calibration_report(views, labels, fitted, features)
     log.info("%s calibration on %d rows (%s): log loss %.4f -> %.4f, tie share %.3f -> %.3f (true %.3f)", method, len(labels), source,
-             log_loss(before, labels), log_loss(after, labels), before[:, 2].mean(), after[:, 2].mean(), (labels == 2).mean())
-    return {**fitted.to_dict(), "fitted_on": source, "rows": int(len(labels)), "log_loss_before": log_loss(before, labels),
-            "log_loss_after": log_loss(after, labels), "prior_log_loss": prior_log_loss(labels),
-            "tie_share_before": float(before[:, 2].mean()), "tie_share_after": float(after[:, 2].mean()),
-            "tie_share_true": float((labels == 2).mean())}
+             report["log_loss_before"], report["log_loss_after"], report["tie_share_before"], report["tie_share_after"],
+             report["tie_share_true"])
+    compared = {}
+    for other in ("symmetric", "features") if features is not None else ():
+        if other != method:
+            fit = fit_pair_scaling(views, labels, other, features=features)
+            compared[other] = {**fit.to_dict(), **calibration_report(views, labels, fit, features)}
+            log.info("compared: %s calibration, log loss %.4f, tie share %.3f", other, compared[other]["log_loss_after"],
+                     compared[other]["tie_share_after"])
+    return {**fitted.to_dict(), "fitted_on": source, **report, "compared": compared}
+
+
+def calibration_report(views: Sequence[View], labels: np.ndarray, fitted: PairScaling, features: Features | None) -> dict:
+    """A fit's rows, log loss and tie share before and after it, against the prior and the true tie share."""
+    before, after = views_probs(views), views_probs(views, fitted, features)
+    return {"rows": int(len(labels)), "log_loss_before": log_loss(before, labels), "log_loss_after": log_loss(after, labels),
+            "prior_log_loss": prior_log_loss(labels), "tie_share_before": float(before[:, 2].mean()),
+            "tie_share_after": float(after[:, 2].mean()), "tie_share_true": float((labels == 2).mean())}

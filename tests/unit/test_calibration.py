@@ -103,3 +103,71 @@ def test_method_none_is_the_identity_and_unknown_methods_fail():
     assert np.allclose(views_probs([(model, False)], PairScaling("none")), views_probs([(model, False)]))
     with pytest.raises(ValueError, match="one of"):
         fit_pair_scaling([(model, False)], labels, "isotonic")
+
+
+def length_voted_pairs(n: int = 3000, seed: int = 0):
+    """Pairs whose votes follow the answers' length difference (the first feature) while the
+    model's logits know nothing: the signal only the features calibration can use."""
+    from arena_distill.calibration import Features
+
+    rng = np.random.default_rng(seed)
+    k = 3
+    a, b = rng.normal(5, 1, (n, k)), rng.normal(5, 1, (n, k))
+    prompt = rng.normal(4, 1, (n, 1))
+    given = np.hstack([a - b, np.abs(a - b), prompt])
+    mirrored = np.hstack([b - a, np.abs(a - b), prompt])
+    gap = a[:, 0] - b[:, 0]
+    true_logits = np.stack([1.2 * gap, -1.2 * gap, 0.8 - 1.5 * np.abs(gap)], axis=1)
+    probs = np.exp(true_logits) / np.exp(true_logits).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(3, p=p) for p in probs])
+    logits = rng.normal(0, 0.3, (n, 3))
+    views = [(logits, False), (logits[:, SWAPPED_LABEL] + rng.normal(0, 0.05, (n, 3)), True)]
+    features: Features = (given, mirrored)
+    return views, labels, features, true_logits
+
+
+def test_the_features_calibration_learns_what_the_votes_follow_and_the_logits_miss():
+    views, labels, features, true_logits = length_voted_pairs()
+    symmetric = fit_pair_scaling(views, labels, "symmetric")
+    fitted = fit_pair_scaling(views, labels, "features", features=features, penalty=0.001)
+    plain = log_loss(views_probs(views, symmetric), labels)
+    with_features = log_loss(views_probs(views, fitted, features), labels)
+    best = logits_log_loss(true_logits, labels)
+    assert with_features < plain - 0.15 and with_features == pytest.approx(best, abs=0.03)
+    terms = fitted.terms
+    assert terms.diff_weights[0] > 0.5 and max(abs(w) for w in terms.diff_weights[1:]) < 0.1
+    assert terms.abs_weights[0] < -0.3, "a large gap makes a tie unlikely"
+    # the tie share of the fit rows is met
+    assert views_probs(views, fitted, features)[:, 2].mean() == pytest.approx((labels == 2).mean(), abs=0.02)
+
+
+def test_the_features_calibration_treats_a_and_b_alike_and_survives_json():
+    import json
+
+    views, labels, features, _ = length_voted_pairs(n=400, seed=1)
+    fitted = fit_pair_scaling(views, labels, "features", features=features, penalty=0.01)
+    logits = views[0][0]
+    given = fitted.apply(logits, features[0])
+    mirror = fitted.apply(logits[:, SWAPPED_LABEL], features[1])
+    assert np.allclose(mirror[:, SWAPPED_LABEL], given, atol=1e-12), "the mirror is the same map with A and B exchanged"
+    loaded = PairScaling.from_dict(json.loads(json.dumps(fitted.to_dict())))
+    assert loaded == fitted and np.array_equal(loaded.apply(logits, features[0]), given)
+    with pytest.raises(ValueError, match="needs the pairs' answer features"):
+        fitted.apply(logits)
+    with pytest.raises(ValueError, match="needs the rows' answer features"):
+        fit_pair_scaling(views, labels, "features")
+    plain = fit_pair_scaling(views, labels, "symmetric")
+    assert not plain.uses_features and np.array_equal(plain.apply(logits, features[0]), plain.apply(logits))
+
+
+def test_the_feature_penalty_is_chosen_on_held_out_rows_of_the_fit():
+    """Where the votes follow the features the penalty stays weak; where they follow nothing
+    it is stronger, and the fitted weights shrink towards zero."""
+    from arena_distill.calibration import FEATURE_PENALTIES, cross_validated_penalty
+
+    views, labels, features, _ = length_voted_pairs(n=600, seed=2)
+    signal = cross_validated_penalty(views, labels, features)
+    noise = np.random.default_rng(3).permutation(labels)
+    assert signal <= 0.03 and cross_validated_penalty(views, noise, features) >= 0.1
+    fitted = fit_pair_scaling(views, noise, "features", features=features)
+    assert fitted.terms.penalty in FEATURE_PENALTIES and max(map(abs, fitted.terms.diff_weights)) < 0.2

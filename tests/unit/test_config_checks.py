@@ -82,6 +82,16 @@ def test_shrink_is_refused_on_top_of_a_calibration():
     check_config(config, WORKFLOW_DIR)
 
 
+def test_the_features_calibration_is_refused_on_out_of_fold_logits():
+    config = effective_config()
+    config["predict"].update(calibration="features", calibrate_on="oof")
+    with pytest.raises(ConfigError, match="fitted on labelled rows with their texts") as error:
+        check_config(config, WORKFLOW_DIR)
+    assert error.value.key == "predict.calibrate_on"
+    config["predict"]["calibrate_on"] = "calibration_data"
+    check_config(config, WORKFLOW_DIR)
+
+
 def test_sdpa_for_a_soft_capped_model_is_refused_naming_the_key():
     for overlays in ([], [PRESET]):  # the tiny Gemma-2 and gemma-2-9b both cap at 50
         config = effective_config(overlays)

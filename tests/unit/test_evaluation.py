@@ -61,10 +61,11 @@ def test_the_exported_model_is_also_reported_as_submitted():
     logits, labels = rng.normal(size=(40, 3)), rng.integers(0, 3, 40)
     views = [(logits, False), (logits[:, SWAPPED_LABEL], True)]
     scaling = PairScaling(method="symmetric", ab_scale=0.5, tie_scale=1.0, tie_bias=1.0)
-    report = holdout_scores("submission (quantized)", views, labels, scaling)
+    rows = pd.DataFrame({"label": labels})
+    report = holdout_scores("submission (quantized)", views, rows, scaling)
     raw, calibrated = report["submission (quantized)"], report["submission (quantized), calibrated (symmetric)"]
     assert raw["rows"] == calibrated["rows"] == 40 and raw["log_loss_tta"] != calibrated["log_loss_tta"]
-    assert list(holdout_scores("student fold 0", views, labels)) == ["student fold 0"]
+    assert list(holdout_scores("student fold 0", views, rows)) == ["student fold 0"]
 
 
 def oof_fold_files(tmp_path, losses_by_noise=(0.3, 3.0)) -> list:

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arena_distill.heuristic_model import (FEATURES, both_orders, conciseness_sweet_spot_score, contradiction_ratio,
-                                           fit_heuristic_model, heuristic_logits, joined, mediator_quality_score, mirrored_labels,
-                                           model_from_record, model_record, pair_features, readability_score, response_features,
-                                           score_test, scored_table, verbosity_penalty)
+from arena_distill.answer_features import (FEATURES, conciseness_sweet_spot_score, contradiction_ratio, features_of_pair,
+                                           mediator_quality_score, readability_score, response_features, verbosity_penalty)
+from arena_distill.heuristic_model import (both_orders, fit_heuristic_model, heuristic_logits, joined, mirrored_labels, model_from_record,
+                                           model_record, pair_features, score_test, scored_table)
 from arena_distill.metrics import log_loss, prior_log_loss
 from arena_distill.pairs import SWAPPED_LABEL
 
@@ -50,6 +50,11 @@ def test_features_flip_with_the_order_and_the_model_is_symmetric():
     given, mirrored = pair_features(rows)
     n = len(FEATURES)
     assert np.allclose(given[:, :n], -mirrored[:, :n]) and np.allclose(given[:, n:], mirrored[:, n:])
+    # the table's features are the single pair's, as the model card's snippet computes them
+    one = rows.iloc[7]
+    texts = [joined(one[column]) for column in ("prompt", "response_a", "response_b")]
+    assert given[7].tolist() == features_of_pair(*texts)
+    assert mirrored[7].tolist() == features_of_pair(texts[0], texts[2], texts[1])
     model = fit(rows)
     index, features = both_orders(rows)
     logits = heuristic_logits(model, features)

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from arena_distill import text
+from arena_distill import answer_features, text
 from arena_distill.calibration import PairScaling
-from arena_distill.package_model import FORMAT_MODULE, package_model
+from arena_distill.package_model import FEATURES_MODULE, FORMAT_MODULE, package_model
 from arena_distill.prediction import saved_calibration
 
 FIT = {"method": "symmetric", "ab_scale": 0.8, "tie_scale": 1.1, "tie_bias": 0.9, "rows": 60, "log_loss_before": 1.2}
@@ -47,14 +47,14 @@ def test_an_uncalibrated_run_packages_no_calibration(tmp_path):
 
 
 def test_the_input_format_ships_with_the_model_and_needs_only_the_standard_library(tmp_path):
-    """`pair_format.py` is the project's format verbatim, importable by a bare interpreter
-    (-S: no site-packages, so no transformers, numpy or arena_distill)."""
+    """`pair_format.py` and `answer_features.py` are the project's modules verbatim, importable
+    by a bare interpreter (-S: no site-packages, so no transformers, numpy or arena_distill)."""
     model = exported(tmp_path)
     package_model(model, tmp_path / "model", None, {"tta": True})
-    shipped = tmp_path / "model" / FORMAT_MODULE
-    assert shipped.read_text() == Path(text.__file__).read_text()
-    probe = (f"import sys; sys.path.insert(0, {str(tmp_path / 'model')!r}); import pair_format; "
+    assert (tmp_path / "model" / FORMAT_MODULE).read_text() == Path(text.__file__).read_text()
+    assert (tmp_path / "model" / FEATURES_MODULE).read_text() == Path(answer_features.__file__).read_text()
+    probe = (f"import sys; sys.path.insert(0, {str(tmp_path / 'model')!r}); import pair_format, answer_features; "
              "print(pair_format.format_pair(['Hi?'], ['A.'], ['B.']) == pair_format.HEADER + 'Hi?' + pair_format.BEFORE_A + 'A.' "
-             "+ pair_format.BEFORE_B + 'B.' + pair_format.FOOTER)")
+             "+ pair_format.BEFORE_B + 'B.' + pair_format.FOOTER, len(answer_features.features_of_pair('Hi?', 'A.', 'Bee.')))")
     result = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr
+    assert result.returncode == 0 and result.stdout.split() == ["True", str(2 * len(answer_features.FEATURES) + 1)], result.stderr

@@ -207,7 +207,7 @@ def test_evaluation_reports_every_model_beside_the_prior(finished_run):
     report = json.loads((finished_run / "results/eval/metrics.json").read_text())
     assert set(report["teachers"]) == {"llama", "qwen"} and len(report["student"]["folds"]) == N_FOLDS
     holdout = json.loads((finished_run / "results/folds/folds_clean.json").read_text())["holdout_ids"]
-    names = ["merged model (fold average)", "submission (quantized)", "submission (quantized), calibrated (symmetric)",
+    names = ["merged model (fold average)", "submission (quantized)", "submission (quantized), calibrated (features)",
              "student fresh-init fold average",
              *(f"student{kind} fold {fold}" for kind in ("", " fresh-init") for fold in range(N_FOLDS))]
     assert sorted(report["holdout"]) == sorted(names)
@@ -226,8 +226,8 @@ def test_evaluation_reports_every_model_beside_the_prior(finished_run):
 def test_every_option_is_measured_on_the_holdout_and_the_labelled_test_rows(finished_run):
     options = json.loads((finished_run / "results/eval/metrics.json").read_text())["options"]
     holdout = len(json.loads((finished_run / "results/folds/folds_clean.json").read_text())["holdout_ids"])
-    kinds = ("exported model, uncalibrated", "exported model, calibrated", "best fold", "fold ensemble",
-             "shrink", "no ties", "heuristic features model", "prompt judge")
+    kinds = ("exported model, uncalibrated", "exported model, calibrated", "exported model, calibrated (symmetric, compared only)",
+             "best fold", "fold ensemble", "shrink", "no ties", "heuristic features model", "prompt judge")
     assert all(any(kind in name for name in options["options"]) for kind in kinds), list(options["options"])
     for name, per_set in options["options"].items():
         assert per_set["holdout"]["rows"] == holdout and per_set["test"]["rows"] == 100, name
@@ -241,9 +241,13 @@ def test_the_submission_is_calibrated_on_arena_rows_no_model_trained_on(finished
     fit = json.loads((finished_run / "results/calibration/calibration.json").read_text())
     calibration = pd.read_parquet(finished_run / "results/data/calibration.parquet")
     train = pd.read_parquet(finished_run / "results/data/train.parquet")
-    assert fit["method"] == "symmetric" and fit["rows"] == len(calibration) == CALIBRATION_ROWS
+    assert fit["method"] == "features" and fit["rows"] == len(calibration) == CALIBRATION_ROWS
     assert not set(calibration["id"]) & set(train["id"])
     assert fit["log_loss_after"] < fit["log_loss_before"]
+    # the symmetric calibration is fitted on the same rows for comparison, and not served
+    compared = fit["compared"]["symmetric"]
+    assert compared["method"] == "symmetric" and compared["rows"] == CALIBRATION_ROWS and compared["terms"] is None
+    assert fit["terms"]["penalty"] > 0 and len(fit["terms"]["diff_weights"]) == 14
     report = json.loads((finished_run / "results/eval/metrics.json").read_text())
     assert report["calibration"]["tie_share_after"] == pytest.approx(fit["tie_share_after"])
     assert 0 <= report["test"]["tie_share_predicted"] <= 1 and report["test"]["tie_share_true"] == 0.36
@@ -251,6 +255,7 @@ def test_the_submission_is_calibrated_on_arena_rows_no_model_trained_on(finished
     packaged = json.loads((finished_run / "results/model/inference.json").read_text())["calibration"]
     assert {key: packaged[key] for key in ("method", "ab_scale", "tie_scale", "tie_bias")} == {
         key: fit[key] for key in ("method", "ab_scale", "tie_scale", "tie_bias")}
+    assert "compared" not in packaged and packaged["terms"] == fit["terms"]
     assert "calibration" not in json.loads((finished_run / "results/student/quantized/inference.json").read_text())
     out = tmp_path / "cli.csv"
     subprocess.run([sys.executable, "-m", "arena_distill", "predict", "--model", "results/model", "--input", "data/sample/test.csv",
@@ -311,3 +316,20 @@ def test_a_killed_teacher_job_resumes_from_its_checkpoint(finished_run, tmp_path
     metrics = json.loads((finished_run / target).read_text())
     assert metrics["resumed_from"] == [step] and metrics["steps"] > step
     assert not state.parent.exists()  # checkpoints go once the job succeeds
+
+
+def test_the_command_line_applies_a_calibration_as_the_workflow_does(finished_run, tmp_path):
+    """The fit compared in the run, given to the command line: its test probabilities are the
+    ones the submission's scoring wrote for it (the served one is the submission itself)."""
+    compared = json.loads((finished_run / "results/calibration/calibration.json").read_text())["compared"]["symmetric"]
+    (tmp_path / "symmetric.json").write_text(json.dumps(compared))
+    out = tmp_path / "cli.csv"
+    subprocess.run([sys.executable, "-m", "arena_distill", "predict", "--model", "results/model", "--input", "data/sample/test.csv",
+                    "--output", str(out), "--calibration", str(tmp_path / "symmetric.json")], cwd=finished_run, check=True,
+                   capture_output=True)
+    cli = pd.read_csv(out).set_index("id")
+    scored = pd.read_parquet(finished_run / "results/eval/holdout/submission.parquet")
+    scored = scored[scored["rows"] == "test"].set_index("id")
+    assert len(scored) == 100
+    assert abs(cli.loc[scored.index].to_numpy() - scored[["compared_symmetric_a", "compared_symmetric_b", "compared_symmetric_tie"]].to_numpy()).max() < 1e-6
+    assert abs(cli.loc[scored.index].to_numpy() - scored[["calibrated_a", "calibrated_b", "calibrated_tie"]].to_numpy()).max() > 1e-3

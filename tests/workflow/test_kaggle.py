@@ -127,5 +127,5 @@ def test_the_model_cards_transformers_snippet_gives_the_command_lines_probabilit
     subprocess.run([sys.executable, "-m", "arena_distill", "predict", "--model", "results/model", "--input", str(tmp_path / "pairs.csv"),
                     "--output", str(out)], cwd=tiny_local_run, check=True, capture_output=True)
     command = pd.read_csv(out).set_index("id").loc[rows["id"], list(LABELS)].to_numpy()
-    assert json.loads((tiny_local_run / "results/model/inference.json").read_text())["calibration"]["method"] == "symmetric"
+    assert json.loads((tiny_local_run / "results/model/inference.json").read_text())["calibration"]["method"] == "features"
     assert np.abs(plain - command).max() < 1e-5
