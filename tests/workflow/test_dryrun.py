@@ -245,7 +245,7 @@ def test_supplied_teacher_logits_plan_no_teacher_rule(workflow_copy, tmp_path):
 
 def test_the_submission_calibration_is_fitted_on_what_the_config_names(workflow_copy, tmp_path):
     overlay = tmp_path / "calibration.yaml"
-    overlay.write_text("predict: {calibrate_on: oof}\n")
+    overlay.write_text("predict: {calibration: symmetric, calibrate_on: oof}\n")
     result = snakemake(workflow_copy, "-n", "--configfile", str(overlay))
     fit = planned_inputs(result.stdout, "calibrate_submission")
     assert len(fit) == 1 and "results/student/fold1/val_logits.parquet" in fit[0] and "results/student/quantized" not in fit[0]
