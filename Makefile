@@ -66,7 +66,7 @@ demo: setup
 # The wheels the Kaggle image lacks for the served model, for Python 3.12 (needs PyPI; once).
 KAGGLE_WHEELHOUSE ?= .kaggle-wheels
 kaggle-wheels: setup
-	$(BIN)/python -m arena_distill.kaggle_bundle $(KAGGLE_WHEELHOUSE) --python312 $(PYTHON312)
+	$(BIN)/python -m arena_distill.kaggle_wheels $(KAGGLE_WHEELHOUSE) --python312 $(PYTHON312)
 
 # results/kaggle: the demo's model, code and wheels for a Kaggle notebook without internet.
 kaggle-bundle: setup kaggle-wheels

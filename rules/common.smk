@@ -37,7 +37,7 @@ validate_config(config)
 # token budget beyond a model's positions) fails here, naming the key, not hours later.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from arena_distill.config_checks import check_config
-from arena_distill.kaggle_bundle import required_wheels
+from arena_distill.kaggle_wheels import required_wheels
 
 check_config(config, workflow.basedir)
 

@@ -10,7 +10,8 @@ import pandas as pd
 from arena_distill.capacity import model_config
 from arena_distill.errors import ConfigError
 from arena_distill.gpu_bench import Shape
-from arena_distill.kaggle_bundle import build_project_wheel, find_wheels, kaggle_bundle, time_budget
+from arena_distill.kaggle_bundle import build_project_wheel, kaggle_bundle, time_budget
+from arena_distill.kaggle_wheels import find_wheels
 from arena_distill.logs import script_logging
 from arena_distill.text import TextConfig, approximate_lengths
 

@@ -6,7 +6,8 @@ import pytest
 
 from arena_distill.errors import ConfigError, DeviceError
 from arena_distill.gpu_bench import GEMMA2_9B, KAGGLE_LIMIT_HOURS, Shape
-from arena_distill.kaggle_bundle import IMAGE_LACKS, find_wheels, required_wheels, time_budget
+from arena_distill.kaggle_bundle import time_budget
+from arena_distill.kaggle_wheels import IMAGE_LACKS, find_wheels, required_wheels
 from arena_distill.prediction import TURING_BACKEND, gptq_backend_for
 from arena_distill.prediction_workers import balanced_shares, worker_devices
 from tests.conftest import REPO
