@@ -18,7 +18,7 @@ LOCK_INPUTS := requirements.lock requirements-cuda.lock pyproject.toml
 STAMP := $(VENV)/.setup-hash
 DRIVER_VENV := .venv-driver
 
-.PHONY: setup driver demo report test bench lint dryrun-preset rulegraph lock lock-cuda lock-driver clean gpu-check gpu-check-bundle kaggle-wheels kaggle-bundle
+.PHONY: setup driver demo report test bench lint dryrun-preset rulegraph lock lock-cuda lock-driver clean gpu-check gpu-check-bundle kaggle-wheels kaggle-bundle docs
 
 setup:
 	@build=$(CUDA); \
@@ -45,7 +45,7 @@ setup:
 
 # The SLURM driver environment: Snakemake and the executor plugin 2.7.1 only, which the job
 # environment cannot hold (numpy; see requirements.in). A Snakemake started from it may run
-# inside an sbatch/salloc allocation; its jobs still run in .venv (README "Where the driver runs").
+# inside an sbatch/salloc allocation; its jobs still run in .venv (docs/cluster.md, "Where the driver runs").
 driver:
 	@hash=$$(cat requirements-driver.lock | sha256sum | cut -d' ' -f1); \
 	if [ -f $(DRIVER_VENV)/.setup-hash ] && [ "$$(cat $(DRIVER_VENV)/.setup-hash)" = "$$hash" ]; then \
@@ -84,6 +84,11 @@ bench: setup
 lint: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(SNAKEMAKE) --lint
 	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/mkdocs build --strict --quiet
+
+# The documentation (docs/, mkdocs.yml) served at http://127.0.0.1:8000 while you edit it.
+docs: setup
+	$(BIN)/mkdocs serve
 
 test: setup driver lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest --durations=20
@@ -125,7 +130,7 @@ lock-cuda: setup
 clean:
 	rm -rf results .snakemake
 
-# GPU smoke test and benchmark (README "GPU check"). No venv and no registry needed: it runs
+# GPU smoke test and benchmark (docs/gpu.md). No venv and no registry needed: it runs
 # with the machine's Python and CUDA torch; what that machine lacks (Snakemake, GPTQModel,
 # optimum, bitsandbytes) comes from $(GPU_BUNDLE), built here by gpu-check-bundle.
 GPU_PYTHON ?= python3

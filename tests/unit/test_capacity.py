@@ -68,11 +68,11 @@ def test_the_embedded_tiny_default_plans_and_fits(capsys):
     assert "OOM" not in printed and "| score_holdout | student: tiny:gemma2 |" in printed  # the default's holdout is scored
 
 
-def test_the_readme_shows_the_table_the_preset_prints(capsys):
+def test_the_docs_show_the_table_the_preset_prints(capsys):
     assert main(["plan", "--configfile", PRESET, "--profile", PROFILE]) == 0
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
-    readme = (REPO / "README.md").read_text().split("### Capacity plan", 1)[1].split("\n### ", 1)[0]
-    assert printed == [line for line in readme.splitlines() if line.startswith("|")]
+    page = (REPO / "docs" / "cluster.md").read_text().split("## Capacity plan", 1)[1].split("\n## ", 1)[0]
+    assert printed == [line for line in page.splitlines() if line.startswith("|")]
 
 
 def test_a_fold_ensemble_holds_every_fold_model_when_it_predicts(tmp_path):

@@ -1,4 +1,4 @@
-"""The preset's effective settings are the original's, as the README's fidelity table states.
+"""The preset's effective settings are the original's, as the fidelity table of docs/fidelity.md states.
 
 The effective config is what Snakemake runs: the embedded default with the preset merged on
 top (recursively, nulls removing entries), validated with the schema's defaults filled in.
@@ -25,7 +25,7 @@ def effective_preset() -> dict:
 
 
 def fidelity_rows() -> list[list[str]]:
-    text = (REPO / "README.md").read_text().split("## Fidelity to the 1st place", 1)[1].split("\n## ", 1)[0]
+    text = (REPO / "docs" / "fidelity.md").read_text()
     rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
     return [row for row in rows[1:] if len(row) == 5]
 
@@ -70,9 +70,9 @@ def test_validation_costs_at_most_a_tenth_of_the_training_in_the_preset():
     assert original.validation_share(math.ceil(train_rows / 64), train_rows, val_rows) > 0.5
 
 
-@pytest.mark.parametrize("section", ["Findings of the GPU audit", "## What can go wrong"])
-def test_every_test_a_readme_table_names_exists(section):
-    text = (REPO / "README.md").read_text().split(section, 1)[1].split("\n#", 1)[0]
+@pytest.mark.parametrize(("page", "section"), [("cluster.md", "Findings of the GPU audit"), ("troubleshooting.md", "# What can go wrong")])
+def test_every_test_a_docs_table_names_exists(page, section):
+    text = (REPO / "docs" / page).read_text().split(section, 1)[1].split("\n#", 1)[0]
     named = set(re.findall(r"(test_\w+)`", text))
     defined = {match for path in (REPO / "tests").rglob("test_*.py") for match in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
     assert named and named <= defined, named - defined

@@ -1,4 +1,4 @@
-"""Every command in the README's bash blocks, run in a fresh workflow copy.
+"""Every command in the bash blocks of the README and the docs pages, run in a fresh workflow copy.
 
 Commands that need neither a GPU nor the competition data run as written (the scoring CLI
 on the tests' tiny run, the capacity plan, DAG inspection); the long ones run as far as a
@@ -6,7 +6,7 @@ reader can check them without hours of compute: `make` targets with `make -n` (t
 exists and its recipe expands), Snakemake runs as dry runs of the same arguments, with
 placeholder files where the preset names competition data. GPU commands are only named.
 An `sbatch` that hosts Snakemake plans its wrapped command with the driver environment
-(`make driver`). A command the README gains that none of these rules covers fails the test.
+(`make driver`). A command the pages gain that none of these rules covers fails the test.
 """
 
 from __future__ import annotations
@@ -29,18 +29,21 @@ GPU_ONLY = ("make gpu-check", "make gpu-check-bundle", "PYTHONPATH=src:.gpu-bund
 """Commands for a GPU node (README: GPU check): not run here."""
 
 
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
 def readme_commands() -> list[str]:
-    """Each command line of the README's bash blocks: comments, `export` lines and the
+    """Each distinct command line of the pages' bash blocks: comments, `export` lines and the
     optional-argument brackets of a usage line dropped, a pipe's first command kept."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S):
+    for block in re.findall(r"```bash\n(.*?)```", "".join(page.read_text() for page in PAGES), re.S):
         for line in block.replace("\\\n", " ").splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             if not line or line.startswith(("#", "export ")):
                 continue
             line = re.sub(r"\s*\[[^\]]*\]", "", line).split(" | ")[0].split(" > ")[0].strip()
             commands.append(line)
-    return commands
+    return list(dict.fromkeys(commands))
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -91,22 +94,42 @@ def test_a_driver_submitted_with_sbatch_plans(command, workflow_copy):
     assert "Building DAG of jobs" in result.stdout + result.stderr
 
 
-def test_the_scoring_command_runs_on_a_finished_run(tiny_local_run, tmp_path):
-    (command,) = [c for c in readme_commands() if c.startswith(".venv/bin/arena-distill predict")]
+@pytest.mark.parametrize("command", [c for c in readme_commands() if c.startswith(".venv/bin/arena-distill predict")])
+def test_the_scoring_command_runs_on_a_finished_run(tiny_local_run, tmp_path, command):
     args = shlex.split(command)[1:]
     args[args.index("--output") + 1] = str(tmp_path / "preds.csv")
     run([str(BIN / "arena-distill"), *args], tiny_local_run)
     assert (tmp_path / "preds.csv").read_text().startswith("id,winner_model_a,winner_model_b,winner_tie\n")
 
 
-def test_the_download_command_lists_the_preset_models(workflow_copy):
+@pytest.mark.parametrize("command", [c for c in readme_commands() if c.startswith(".venv/bin/arena-distill download")])
+def test_the_download_command_lists_the_preset_models(workflow_copy, command):
     """Run with --dry-run: fetching 300 GB needs the network and a token."""
-    (command,) = [c for c in readme_commands() if c.startswith(".venv/bin/arena-distill download")]
     result = run([str(BIN / "arena-distill"), *shlex.split(command)[1:], "--dry-run"], workflow_copy)
     assert "student.model: google/gemma-2-9b-it" in result.stdout
 
 
-def test_the_capacity_plan_runs(workflow_copy):
-    (command,) = [c for c in readme_commands() if c.startswith(".venv/bin/arena-distill plan")]
+@pytest.mark.parametrize("command", [c for c in readme_commands() if c.startswith(".venv/bin/arena-distill plan")])
+def test_the_capacity_plan_runs(workflow_copy, command):
     result = run([str(BIN / "arena-distill"), *shlex.split(command)[1:]], workflow_copy)
     assert "train_teacher" in result.stdout
+
+
+def test_every_command_kind_appears_in_the_pages():
+    commands = readme_commands()
+    for start in (".venv/bin/arena-distill predict", ".venv/bin/arena-distill download", ".venv/bin/arena-distill plan", "sbatch "):
+        assert any(c.startswith(start) for c in commands), start
+
+
+def test_the_readmes_links_reach_files_and_headings():
+    """The docs pages are checked by `mkdocs build --strict` (make lint); the README, outside
+    them, here: each relative link names a file that exists, and its anchor a heading there."""
+    links = re.findall(r"\]\(([^)#\s]+)(?:#([^)\s]+))?\)", (REPO / "README.md").read_text())
+    assert len(links) > 10
+    for path, anchor in links:
+        target = REPO / path
+        assert target.is_file(), path
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(), re.M)
+            slugs = {re.sub(r"\s+", "-", re.sub(r"[^\w\s-]", "", h.lower()).strip()) for h in headings}
+            assert anchor in slugs, f"{path}#{anchor}"
