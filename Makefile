@@ -84,6 +84,8 @@ bench: setup
 lint: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(SNAKEMAKE) --lint
 	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mkdocs build --strict --quiet
 
 # The documentation (docs/, mkdocs.yml) served at http://127.0.0.1:8000 while you edit it.

@@ -19,8 +19,10 @@ with script_logging(snakemake.log[0]) as log:
     predict = snakemake.params.predict
     for key in ("shrink", "no_ties"):
         if predict[key]:
-            raise ConfigError("the Kaggle bundle scores as results/model does; this post-processing is applied by the "
-                              "submission rule only", key=f"predict.{key}")
+            raise ConfigError(
+                "the Kaggle bundle scores as results/model does; this post-processing is applied by the submission rule only",
+                key=f"predict.{key}",
+            )
     wheels = find_wheels(snakemake.input.get("wheelhouse", "."), snakemake.params.wheels)
     train = pd.read_parquet(snakemake.input.train).sample(frac=1.0, random_state=0).head(5000)
     lengths = [sum(approximate_lengths(train, TextConfig.of(snakemake.params.text, n))) / len(train) for n in predict["max_lengths"]]

@@ -9,6 +9,10 @@ from arena_distill.student import merge_student
 
 with script_logging(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    map_members(snakemake.input.adapter, snakemake.output[0],
-                lambda adapter, out: merge_student(base=snakemake.params.base, adapter=str(adapter), spec=snakemake.params.spec,
-                                                   dtype=snakemake.params.dtype, out_model=str(out)))
+    map_members(
+        snakemake.input.adapter,
+        snakemake.output[0],
+        lambda adapter, out: merge_student(
+            base=snakemake.params.base, adapter=str(adapter), spec=snakemake.params.spec, dtype=snakemake.params.dtype, out_model=str(out)
+        ),
+    )

@@ -16,15 +16,27 @@ with script_logging(snakemake.log[0]) as log:
     texts = []
     if settings["method"] == "gptq":
         texts = calibration_texts(
-            pd.read_parquet(snakemake.input.train), read_json(snakemake.input.folds), members(snakemake.input.model)[0],
-            snakemake.params.text, n=settings["n_calibration"], seed=settings["seed"], fold=settings.get("calibration_fold"),
+            pd.read_parquet(snakemake.input.train),
+            read_json(snakemake.input.folds),
+            members(snakemake.input.model)[0],
+            snakemake.params.text,
+            n=settings["n_calibration"],
+            seed=settings["seed"],
+            fold=settings.get("calibration_fold"),
         )
 
     def quantize(model, out):
         summary = quantize_model(
-            model, out, method=settings["method"], bits=settings["bits"], group_size=settings["group_size"],
-            calibration_texts=texts, model_seqlen=settings.get("model_seqlen"), dtype=settings["dtype"],
-            inference={"text": snakemake.params.text}, recipe=snakemake.params.recipe,
+            model,
+            out,
+            method=settings["method"],
+            bits=settings["bits"],
+            group_size=settings["group_size"],
+            calibration_texts=texts,
+            model_seqlen=settings.get("model_seqlen"),
+            dtype=settings["dtype"],
+            inference={"text": snakemake.params.text},
+            recipe=snakemake.params.recipe,
         )
         log.info("quantized %s: %s", model, summary)
 

@@ -8,8 +8,8 @@ exported model are loaded from disk; the exported one is also reported as submit
 import pandas as pd
 import torch
 
-from arena_distill.evaluation import holdout_name, holdout_rows, labelled_test_rows
 from arena_distill.calibration import PairScaling
+from arena_distill.evaluation import holdout_name, holdout_rows, labelled_test_rows
 from arena_distill.io import atomic_path, read_json, write_json
 from arena_distill.logs import script_logging
 from arena_distill.prediction import load_scorers, saved_calibration, scorers_views
@@ -26,7 +26,9 @@ with script_logging(snakemake.log[0]) as log:
     # The submission's scoring also reports the calibrations the run fitted for comparison only.
     compared = {}
     if "calibration" in snakemake.input.keys():
-        compared = {method: PairScaling.from_dict(fit) for method, fit in read_json(snakemake.input.calibration).get("compared", {}).items()}
+        compared = {
+            method: PairScaling.from_dict(fit) for method, fit in read_json(snakemake.input.calibration).get("compared", {}).items()
+        }
     report, tables = {}, []
     if len(row_sets["holdout"]):
         if "model" in snakemake.input.keys():

@@ -12,9 +12,19 @@ from tests.conftest import REPO, copy_workflow
 N_FOLDS, TEACHERS = 2, ("llama", "qwen")
 # Students from the post-pretrained LoRA and, compared in the evaluation, from a fresh one; on the
 # holdout, every student fold, the fresh-init fold average, the merged and the exported model.
-STUDENT_SIDE = {"distill_student": 2 * N_FOLDS, "average_adapters": 1, "merge_student": 1, "quantize_student": 1, "package_model": 1,
-                "calibrate_submission": 1, "predict": 1, "submission": 1, "score_holdout": 2 * N_FOLDS + 3, "evaluate": 1,
-                "figures": 1}
+STUDENT_SIDE = {
+    "distill_student": 2 * N_FOLDS,
+    "average_adapters": 1,
+    "merge_student": 1,
+    "quantize_student": 1,
+    "package_model": 1,
+    "calibrate_submission": 1,
+    "predict": 1,
+    "submission": 1,
+    "score_holdout": 2 * N_FOLDS + 3,
+    "evaluate": 1,
+    "figures": 1,
+}
 SCAFFOLD = REPO / ".test"
 """The committed small DAG (`.test/small.yaml` and `.test/small/`), also run by hand."""
 CALIBRATION_ROWS = 60

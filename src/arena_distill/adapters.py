@@ -35,8 +35,19 @@ WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
 METHODS = ("mean", "mean_delta")
 # Settings that must agree for tensors to be averaged; the rest (paths, revisions) may differ.
-MUST_AGREE = ("peft_type", "task_type", "r", "lora_alpha", "target_modules", "modules_to_save", "use_rslora", "use_dora",
-              "rank_pattern", "alpha_pattern", "base_model_name_or_path")
+MUST_AGREE = (
+    "peft_type",
+    "task_type",
+    "r",
+    "lora_alpha",
+    "target_modules",
+    "modules_to_save",
+    "use_rslora",
+    "use_dora",
+    "rank_pattern",
+    "alpha_pattern",
+    "base_model_name_or_path",
+)
 
 
 def read_adapter(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -69,8 +80,7 @@ def check_compatible(paths: Sequence[str | Path], configs: list[dict], tensors: 
 def mean_tensors(tensors: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Element-wise mean of every tensor, computed in float32 and stored in the input dtype."""
     return {
-        name: torch.stack([weights[name].float() for weights in tensors]).mean(dim=0).to(value.dtype)
-        for name, value in tensors[0].items()
+        name: torch.stack([weights[name].float() for weights in tensors]).mean(dim=0).to(value.dtype) for name, value in tensors[0].items()
     }
 
 

@@ -30,17 +30,61 @@ from collections.abc import Sequence
 SWEET_SPOT_WORDS = 180.0
 SWEET_SPOT_WIDTH = 0.9
 """Log-words width of the sweet spot: about 70 to 440 words score above 0.5."""
-NEGATIONS = frozenset({"not", "no", "never", "cannot", "isn't", "aren't", "wasn't", "weren't", "don't", "doesn't",
-                       "didn't", "won't", "can't", "shouldn't", "wouldn't", "couldn't", "nothing", "none"})
+NEGATIONS = frozenset(
+    {
+        "not",
+        "no",
+        "never",
+        "cannot",
+        "isn't",
+        "aren't",
+        "wasn't",
+        "weren't",
+        "don't",
+        "doesn't",
+        "didn't",
+        "won't",
+        "can't",
+        "shouldn't",
+        "wouldn't",
+        "couldn't",
+        "nothing",
+        "none",
+    }
+)
 POLITE = ("please", "thank", "happy to", "glad", "hope this helps", "let me know", "certainly", "of course", "sure")
-REFUSALS = ("i'm sorry", "i am sorry", "i cannot", "i can't", "as an ai", "i'm not able", "i am not able",
-            "i apologize", "i don't have", "unable to", "not appropriate")
+REFUSALS = (
+    "i'm sorry",
+    "i am sorry",
+    "i cannot",
+    "i can't",
+    "as an ai",
+    "i'm not able",
+    "i am not able",
+    "i apologize",
+    "i don't have",
+    "unable to",
+    "not appropriate",
+)
 WORD = re.compile(r"[a-z0-9']+")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 VOWEL_GROUP = re.compile(r"[aeiouy]+")
-FEATURES = ("chars", "words", "sentences", "lines", "list_items", "headers", "code_blocks", "bold", "readability_score",
-            "conciseness_sweet_spot_score", "verbosity_penalty", "contradiction_ratio", "semantic_consistency_score",
-            "mediator_quality_score")
+FEATURES = (
+    "chars",
+    "words",
+    "sentences",
+    "lines",
+    "list_items",
+    "headers",
+    "code_blocks",
+    "bold",
+    "readability_score",
+    "conciseness_sweet_spot_score",
+    "verbosity_penalty",
+    "contradiction_ratio",
+    "semantic_consistency_score",
+    "mediator_quality_score",
+)
 
 
 def words(text: str) -> list[str]:

@@ -15,9 +15,7 @@ import numpy as np
 import torch
 
 
-def length_grouped_batches(
-    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group_batches: int = 50
-) -> list[list[int]]:
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group_batches: int = 50) -> list[list[int]]:
     """Row indices of one epoch's batches, similar lengths together, in random order.
 
     Rows are shuffled, cut into groups of `group_batches` batches, sorted by length

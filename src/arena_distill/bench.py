@@ -43,10 +43,10 @@ from scipy.special import softmax
 from torch.utils.flop_counter import FlopCounterMode
 
 from arena_distill.batching import length_grouped_batches, pad_right, token_budget_batches
-from arena_distill.packing import model_inputs
 from arena_distill.data import read_pairs
 from arena_distill.inference import predict_logits
 from arena_distill.models import add_lora, build_tiny_model, compile_layers, load_model, save_model
+from arena_distill.packing import model_inputs
 from arena_distill.pairs import encode_rows, with_swaps
 from arena_distill.text import PairEncoder, TextConfig, approximate_lengths, format_pair
 from arena_distill.tokenizer import train_bpe_tokenizer
@@ -75,8 +75,15 @@ class Setup:
         config = yaml.safe_load(path.read_text())
         llama = config["teachers"]["llama"]
         training = config["training"]
-        return cls(llama["tiny"], llama["lora"], config["text"]["train_max_length"], training["batch_size"],
-                   training["micro_batch_size"], llama["learning_rate"], config["predict"]["max_tokens"])
+        return cls(
+            llama["tiny"],
+            llama["lora"],
+            config["text"]["train_max_length"],
+            training["batch_size"],
+            training["micro_batch_size"],
+            llama["learning_rate"],
+            config["predict"]["max_tokens"],
+        )
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,9 @@ def classifier(base: Path, tokenizer, lora: dict | None):
     return add_lora(model, lora) if lora is not None else model
 
 
-def plain_loop(model, examples: Examples, batches: list[list[int]], pad_id: int, learning_rate: float,
-               micro_batch_size: int) -> tuple[float, int, float]:
+def plain_loop(
+    model, examples: Examples, batches: list[list[int]], pad_id: int, learning_rate: float, micro_batch_size: int
+) -> tuple[float, int, float]:
     """The textbook loop: pad, forward, cross-entropy, backward (accumulated over micro-batches),
     clip, AdamW. (seconds, tokens, mean loss of the last batch)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -139,47 +147,97 @@ def training_bench(setup: Setup, examples: Examples, base: Path, tokenizer, step
     micro = setup.micro_batch_size
     plain_loop(classifier(base, tokenizer, setup.lora), subset, batches[:1], pad, setup.learning_rate, micro)  # warm-up, untimed
     # name -> (LoRA, rows per forward pass)
-    variants = {"default LoRA": (setup.lora, micro), "full fine-tuning": (None, micro),
-                "LoRA r 64 with embeddings (full rank)": ({**setup.lora, "r": 64, "alpha": 128}, micro),
-                "LoRA r 8 without embeddings": ({**setup.lora, "r": 8, "alpha": 16, "modules_to_save": []}, micro),
-                f"default LoRA, the whole batch of {setup.batch_size} per pass": (setup.lora, setup.batch_size)}
-    config = TrainConfig(learning_rate=setup.learning_rate, epochs=1, batch_size=setup.batch_size,
-                         micro_batch_size=micro, eval_every=10**6, warmup_ratio=0.0, seed=0)
+    variants = {
+        "default LoRA": (setup.lora, micro),
+        "full fine-tuning": (None, micro),
+        "LoRA r 64 with embeddings (full rank)": ({**setup.lora, "r": 64, "alpha": 128}, micro),
+        "LoRA r 8 without embeddings": ({**setup.lora, "r": 8, "alpha": 16, "modules_to_save": []}, micro),
+        f"default LoRA, the whole batch of {setup.batch_size} per pass": (setup.lora, setup.batch_size),
+    }
+    config = TrainConfig(
+        learning_rate=setup.learning_rate,
+        epochs=1,
+        batch_size=setup.batch_size,
+        micro_batch_size=micro,
+        eval_every=10**6,
+        warmup_ratio=0.0,
+        seed=0,
+    )
     val = Examples(subset.ids[: setup.batch_size], {"label": subset.targets["label"][: setup.batch_size]})
     # Two interleaved rounds, the faster of each kept: a busy core in one round does not decide the ratio.
     plain: dict[str, tuple[float, float]] = {}
     speed, project = 0.0, {}
     for round_ in range(2):
         for name, (lora, rows_per_pass) in variants.items():
-            seconds, tokens, loss = plain_loop(classifier(base, tokenizer, lora), subset, batches, pad, setup.learning_rate,
-                                               rows_per_pass)
+            seconds, tokens, loss = plain_loop(classifier(base, tokenizer, lora), subset, batches, pad, setup.learning_rate, rows_per_pass)
             plain[name] = (max(tokens / seconds, plain.get(name, (0.0,))[0]), loss)
-        project = train(classifier(base, tokenizer, setup.lora), ClassificationTask(), subset, val, config, pad_id=pad,
-                        checkpoint_dir=workdir / f"checkpoints{round_}", fingerprint="bench").metrics
+        project = train(
+            classifier(base, tokenizer, setup.lora),
+            ClassificationTask(),
+            subset,
+            val,
+            config,
+            pad_id=pad,
+            checkpoint_dir=workdir / f"checkpoints{round_}",
+            fingerprint="bench",
+        ).metrics
         speed = max(speed, project["tokens"] / project["train_seconds"])
     baseline, (reference, _) = "plain loop, default LoRA", plain["default LoRA"]
-    results = [Result("training: project loop, default LoRA", speed, "tokens/s", baseline, speed / reference,
-                      f"{project['steps']} steps of {setup.batch_size} rows, {micro} per pass; loss {project['train_loss_last']:.3f}"),
-               compiled_training(base, tokenizer, setup, subset, val, config, workdir, speed)]
+    results = [
+        Result(
+            "training: project loop, default LoRA",
+            speed,
+            "tokens/s",
+            baseline,
+            speed / reference,
+            f"{project['steps']} steps of {setup.batch_size} rows, {micro} per pass; loss {project['train_loss_last']:.3f}",
+        ),
+        compiled_training(base, tokenizer, setup, subset, val, config, workdir, speed),
+    ]
     for name, (value, loss) in plain.items():
-        results.append(Result(f"training: plain loop, {name}", value, "tokens/s",
-                              "" if name == "default LoRA" else baseline,
-                              None if name == "default LoRA" else value / reference, f"loss {loss:.3f} after the same steps"))
+        results.append(
+            Result(
+                f"training: plain loop, {name}",
+                value,
+                "tokens/s",
+                "" if name == "default LoRA" else baseline,
+                None if name == "default LoRA" else value / reference,
+                f"loss {loss:.3f} after the same steps",
+            )
+        )
     return results
 
 
-def compiled_training(base: Path, tokenizer, setup: Setup, subset: Examples, val: Examples, config: TrainConfig, workdir: Path,
-                      eager_speed: float) -> Result:
+def compiled_training(
+    base: Path, tokenizer, setup: Setup, subset: Examples, val: Examples, config: TrainConfig, workdir: Path, eager_speed: float
+) -> Result:
     """The project loop with its decoder layers compiled (`training.compile`), against the
     eager loop: a first run compiles every batch shape it meets, a second on the same model
     gives the compiled speed."""
     model = classifier(base, tokenizer, setup.lora)
     compile_layers(model)
-    runs = [train(model, ClassificationTask(), subset, val, config, pad_id=tokenizer.pad_token_id,
-                  checkpoint_dir=workdir / f"compiled{i}", fingerprint="bench").metrics for i in range(2)]
+    runs = [
+        train(
+            model,
+            ClassificationTask(),
+            subset,
+            val,
+            config,
+            pad_id=tokenizer.pad_token_id,
+            checkpoint_dir=workdir / f"compiled{i}",
+            fingerprint="bench",
+        ).metrics
+        for i in range(2)
+    ]
     speed = runs[1]["tokens"] / runs[1]["train_seconds"]
-    return Result("training: project loop, decoder layers compiled", speed, "tokens/s", "project loop, default LoRA",
-                  speed / eager_speed, f"after a first run that compiled for {runs[0]['train_seconds']:.0f} s")
+    return Result(
+        "training: project loop, decoder layers compiled",
+        speed,
+        "tokens/s",
+        "project loop, default LoRA",
+        speed / eager_speed,
+        f"after a first run that compiled for {runs[0]['train_seconds']:.0f} s",
+    )
 
 
 def prediction_bench(examples: Examples, base: Path, tokenizer, setup: Setup, wide_budget: int = 16384) -> list[Result]:
@@ -219,18 +277,45 @@ def prediction_bench(examples: Examples, base: Path, tokenizer, setup: Setup, wi
     ceiling = matmul_gflops(max_tokens, setup.sizes["hidden_size"], setup.sizes["intermediate_size"])
     wide_difference = float(np.abs(softmax(fast, axis=1) - softmax(wide, axis=1)).max())
     return [
-        Result("prediction: predict_logits", rows / fast_seconds, "rows/s", "per-row loop padded to the max length",
-               naive_seconds / fast_seconds, f"{max_tokens:,}-token batches; max |probability difference| {difference:.1e}"),
-        Result(f"prediction: predict_logits, {wide_budget:,}-token batches", rows / wide_seconds, "rows/s",
-               "predict_logits", wide_seconds / fast_seconds,
-               f"ratio: the default's budget against this one; max |probability difference| {wide_difference:.1e}"),
+        Result(
+            "prediction: predict_logits",
+            rows / fast_seconds,
+            "rows/s",
+            "per-row loop padded to the max length",
+            naive_seconds / fast_seconds,
+            f"{max_tokens:,}-token batches; max |probability difference| {difference:.1e}",
+        ),
+        Result(
+            f"prediction: predict_logits, {wide_budget:,}-token batches",
+            rows / wide_seconds,
+            "rows/s",
+            "predict_logits",
+            wide_seconds / fast_seconds,
+            f"ratio: the default's budget against this one; max |probability difference| {wide_difference:.1e}",
+        ),
         Result("prediction: per-row loop padded to the max length", rows / naive_seconds, "rows/s"),
-        Result("prediction: predict_logits in bf16 autocast", rows / half_seconds, "rows/s", "per-row loop padded to the max length",
-               naive_seconds / half_seconds, f"max |probability difference| to float32 {half_difference:.1e}"),
-        Result("prediction: non-pad share of the scored tokens", float(lengths.sum() / scored), "share",
-               note=f"{rows} rows, mean {lengths.mean():.0f} tokens, cap {setup.max_length}"),
-        Result("prediction: predict_logits compute", achieved, "GFLOP/s", "one bare matmul of the model's MLP shape",
-               achieved / ceiling, f"the matmul: {ceiling:.0f} GFLOP/s; what batching can still gain"),
+        Result(
+            "prediction: predict_logits in bf16 autocast",
+            rows / half_seconds,
+            "rows/s",
+            "per-row loop padded to the max length",
+            naive_seconds / half_seconds,
+            f"max |probability difference| to float32 {half_difference:.1e}",
+        ),
+        Result(
+            "prediction: non-pad share of the scored tokens",
+            float(lengths.sum() / scored),
+            "share",
+            note=f"{rows} rows, mean {lengths.mean():.0f} tokens, cap {setup.max_length}",
+        ),
+        Result(
+            "prediction: predict_logits compute",
+            achieved,
+            "GFLOP/s",
+            "one bare matmul of the model's MLP shape",
+            achieved / ceiling,
+            f"the matmul: {ceiling:.0f} GFLOP/s; what batching can still gain",
+        ),
     ]
 
 
@@ -290,14 +375,25 @@ def preset_batch_shares() -> list[Result]:
         config = TrainConfig(learning_rate=1.0, packing=packing, **{key: training[key] for key in keys})
         shares[packing] = real_token_share(lengths, config, processes)
     (padded, padded_passes), (packed, packed_passes) = shares[False], shares[True]
-    where = (f"{len(lengths):,} rows (real arena votes, both orders, mean {lengths.mean():.0f} tokens, "
-             f"{(lengths == lengths.max()).mean():.0%} at the cap), {training['batch_size']} per step over {processes} GPUs")
+    where = (
+        f"{len(lengths):,} rows (real arena votes, both orders, mean {lengths.mean():.0f} tokens, "
+        f"{(lengths == lengths.max()).mean():.0%} at the cap), {training['batch_size']} per step over {processes} GPUs"
+    )
     return [
-        Result("training: real-token share of the preset's micro-batches, padded", padded, "share",
-               note=f"{training['micro_batch_size']} rows per pass, {training['batching']} batches; {padded_passes:,} passes; {where}"),
-        Result("training: real-token share of the preset's micro-batches, packed", packed, "share",
-               "padded", packed / padded, f"the student's packs of at most {training['micro_batch_tokens']:,} tokens; "
-               f"{packed_passes:,} passes"),
+        Result(
+            "training: real-token share of the preset's micro-batches, padded",
+            padded,
+            "share",
+            note=f"{training['micro_batch_size']} rows per pass, {training['batching']} batches; {padded_passes:,} passes; {where}",
+        ),
+        Result(
+            "training: real-token share of the preset's micro-batches, packed",
+            packed,
+            "share",
+            "padded",
+            packed / padded,
+            f"the student's packs of at most {training['micro_batch_tokens']:,} tokens; {packed_passes:,} passes",
+        ),
     ]
 
 
@@ -307,24 +403,44 @@ def preset_dry_run_seconds(workdir: Path) -> float:
     with_placeholder_data(copy, [PRESET])
     snakemake = Path(sys.executable).parent / "snakemake"
     started = time.perf_counter()
-    subprocess.run([str(snakemake), "-n", "--configfile", "config/presets/blackpearl.yaml"], cwd=copy, check=True,
-                   capture_output=True)
+    subprocess.run([str(snakemake), "-n", "--configfile", "config/presets/blackpearl.yaml"], cwd=copy, check=True, capture_output=True)
     return time.perf_counter() - started
 
 
 def predict_peak_rss_mib(base: Path, workdir: Path) -> float:
     """Peak RSS of the command-line prediction of the 100 bundled test pairs (a child process)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-m", "arena_distill", "predict", "--model", str(base), "--input", str(SAMPLE / "test.csv"),
-                    "--output", str(workdir / "predictions.csv"), "--max-length", "256"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "arena_distill",
+            "predict",
+            "--model",
+            str(base),
+            "--input",
+            str(SAMPLE / "test.csv"),
+            "--output",
+            str(workdir / "predictions.csv"),
+            "--max-length",
+            "256",
+        ],
+        check=True,
+        capture_output=True,
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(before, after) / 1024
 
 
 def summary_markdown(results: list[Result]) -> str:
-    lines = ["# Benchmarks of the embedded default", "",
-             "Each ratio is against a baseline measured in the same run, on the same model and rows.", "",
-             "| measurement | value | unit | baseline | ratio | note |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# Benchmarks of the embedded default",
+        "",
+        "Each ratio is against a baseline measured in the same run, on the same model and rows.",
+        "",
+        "| measurement | value | unit | baseline | ratio | note |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
         value = f"{r.value:,.0f}" if r.value >= 100 else f"{r.value:.3g}"
@@ -338,8 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="results/bench")
     parser.add_argument("--steps", type=int, default=12, help="training steps per loop")
     parser.add_argument("--rows", type=int, default=160, help="pairs scored by each prediction loop")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads; 1 as in every demo job (two run side by side on two cores)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads; 1 as in every demo job (two run side by side on two cores)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -356,8 +471,9 @@ def main(argv: list[str] | None = None) -> int:
         results += prediction_bench(Examples(encode_rows(encoder, scored)), base, tokenizer, setup)
         results += preset_batch_shares()
         results.append(Result("workflow: snakemake -n of the preset", preset_dry_run_seconds(workdir), "s"))
-        results.append(Result("workflow: peak RSS of python -m arena_distill predict (100 pairs)",
-                              predict_peak_rss_mib(base, workdir), "MiB"))
+        results.append(
+            Result("workflow: peak RSS of python -m arena_distill predict (100 pairs)", predict_peak_rss_mib(base, workdir), "MiB")
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))

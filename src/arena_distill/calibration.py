@@ -102,17 +102,30 @@ class FeatureTerms:
         spread = features.std(axis=0)
         spread = np.where(spread > 0, spread, 1.0)
         diff_scale = np.sqrt((features[:, :k] ** 2).mean(axis=0))
-        return cls([0.0] * k, [0.0] * k, 0.0, np.where(diff_scale > 0, diff_scale, 1.0).tolist(),
-                   features[:, k:2 * k].mean(axis=0).tolist(), spread[k:2 * k].tolist(), float(features[:, -1].mean()),
-                   float(spread[-1]), penalty)
+        return cls(
+            [0.0] * k,
+            [0.0] * k,
+            0.0,
+            np.where(diff_scale > 0, diff_scale, 1.0).tolist(),
+            features[:, k : 2 * k].mean(axis=0).tolist(),
+            spread[k : 2 * k].tolist(),
+            float(features[:, -1].mean()),
+            float(spread[-1]),
+            penalty,
+        )
 
     def standardized(self, features: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(A - B differences, tie features) of `features`, in the fitted scales."""
         k = len(self.diff_weights)
         x = torch.as_tensor(np.asarray(features), dtype=torch.float64)
         diffs = x[:, :k] / torch.tensor(self.diff_scale, dtype=torch.float64)
-        ties = torch.cat([(x[:, k:2 * k] - torch.tensor(self.abs_mean, dtype=torch.float64)) / torch.tensor(self.abs_scale, dtype=torch.float64),
-                          ((x[:, -1:] - self.prompt_mean) / self.prompt_scale)], dim=1)
+        ties = torch.cat(
+            [
+                (x[:, k : 2 * k] - torch.tensor(self.abs_mean, dtype=torch.float64)) / torch.tensor(self.abs_scale, dtype=torch.float64),
+                ((x[:, -1:] - self.prompt_mean) / self.prompt_scale),
+            ],
+            dim=1,
+        )
         return diffs, ties
 
 
@@ -175,12 +188,14 @@ class PairScaling:
     @classmethod
     def from_dict(cls, values: dict) -> "PairScaling":
         terms = values.get("terms")
-        return cls(**{key: values[key] for key in ("method", "ab_scale", "tie_scale", "tie_bias")},
-                   terms=FeatureTerms(**terms) if terms else None)
+        return cls(
+            **{key: values[key] for key in ("method", "ab_scale", "tie_scale", "tie_bias")}, terms=FeatureTerms(**terms) if terms else None
+        )
 
 
-def views_probs(views: list[tuple[np.ndarray, bool]], calibration: PairScaling | None = None,
-                features: Features | None = None) -> np.ndarray:
+def views_probs(
+    views: list[tuple[np.ndarray, bool]], calibration: PairScaling | None = None, features: Features | None = None
+) -> np.ndarray:
     """The mean probabilities of several scorings of the same rows, each (logits, mirrored),
     a mirror's mapped back to the given order: the TTA average, after `calibration` (whose
     `features` variant reads the rows' answer features in the view's order)."""
@@ -206,8 +221,14 @@ def row_subset(views: list[tuple[np.ndarray, bool]], features: Features, rows: n
     return [(np.asarray(z)[rows], mirrored) for z, mirrored in views], (features[0][rows], features[1][rows])
 
 
-def cross_validated_penalty(views: list[tuple[np.ndarray, bool]], labels: np.ndarray, features: Features,
-                            penalties: Sequence[float] = FEATURE_PENALTIES, folds: int = 5, seed: int = 0) -> float:
+def cross_validated_penalty(
+    views: list[tuple[np.ndarray, bool]],
+    labels: np.ndarray,
+    features: Features,
+    penalties: Sequence[float] = FEATURE_PENALTIES,
+    folds: int = 5,
+    seed: int = 0,
+) -> float:
     """The penalty of a `features` fit whose `folds`-fold held-out log loss on these rows is
     lowest (rows split at random with `seed`; ties to the stronger penalty)."""
     parts = np.array_split(np.random.default_rng(seed).permutation(len(labels)), folds)
@@ -226,8 +247,14 @@ def cross_validated_penalty(views: list[tuple[np.ndarray, bool]], labels: np.nda
     return max(penalty for penalty, loss in zip(penalties, losses) if loss == best)
 
 
-def fit_pair_scaling(views: list[tuple[np.ndarray, bool]], labels: np.ndarray, method: str, max_iter: int = 200,
-                     features: Features | None = None, penalty: float | None = None) -> PairScaling:
+def fit_pair_scaling(
+    views: list[tuple[np.ndarray, bool]],
+    labels: np.ndarray,
+    method: str,
+    max_iter: int = 200,
+    features: Features | None = None,
+    penalty: float | None = None,
+) -> PairScaling:
     """The `method` map minimizing the log loss of the TTA-averaged probabilities of `views`
     (exactly what the submission computes), by full-batch LBFGS from the identity; `features`
     (the rows' answer features) for the `features` method, whose weights get an L2 `penalty`
@@ -259,11 +286,12 @@ def fit_pair_scaling(views: list[tuple[np.ndarray, bool]], labels: np.ndarray, m
         if terms is None:
             return mapped
         diffs, ties = standardized[1 if mirrored else 0]
-        return mapped + feature_offsets(diffs, ties, free[3:3 + k], free[3 + k:])
+        return mapped + feature_offsets(diffs, ties, free[3 : 3 + k], free[3 + k :])
 
     def loss() -> torch.Tensor:
-        probs = sum(torch.softmax(view_logits(logp, mirrored), dim=1)[:, SWAPPED_LABEL if mirrored else [0, 1, 2]]
-                    for logp, mirrored in logps)
+        probs = sum(
+            torch.softmax(view_logits(logp, mirrored), dim=1)[:, SWAPPED_LABEL if mirrored else [0, 1, 2]] for logp, mirrored in logps
+        )
         nll = -torch.log(probs[torch.arange(len(y)), y] / len(logps)).mean()
         return nll + penalty * (free[3:] ** 2).sum() if terms else nll
 
@@ -279,5 +307,5 @@ def fit_pair_scaling(views: list[tuple[np.ndarray, bool]], labels: np.ndarray, m
     ab_scale, tie_scale, tie_bias = params().detach().tolist()
     if terms is not None:
         weights = free.detach()[3:].tolist()
-        terms = replace(terms, diff_weights=weights[:k], abs_weights=weights[k:2 * k], prompt_weight=weights[2 * k])
+        terms = replace(terms, diff_weights=weights[:k], abs_weights=weights[k : 2 * k], prompt_weight=weights[2 * k])
     return PairScaling(method, ab_scale, tie_scale, tie_bias, terms)

@@ -168,9 +168,11 @@ def model_config(spec: Mapping[str, Any], key: str, tokenizer: Mapping[str, Any]
     try:
         return AutoConfig.from_pretrained(raw, local_files_only=True)
     except (OSError, ValueError) as error:
-        raise ConfigError(f"no architecture config for model {raw!r}: not a local directory with config.json, "
-                          f"not bundled as {bundled.relative_to(WORKFLOW_DIR)}, not in the Hugging Face cache",
-                          key=key) from error
+        raise ConfigError(
+            f"no architecture config for model {raw!r}: not a local directory with config.json, "
+            f"not bundled as {bundled.relative_to(WORKFLOW_DIR)}, not in the Hugging Face cache",
+            key=key,
+        ) from error
 
 
 def model_shape(config: PretrainedConfig) -> ModelShape:
@@ -184,8 +186,9 @@ def shape_of_config(config_json: str) -> ModelShape:
     config.num_labels = len(LABELS)
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(config)
-    projections = {name: module for name, module in model.named_modules()
-                   if isinstance(module, torch.nn.Linear) and leaf(name) not in HEAD_MODULES}
+    projections = {
+        name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and leaf(name) not in HEAD_MODULES
+    }
     return ModelShape(
         layers=config.num_hidden_layers,
         hidden=config.hidden_size,
@@ -196,8 +199,7 @@ def shape_of_config(config_json: str) -> ModelShape:
         projection_params=sum(p.numel() for module in projections.values() for p in module.parameters()),
         largest_projection=max(module.weight.numel() for module in projections.values()),
         linears=tuple((name, module.in_features, module.out_features) for name, module in projections.items()),
-        module_params=tuple((name, sum(p.numel() for p in module.parameters()))
-                            for name, module in model.named_modules() if name),
+        module_params=tuple((name, sum(p.numel() for p in module.parameters())) for name, module in model.named_modules() if name),
     )
 
 
@@ -240,9 +242,7 @@ def weight_bytes(shape: ModelShape, bits: int | None, other_bytes: int, full_byt
     return f"{name} + {DTYPE_NAMES[other_bytes]}", weights
 
 
-
-def forward_bytes(shape: ModelShape, tokens: int, length: int, attention: str, value_bytes: int,
-                  bits: int | None) -> float:
+def forward_bytes(shape: ModelShape, tokens: int, length: int, attention: str, value_bytes: int, bits: int | None) -> float:
     """Transient memory of a forward-only batch of `tokens` tokens in rows of `length`."""
     rows = max(1, tokens // length)
     activations = tokens * FORWARD_TENSORS * (shape.intermediate + shape.hidden) * value_bytes
@@ -259,8 +259,9 @@ def dequantized(shape: ModelShape, bits: int | None) -> float:
     return shape.largest_projection * 2 if bits else 0.0
 
 
-def training_activations(shape: ModelShape, tokens: int, rows: int, length: int, attention: str, checkpointing: bool,
-                         bits: int | None, residual_bytes: int) -> tuple[str, float]:
+def training_activations(
+    shape: ModelShape, tokens: int, rows: int, length: int, attention: str, checkpointing: bool, bits: int | None, residual_bytes: int
+) -> tuple[str, float]:
     """(phase name, bytes) of the activations a training micro-batch keeps for backward."""
     one_layer = tokens * (SAVED_BYTES_PER_HIDDEN_UNIT * shape.hidden + SAVED_BYTES_PER_MLP_UNIT * shape.intermediate)
     one_layer += eager_scores(shape, rows, length, attention)
@@ -282,8 +283,7 @@ def describe(name: str, spec: Mapping[str, Any]) -> str:
     return f"{name}: {spec['model']}"
 
 
-def train_estimate(rule: str, name: str, spec: Mapping[str, Any], shape: ModelShape, config: Mapping[str, Any],
-                   job: Job) -> Estimate:
+def train_estimate(rule: str, name: str, spec: Mapping[str, Any], shape: ModelShape, config: Mapping[str, Any], job: Job) -> Estimate:
     """A LoRA classifier run (post_pretrain, train_teacher, distill_student) on every GPU of the job."""
     training = model_training(config["training"], spec)
     bits = spec.get("load_in_bits")
@@ -298,20 +298,17 @@ def train_estimate(rule: str, name: str, spec: Mapping[str, Any], shape: ModelSh
     else:
         rows = training["micro_batch_size"]
         tokens, row_length = rows * length, length
-    activations, saved = training_activations(shape, tokens, rows, row_length, attention, training["gradient_checkpointing"],
-                                              bits, frozen)
+    activations, saved = training_activations(shape, tokens, rows, row_length, attention, training["gradient_checkpointing"], bits, frozen)
     phases = {
         activations: saved,
         "gradient all-reduce": 2 * trainable * 4 if job.gpus > 1 else 0,
         "validation batch": forward_bytes(shape, training["eval_max_tokens"], length, attention, compute, bits),
     }
     static = {f"weights ({dtype})": weights, "trainable state (16 B/param)": trainable * TRAINABLE_BYTES}
-    return Estimate(rule, describe(name, spec), job.gpus, dtype, shape.params, trainable, gib_parts(static, phases),
-                    job.limit_gib)
+    return Estimate(rule, describe(name, spec), job.gpus, dtype, shape.params, trainable, gib_parts(static, phases), job.limit_gib)
 
 
-def logits_estimate(name: str, spec: Mapping[str, Any], shape: ModelShape, config: Mapping[str, Any],
-                    job: Job) -> Estimate:
+def logits_estimate(name: str, spec: Mapping[str, Any], shape: ModelShape, config: Mapping[str, Any], job: Job) -> Estimate:
     """teacher_logits: the teacher with its fold adapter, scoring its shard."""
     bits = spec.get("load_in_bits")
     compute = job.compute_bytes(config["training"]["precision"])
@@ -319,11 +316,18 @@ def logits_estimate(name: str, spec: Mapping[str, Any], shape: ModelShape, confi
     # A k-bit base keeps the fp32 adapter beside it; a full-precision one has it merged in.
     adapter = shape.trainable_params(spec["lora"]) * 4 if bits else 0
     attention = spec.get("attn_implementation") or shape.attention
-    scoring = forward_bytes(shape, config["teacher_logits"]["max_tokens"], config["text"]["train_max_length"],
-                            attention, compute, bits)
+    scoring = forward_bytes(shape, config["teacher_logits"]["max_tokens"], config["text"]["train_max_length"], attention, compute, bits)
     static = {f"weights ({dtype})": weights, "adapter (fp32, unmerged)": adapter}
-    return Estimate("teacher_logits", describe(name, spec), job.gpus, dtype, shape.params, None,
-                    gib_parts(static, {"scoring batch": scoring}), job.limit_gib)
+    return Estimate(
+        "teacher_logits",
+        describe(name, spec),
+        job.gpus,
+        dtype,
+        shape.params,
+        None,
+        gib_parts(static, {"scoring batch": scoring}),
+        job.limit_gib,
+    )
 
 
 CONFIG_DTYPES = {"float16": ("fp16", 2), "bfloat16": ("bf16", 2), "float32": ("fp32", 4)}
@@ -346,11 +350,21 @@ def merge_estimate(spec: Mapping[str, Any], shape: ModelShape, config: Mapping[s
     """merge_student runs on the CPU whatever the profile gives it: host RAM for the base, the
     loading/saving buffers (about one more copy) and the fp32 adapter."""
     dtype, per_param = merge_dtype(config, job)
-    static = {f"base ({dtype})": shape.params * per_param,
-              "load and save buffers": shape.params * per_param,
-              "adapter (fp32)": shape.trainable_params(spec["lora"]) * 4}
-    return Estimate("merge_student", describe("student", spec), 0, dtype, shape.params, None,
-                    tuple((part, value / GIB) for part, value in static.items()), job.host_gib)
+    static = {
+        f"base ({dtype})": shape.params * per_param,
+        "load and save buffers": shape.params * per_param,
+        "adapter (fp32)": shape.trainable_params(spec["lora"]) * 4,
+    }
+    return Estimate(
+        "merge_student",
+        describe("student", spec),
+        0,
+        dtype,
+        shape.params,
+        None,
+        tuple((part, value / GIB) for part, value in static.items()),
+        job.host_gib,
+    )
 
 
 def quantize_estimate(spec: Mapping[str, Any], shape: ModelShape, config: Mapping[str, Any], job: Job) -> Estimate:
@@ -361,8 +375,16 @@ def quantize_estimate(spec: Mapping[str, Any], shape: ModelShape, config: Mappin
     name, compute = config_dtype(quantize["dtype"], job)
     if quantize["method"] == "bnb":
         dtype, weights = weight_bytes(shape, quantize["bits"], compute, compute)
-        return Estimate("quantize_student", describe("student", spec), job.gpus, dtype, shape.params, None,
-                        gib_parts({f"weights ({dtype})": weights}, {}), job.limit_gib)
+        return Estimate(
+            "quantize_student",
+            describe("student", spec),
+            job.gpus,
+            dtype,
+            shape.params,
+            None,
+            gib_parts({f"weights ({dtype})": weights}, {}),
+            job.limit_gib,
+        )
     length = min(config["text"]["train_max_length"], quantize["model_seqlen"] or config["text"]["train_max_length"])
     layer = shape.first_layer()
     attention = spec.get("attn_implementation") or shape.attention
@@ -373,8 +395,16 @@ def quantize_estimate(spec: Mapping[str, Any], shape: ModelShape, config: Mappin
         "one layer in fp32": sum(fan_in * fan_out for fan_in, fan_out in layer) * 4,
     }
     phases = {"calibration forward": forward_bytes(shape, length, length, attention, compute, None)}
-    return Estimate("quantize_student", describe("student", spec), job.gpus, f"{name} -> gptq int{quantize['bits']}",
-                    shape.params, None, gib_parts(static, phases), job.limit_gib)
+    return Estimate(
+        "quantize_student",
+        describe("student", spec),
+        job.gpus,
+        f"{name} -> gptq int{quantize['bits']}",
+        shape.params,
+        None,
+        gib_parts(static, phases),
+        job.limit_gib,
+    )
 
 
 def served_weights(shape: ModelShape, config: Mapping[str, Any], merged: tuple[str, int], job: Job) -> tuple[str, float]:
@@ -389,8 +419,9 @@ def served_weights(shape: ModelShape, config: Mapping[str, Any], merged: tuple[s
     return merged[0], shape.params * merged[1]
 
 
-def scoring_estimate(rule: str, spec: Mapping[str, Any], shape: ModelShape, config: Mapping[str, Any], job: Job,
-                     merge_job: Job) -> Estimate:
+def scoring_estimate(
+    rule: str, spec: Mapping[str, Any], shape: ModelShape, config: Mapping[str, Any], job: Job, merge_job: Job
+) -> Estimate:
     """predict scores the exported model; score_holdout scores the merged and the exported one in turn."""
     predict = config["predict"]
     length = max(predict.get("max_lengths") or [config["text"]["test_max_length"]])
@@ -403,8 +434,16 @@ def scoring_estimate(rule: str, spec: Mapping[str, Any], shape: ModelShape, conf
     attention = spec.get("attn_implementation") or shape.attention
     scoring = forward_bytes(shape, predict["max_tokens"], length, attention, job.compute_bytes(), None)
     phases = {"scoring batch": scoring}
-    return Estimate(rule, describe("student", spec), job.gpus, dtype, shape.params, None,
-                    gib_parts({f"weights ({dtype})": weights}, phases), job.limit_gib)
+    return Estimate(
+        rule,
+        describe("student", spec),
+        job.gpus,
+        dtype,
+        shape.params,
+        None,
+        gib_parts({f"weights ({dtype})": weights}, phases),
+        job.limit_gib,
+    )
 
 
 def no_model(rule: str, spec: Mapping[str, Any], job: Job) -> Estimate:
@@ -414,23 +453,30 @@ def no_model(rule: str, spec: Mapping[str, Any], job: Job) -> Estimate:
 def post_pretrained_models(config: Mapping[str, Any], trained: Iterable[str]) -> list[str]:
     """The models post_pretrain trains (as rules/common.smk decides)."""
     models = {**config["teachers"], "student": config["student"]}
-    return [name for name in trained if config["post_pretrain"]["enabled"] and models[name].get("post_pretrain", True)
-            and not models[name].get("post_pretrained")]
+    return [
+        name
+        for name in trained
+        if config["post_pretrain"]["enabled"] and models[name].get("post_pretrain", True) and not models[name].get("post_pretrained")
+    ]
 
 
 def plan(config: Mapping[str, Any], profile: str | Path, gpu_memory_gib: float) -> list[Estimate]:
     """An estimate per job kind of the workflow that loads a model, in DAG order."""
     teachers = [] if config["distill"].get("teacher_logits") else list(config["teachers"])
-    specs = {**{name: (config["teachers"][name], f"teachers.{name}.model") for name in teachers},
-             "student": (config["student"], "student.model")}
+    specs = {
+        **{name: (config["teachers"][name], f"teachers.{name}.model") for name in teachers},
+        "student": (config["student"], "student.model"),
+    }
     shapes = {name: model_shape(model_config(spec, key, config["tokenizer"])) for name, (spec, key) in specs.items()}
 
     def job(rule: str) -> Job:
         return Job.of(profile, rule, gpu_memory_gib)
 
     student = config["student"]
-    estimates = [train_estimate("post_pretrain", name, specs[name][0], shapes[name], config, job("post_pretrain"))
-                 for name in post_pretrained_models(config, [*teachers, "student"])]
+    estimates = [
+        train_estimate("post_pretrain", name, specs[name][0], shapes[name], config, job("post_pretrain"))
+        for name in post_pretrained_models(config, [*teachers, "student"])
+    ]
     for name in teachers:
         spec = config["teachers"][name]
         estimates.append(train_estimate("train_teacher", name, spec, shapes[name], config, job("train_teacher")))
@@ -443,8 +489,7 @@ def plan(config: Mapping[str, Any], profile: str | Path, gpu_memory_gib: float) 
     ]
     # Models are scored on the holdout prompts only when the run keeps some (score_holdout is then in the DAG).
     if config["folds"]["holdout"]:
-        estimates.append(scoring_estimate("score_holdout", student, shapes["student"], config, job("score_holdout"),
-                                          job("merge_student")))
+        estimates.append(scoring_estimate("score_holdout", student, shapes["student"], config, job("score_holdout"), job("merge_student")))
     return estimates
 
 
@@ -459,8 +504,7 @@ def count(value: int | None) -> str:
 
 def table(estimates: Sequence[Estimate]) -> str:
     """The plan as a Markdown table, then each estimate's composition."""
-    columns = ["rule", "model", "GPUs per job", "dtype/bits", "params", "trainable", "estimate GiB per GPU",
-               "limit GiB", "verdict"]
+    columns = ["rule", "model", "GPUs per job", "dtype/bits", "params", "trainable", "estimate GiB per GPU", "limit GiB", "verdict"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for e in estimates:
         where = str(e.gpus) if e.gpus else "CPU"
@@ -469,6 +513,5 @@ def table(estimates: Sequence[Estimate]) -> str:
         cells = [e.rule, e.model, where, e.dtype, count(e.params), count(e.trainable), total, limit, e.verdict]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Composition (GiB):"]
-    lines += [f"- {e.rule} {e.model}: " + ", ".join(f"{part} {gib:.1f}" for part, gib in e.parts)
-              for e in estimates if e.loads_model]
+    lines += [f"- {e.rule} {e.model}: " + ", ".join(f"{part} {gib:.1f}" for part, gib in e.parts) for e in estimates if e.loads_model]
     return "\n".join(lines)

@@ -117,8 +117,7 @@ def rng_state() -> dict:
     """Every generator's state as tensors, ints and tuples: what `weights_only` loading
     accepts, so a checkpoint never needs unpickling code to resume."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
-    numpy = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": position, "has_gauss": has_gauss,
-             "gauss": gauss}
+    numpy = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": position, "has_gauss": has_gauss, "gauss": gauss}
     state = {"python": random.getstate(), "numpy": numpy, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -128,8 +127,7 @@ def rng_state() -> dict:
 def set_rng_state(state: Mapping) -> None:
     random.setstate(state["python"])
     numpy = state["numpy"]
-    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"],
-                         numpy["gauss"]))
+    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"], numpy["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -37,11 +37,19 @@ workflow's submission. Exit status 2: bad input or arguments."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="arena-distill", description="Score pairs with a saved model; plan a run's GPU memory.",
-                                     epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="arena-distill",
+        description="Score pairs with a saved model; plan a run's GPU memory.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="score pairs: Kaggle test schema in, submission schema out",
-                                  epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    predict = commands.add_parser(
+        "predict",
+        help="score pairs: Kaggle test schema in, submission schema out",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     predict.add_argument("--model", required=True, help="model directory (results/model)")
     predict.add_argument("--input", required=True, help="pairs, .csv or .parquet")
     predict.add_argument("--output", required=True, help="predictions, .csv or .parquet")
@@ -51,26 +59,51 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     predict.add_argument("--prompt-words", type=int)
     predict.add_argument("--response-words", type=int)
     predict.add_argument("--prompt-tokens", type=int)
-    predict.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"],
-                         help="scoring precision (auto: bf16 on GPUs with it, fp16 on a T4, fp32 on CPU)")
+    predict.add_argument(
+        "--dtype",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        help="scoring precision (auto: bf16 on GPUs with it, fp16 on a T4, fp32 on CPU)",
+    )
     predict.add_argument("--gptq-backend", help="GPTQModel kernel for a GPTQ model, e.g. gptq_marlin, gptq_triton (default: auto)")
-    predict.add_argument("--calibration", help="a calibration.json to apply instead of the one packaged with the model "
-                         "(results/calibration/calibration.json of another run's fit)")
+    predict.add_argument(
+        "--calibration",
+        help="a calibration.json to apply instead of the one packaged with the model "
+        "(results/calibration/calibration.json of another run's fit)",
+    )
     predict.add_argument("--bad-json", choices=["repair", "error"], default="repair", help="what a field that is not valid JSON becomes")
-    predict.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
-                         help="where to score: cuda needs a visible GPU, auto takes one when there is one (default: auto)")
-    predict.add_argument("--workers", type=int, help="processes scoring shares of the pairs, one per GPU "
-                         "(default: every visible GPU with --device cuda, else 1)")
+    predict.add_argument(
+        "--device",
+        choices=["auto", "cuda", "cpu"],
+        default="auto",
+        help="where to score: cuda needs a visible GPU, auto takes one when there is one (default: auto)",
+    )
+    predict.add_argument(
+        "--workers",
+        type=int,
+        help="processes scoring shares of the pairs, one per GPU (default: every visible GPU with --device cuda, else 1)",
+    )
     plan = commands.add_parser("plan", help="estimated peak GPU memory per rule of a run, against the profile's GPUs")
-    plan.add_argument("--configfile", nargs="+", action="extend", default=[],
-                      help="config files overlaid on config/config.yaml in order, as snakemake --configfile")
-    plan.add_argument("--profile", default="profiles/slurm",
-                      help="Snakemake profile whose set-resources give each rule its GPUs")
+    plan.add_argument(
+        "--configfile",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="config files overlaid on config/config.yaml in order, as snakemake --configfile",
+    )
+    plan.add_argument("--profile", default="profiles/slurm", help="Snakemake profile whose set-resources give each rule its GPUs")
     plan.add_argument("--gpu-memory-gib", type=float, default=80.0, help="memory of one GPU")
-    download = commands.add_parser("download", help="fetch the run's hub models into the Hugging Face cache (HF_HOME), "
-                                   "with HF_TOKEN for gated ones: on a login node, before the jobs run offline")
-    download.add_argument("--configfile", nargs="+", action="extend", default=[],
-                          help="config files overlaid on config/config.yaml in order, as snakemake --configfile")
+    download = commands.add_parser(
+        "download",
+        help="fetch the run's hub models into the Hugging Face cache (HF_HOME), "
+        "with HF_TOKEN for gated ones: on a login node, before the jobs run offline",
+    )
+    download.add_argument(
+        "--configfile",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="config files overlaid on config/config.yaml in order, as snakemake --configfile",
+    )
     download.add_argument("--dry-run", action="store_true", help="list the models and fetch nothing")
     return parser.parse_args(argv)
 
@@ -90,18 +123,19 @@ def model_settings(model_dir: str) -> tuple[dict, dict]:
 
 
 def predict(args: argparse.Namespace) -> None:
-    from arena_distill.data import prepare_test
-    from arena_distill.ensemble import members
     import torch
 
+    from arena_distill.data import prepare_test
+    from arena_distill.ensemble import members
     from arena_distill.prediction import read_calibration, saved_calibration
     from arena_distill.prediction_workers import predict_on_workers, worker_devices
     from arena_distill.submission import check_output_path, check_submission, write_table
 
     devices = worker_devices(args.device, args.workers, torch.cuda.device_count())
     if not (members(args.model)[0] / "config.json").is_file():
-        raise FileNotFoundError(f"--model {args.model} is not a model directory (no config.json); the command line "
-                                "reads local models only, e.g. results/model")
+        raise FileNotFoundError(
+            f"--model {args.model} is not a model directory (no config.json); the command line reads local models only, e.g. results/model"
+        )
     check_output_path(args.output)
     rows = prepare_test(args.input, bad_json=args.bad_json)
     text, settings = model_settings(args.model)
@@ -125,7 +159,8 @@ def predict(args: argparse.Namespace) -> None:
 
 def plan(args: argparse.Namespace) -> int:
     """Print the capacity plan; 1 when a rule cannot fit, naming it."""
-    from arena_distill.capacity import plan as capacity_plan, table
+    from arena_distill.capacity import plan as capacity_plan
+    from arena_distill.capacity import table
     from arena_distill.workflow import effective_config  # needs snakemake, which `predict` does not
 
     estimates = capacity_plan(effective_config(args.configfile), args.profile, args.gpu_memory_gib)
@@ -133,8 +168,11 @@ def plan(args: argparse.Namespace) -> int:
     too_large = [estimate for estimate in estimates if estimate.verdict == "OOM"]
     for estimate in too_large:
         where = "per GPU" if estimate.gpus else "of host RAM"
-        print(f"OOM: {estimate.rule} ({estimate.model}) needs ~{estimate.total_gib:.1f} GiB {where}, "
-              f"the limit is {estimate.limit_gib:.0f} GiB", file=sys.stderr)
+        print(
+            f"OOM: {estimate.rule} ({estimate.model}) needs ~{estimate.total_gib:.1f} GiB {where}, "
+            f"the limit is {estimate.limit_gib:.0f} GiB",
+            file=sys.stderr,
+        )
     return 1 if too_large else 0
 
 
@@ -152,8 +190,10 @@ def download(args: argparse.Namespace) -> int:
         try:
             snapshots = download_models(models, token=os.environ.get("HF_TOKEN"))
         except Exception as error:  # the hub client's errors (network, gated, missing) share no base class
-            raise DownloadError(f"{type(error).__name__}: {error} (a gated model needs HF_TOKEN and its licence "
-                                "accepted on the hub; this command needs the network)") from error
+            raise DownloadError(
+                f"{type(error).__name__}: {error} (a gated model needs HF_TOKEN and its licence "
+                "accepted on the hub; this command needs the network)"
+            ) from error
         home = os.environ.get("HF_HOME", "~/.cache/huggingface")
         print(f"fetched {len(snapshots)} models into {home}: give the jobs the same HF_HOME")
     return 0

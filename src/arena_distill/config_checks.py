@@ -44,16 +44,26 @@ def model_dims(spec: Mapping[str, Any], workflow_dir: Path) -> Dims | None:
     if raw.startswith("tiny:"):
         sizes = spec.get("tiny", {})
         hidden = sizes["hidden_size"]
-        return Dims(hidden, sizes["intermediate_size"], hidden, sizes.get("max_position_embeddings", DEFAULT_TINY_POSITIONS),
-                    TINY_SOFTCAP.get(raw.removeprefix("tiny:")))
+        return Dims(
+            hidden,
+            sizes["intermediate_size"],
+            hidden,
+            sizes.get("max_position_embeddings", DEFAULT_TINY_POSITIONS),
+            TINY_SOFTCAP.get(raw.removeprefix("tiny:")),
+        )
     for source in (workflow_dir / raw / "config.json", workflow_dir / "config" / "model_configs" / f"{raw.replace('/', '--')}.json"):
         if source.is_file():
             config = json.loads(source.read_text())
             config = config.get("text_config", config)
             heads, hidden = config["num_attention_heads"], config["hidden_size"]
-            return Dims(hidden, config["intermediate_size"], heads * config.get("head_dim", hidden // heads),
-                        config.get("max_position_embeddings", 0) or 0, config.get("attn_logit_softcapping"),
-                        config.get("attention_dropout", 0.0) or 0.0)
+            return Dims(
+                hidden,
+                config["intermediate_size"],
+                heads * config.get("head_dim", hidden // heads),
+                config.get("max_position_embeddings", 0) or 0,
+                config.get("attn_logit_softcapping"),
+                config.get("attention_dropout", 0.0) or 0.0,
+            )
     return None
 
 
@@ -66,8 +76,10 @@ def check_group_size(config: Mapping[str, Any], student: Dims | None) -> None:
     widths = {"hidden_size": student.hidden, "intermediate_size": student.intermediate, "heads × head_dim": student.attention}
     bad = {name: width for name, width in widths.items() if width % group}
     if bad:
-        raise ConfigError(f"GPTQ group size {group} does not divide the student's {', '.join(f'{k} {v}' for k, v in bad.items())}",
-                          key="quantize.group_size")
+        raise ConfigError(
+            f"GPTQ group size {group} does not divide the student's {', '.join(f'{k} {v}' for k, v in bad.items())}",
+            key="quantize.group_size",
+        )
 
 
 def check_lengths(config: Mapping[str, Any], models: Mapping[str, Dims | None]) -> None:
@@ -96,22 +108,26 @@ def check_attention_path(attention: str, dims: Dims | None, key: str) -> None:
     if dims is None:
         return
     if attention == "sdpa" and dims.softcap:
-        raise ConfigError(f"sdpa cannot soft-cap attention logits (this model caps them at {dims.softcap:g}); "
-                          "use flex_attention (exact and fast) or eager", key=key)
+        raise ConfigError(
+            f"sdpa cannot soft-cap attention logits (this model caps them at {dims.softcap:g}); "
+            "use flex_attention (exact and fast) or eager",
+            key=key,
+        )
     if attention == "flex_attention" and dims.attention_dropout:
-        raise ConfigError(f"flex_attention has no attention dropout (this model's is {dims.attention_dropout:g}); use eager or sdpa",
-                          key=key)
+        raise ConfigError(
+            f"flex_attention has no attention dropout (this model's is {dims.attention_dropout:g}); use eager or sdpa", key=key
+        )
 
 
 def check_attention(config: Mapping[str, Any], models: Mapping[str, Dims | None]) -> None:
     """Each model's attention path for training and scoring, and the student's at prediction.
     (Every path the schema admits keeps packed rows apart, so packing adds no condition here.)"""
     for name, spec in config.get("teachers", {}).items():
-        check_attention_path(spec.get("attn_implementation") or exact_attention(models[name]), models[name],
-                             f"teachers.{name}.attn_implementation")
+        check_attention_path(
+            spec.get("attn_implementation") or exact_attention(models[name]), models[name], f"teachers.{name}.attn_implementation"
+        )
     student = models["student"]
-    check_attention_path(config["student"].get("attn_implementation") or exact_attention(student), student,
-                         "student.attn_implementation")
+    check_attention_path(config["student"].get("attn_implementation") or exact_attention(student), student, "student.attn_implementation")
     predict = config.get("predict", {}).get("attn_implementation")
     if predict:
         check_attention_path(predict, student, "predict.attn_implementation")
@@ -120,9 +136,14 @@ def check_attention(config: Mapping[str, Any], models: Mapping[str, Dims | None]
 def data_files(config: Mapping[str, Any]) -> dict[str, str]:
     """Config key -> path of every input file the config names."""
     data = config["data"]
-    files = {"data.train": data["train"], "data.test": data["test"], "data.test_labels": data.get("test_labels"),
-             "data.calibration": data.get("calibration"), "post_pretrain.data": config.get("post_pretrain", {}).get("data"),
-             **{f"data.extra.{name}": path for name, path in data.get("extra", {}).items()}}
+    files = {
+        "data.train": data["train"],
+        "data.test": data["test"],
+        "data.test_labels": data.get("test_labels"),
+        "data.calibration": data.get("calibration"),
+        "post_pretrain.data": config.get("post_pretrain", {}).get("data"),
+        **{f"data.extra.{name}": path for name, path in data.get("extra", {}).items()},
+    }
     return {key: path for key, path in files.items() if path}
 
 
@@ -172,11 +193,15 @@ def check_postprocessing(config: Mapping[str, Any]) -> None:
     The features calibration reads the answers' texts, which the out-of-fold logits lack."""
     predict = config.get("predict", {})
     if predict.get("shrink") and predict.get("calibration", "none") != "none":
-        raise ConfigError(f"shrink replaces the calibration; set predict.calibration: none (it is {predict['calibration']!r})",
-                          key="predict.shrink")
+        raise ConfigError(
+            f"shrink replaces the calibration; set predict.calibration: none (it is {predict['calibration']!r})", key="predict.shrink"
+        )
     if predict.get("calibration") == "features" and predict.get("calibrate_on", "oof") != "calibration_data":
-        raise ConfigError("the features calibration is fitted on labelled rows with their texts; set "
-                          "predict.calibrate_on: calibration_data (and data.calibration)", key="predict.calibrate_on")
+        raise ConfigError(
+            "the features calibration is fitted on labelled rows with their texts; set "
+            "predict.calibrate_on: calibration_data (and data.calibration)",
+            key="predict.calibrate_on",
+        )
 
 
 def check_config(config: Mapping[str, Any], workflow_dir: str | Path) -> None:

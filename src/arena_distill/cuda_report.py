@@ -23,8 +23,10 @@ def report(build: str) -> tuple[str, bool]:
     if not compiled:
         return f"{line}: asked for {build}, got a CPU wheel (a local index or find-links offers `+cpu`)", False
     if not torch.cuda.is_available():
-        return (f"{line}: no usable GPU; CUDA {compiled} needs NVIDIA driver >= 580 for 13.x, >= 525 for 12.x "
-                f"(see nvidia-smi), else rebuild with CUDA=cu126 or CUDA=cu128"), False
+        return (
+            f"{line}: no usable GPU; CUDA {compiled} needs NVIDIA driver >= 580 for 13.x, >= 525 for 12.x "
+            f"(see nvidia-smi), else rebuild with CUDA=cu126 or CUDA=cu128"
+        ), False
     names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return f"{line}; CUDA usable: {len(names)} x {names[0]}, bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}", True
 

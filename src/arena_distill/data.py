@@ -121,8 +121,9 @@ def _parse_ids(frame: pd.DataFrame, file: str) -> list[int]:
         try:
             number = int(str(value).strip())
         except ValueError:
-            raise DataError(f"id {value!r} (row {position + 1} of the table) is not an integer", file=file, row=repr(value),
-                            column="id") from None
+            raise DataError(
+                f"id {value!r} (row {position + 1} of the table) is not an integer", file=file, row=repr(value), column="id"
+            ) from None
         ids.append(number)
     seen: set[int] = set()
     for number in ids:
@@ -193,9 +194,7 @@ def _log_repairs(file: str, rows: int, repairs: Mapping[str, Mapping[str, int]])
             log.info("%s: repaired in %s: %s", file, column, dict(counts))
 
 
-def prepare_train(
-    base: str | Path, extra: Mapping[str, str | Path] | None = None, *, bad_json: str = "repair"
-) -> pd.DataFrame:
+def prepare_train(base: str | Path, extra: Mapping[str, str | Path] | None = None, *, bad_json: str = "repair") -> pd.DataFrame:
     """The training table: the base train file (`source` "base") and extra always-train sets.
 
     Ids must be unique across all files, since folds refer to rows by id.

@@ -30,9 +30,14 @@ def hub_models(config: Mapping[str, Any]) -> dict[str, str]:
     """Config key -> hub id of every model the run loads from the hub (teachers only when the
     run trains them; tiny models and local directories need nothing)."""
     precomputed = bool(config.get("distill", {}).get("teacher_logits"))
-    return {key: spec for key, spec in model_keys(config).items()
-            if not spec.startswith("tiny:") and not os.path.isdir(spec) and is_hub_id(spec)
-            and not (precomputed and key.startswith("teachers."))}
+    return {
+        key: spec
+        for key, spec in model_keys(config).items()
+        if not spec.startswith("tiny:")
+        and not os.path.isdir(spec)
+        and is_hub_id(spec)
+        and not (precomputed and key.startswith("teachers."))
+    }
 
 
 def download_models(models: Mapping[str, str], token: str | None = None) -> dict[str, str]:

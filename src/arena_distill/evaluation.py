@@ -51,8 +51,14 @@ def oof_metrics(val_logits: Sequence[str | Path]) -> dict:
 
 def rename(metrics: Mapping[str, float]) -> dict:
     """`val_*` keys of validation_metrics → the report's column names."""
-    names = {"val_rows": "rows", "val_log_loss": "log_loss", "val_log_loss_tta": "log_loss_tta", "val_accuracy": "accuracy",
-             "val_accuracy_tta": "accuracy_tta", "val_prior_log_loss": "prior_log_loss"}
+    names = {
+        "val_rows": "rows",
+        "val_log_loss": "log_loss",
+        "val_log_loss_tta": "log_loss_tta",
+        "val_accuracy": "accuracy",
+        "val_accuracy_tta": "accuracy_tta",
+        "val_prior_log_loss": "prior_log_loss",
+    }
     return {names[k]: v for k, v in metrics.items() if k in names}
 
 
@@ -66,10 +72,14 @@ def probs_metrics(plain: np.ndarray, tta: np.ndarray | None, labels: np.ndarray)
 
 def summary_markdown(report: Mapping) -> str:
     """The report as readable tables: one line per model and row set."""
-    lines = ["# Evaluation", "", "Log loss (lower is better) beside the class prior of the same rows; "
-             "TTA averages each pair with its A/B mirror.", "",
-             "| model | rows | log loss | log loss TTA | accuracy | accuracy TTA | prior log loss |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Evaluation",
+        "",
+        "Log loss (lower is better) beside the class prior of the same rows; TTA averages each pair with its A/B mirror.",
+        "",
+        "| model | rows | log loss | log loss TTA | accuracy | accuracy TTA | prior log loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
     def line(name: str, metrics: Mapping) -> str:
         cells = [f"{metrics[c]:.4f}" if isinstance(metrics.get(c), float) else str(metrics.get(c, "–")) for c in METRIC_COLUMNS]
@@ -99,9 +109,12 @@ def summary_markdown(report: Mapping) -> str:
         lines.append(line("submission on labelled test rows", report["test"]))
     if "calibration" in report:
         fit = report["calibration"]
-        lines += ["", f"Calibration ({fit['method']}), fitted on {fit['rows']} {fit['fitted_on']}: log loss "
-                  f"{fit['log_loss_before']:.4f} -> {fit['log_loss_after']:.4f} (prior {fit['prior_log_loss']:.4f}), predicted tie "
-                  f"share {fit['tie_share_before']:.1%} -> {fit['tie_share_after']:.1%} (true {fit['tie_share_true']:.1%})."]
+        lines += [
+            "",
+            f"Calibration ({fit['method']}), fitted on {fit['rows']} {fit['fitted_on']}: log loss "
+            f"{fit['log_loss_before']:.4f} -> {fit['log_loss_after']:.4f} (prior {fit['prior_log_loss']:.4f}), predicted tie "
+            f"share {fit['tie_share_before']:.1%} -> {fit['tie_share_after']:.1%} (true {fit['tie_share_true']:.1%}).",
+        ]
     if "test" in report and "tie_share_true" in report["test"]:
         test = report["test"]
         lines += ["", f"Labelled test rows: predicted tie share {test['tie_share_predicted']:.1%}, true {test['tie_share_true']:.1%}."]
@@ -120,9 +133,14 @@ def labelled_test_rows(test_table: str | Path, test_labels: str | Path) -> pd.Da
 def labelled_test_metrics(submission: pd.DataFrame, labels: pd.DataFrame) -> dict:
     """The submission's probabilities (TTA as submitted) scored on the labelled test rows."""
     probs, truth = labelled_rows(submission, labels)
-    return {"rows": int(len(truth)), "log_loss_tta": log_loss(probs, truth), "accuracy_tta": accuracy(probs, truth),
-            "prior_log_loss": prior_log_loss(truth), "tie_share_predicted": float(probs[:, 2].mean()),
-            "tie_share_true": float((truth == 2).mean())}
+    return {
+        "rows": int(len(truth)),
+        "log_loss_tta": log_loss(probs, truth),
+        "accuracy_tta": accuracy(probs, truth),
+        "prior_log_loss": prior_log_loss(truth),
+        "tie_share_predicted": float(probs[:, 2].mean()),
+        "tie_share_true": float((truth == 2).mean()),
+    }
 
 
 def holdout_name(scored: str) -> str:
@@ -145,13 +163,22 @@ def holdout_rows(train_table: str | Path, folds: str | Path) -> pd.DataFrame:
 
 def row_set_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
     """What an option does on one set of labelled rows: log loss, accuracy and the tie shares."""
-    return {"rows": int(len(labels)), "log_loss": log_loss(probs, labels), "accuracy": accuracy(probs, labels),
-            "prior_log_loss": prior_log_loss(labels), "tie_share_predicted": float(probs[:, 2].mean()),
-            "tie_share_true": float((labels == 2).mean())}
+    return {
+        "rows": int(len(labels)),
+        "log_loss": log_loss(probs, labels),
+        "accuracy": accuracy(probs, labels),
+        "prior_log_loss": prior_log_loss(labels),
+        "tie_share_predicted": float(probs[:, 2].mean()),
+        "tie_share_true": float((labels == 2).mean()),
+    }
 
 
-def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequence[str | Path],
-                  heuristic: Sequence[pd.DataFrame] = (), judge: pd.DataFrame | None = None) -> dict:
+def option_scores(
+    scored: Mapping[str, pd.DataFrame],
+    student_val_logits: Sequence[str | Path],
+    heuristic: Sequence[pd.DataFrame] = (),
+    judge: pd.DataFrame | None = None,
+) -> dict:
     """The source documents' options side by side on every labelled row set the scorings hold
     (holdout prompts, labelled test rows), each TTA as submitted, from the per-row
     probabilities of `score_holdout` (nothing is scored again):
@@ -177,8 +204,10 @@ def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequen
     options = {
         "exported model, uncalibrated": submission[PROBS].to_numpy(),
         **({exported: submission[CALIBRATED].to_numpy()} if submitted == CALIBRATED else {}),
-        **{f"exported model, calibrated ({method}, compared only)": submission[compared_columns(method)].to_numpy()
-           for method in compared_methods(submission.columns)},
+        **{
+            f"exported model, calibrated ({method}, compared only)": submission[compared_columns(method)].to_numpy()
+            for method in compared_methods(submission.columns)
+        },
         f"best fold (fold {best}, OOF TTA {fold_losses[best]:.4f})": aligned[folds[best]][PROBS].to_numpy(),
         f"fold ensemble ({len(folds)} folds, mean probabilities)": ensemble,
         "exported model, shrink (instead of a calibration)": apply_shrink(submission[PROBS].to_numpy(), shrink),
@@ -186,15 +215,15 @@ def option_scores(scored: Mapping[str, pd.DataFrame], student_val_logits: Sequen
     }
     if heuristic:
         tables = [table.set_index(["rows", "id"]).loc[submission.index] for table in heuristic]
-        options[f"heuristic features model ({len(tables)} folds, mean probabilities)"] = (
-            sum(table[PROBS].to_numpy() for table in tables) / len(tables))
+        options[f"heuristic features model ({len(tables)} folds, mean probabilities)"] = sum(
+            table[PROBS].to_numpy() for table in tables
+        ) / len(tables)
     if judge is not None:
         options["prompt judge"] = judge.set_index(["rows", "id"]).loc[submission.index][PROBS].to_numpy()
     row_sets = submission.index.get_level_values("rows")
     labels = submission["label"].to_numpy()
     results = {
-        option: {row_set: row_set_metrics(probs[row_sets == row_set], labels[row_sets == row_set])
-                 for row_set in dict.fromkeys(row_sets)}
+        option: {row_set: row_set_metrics(probs[row_sets == row_set], labels[row_sets == row_set]) for row_set in dict.fromkeys(row_sets)}
         for option, probs in options.items()
     }
     return {"best_fold": best, "fold_oof_log_loss_tta": fold_losses, "shrink": shrink.to_dict(), "options": results}
@@ -206,17 +235,25 @@ def options_markdown(report: Mapping) -> list[str]:
     row_sets = list(next(iter(options.values())))
     names = {"holdout": "holdout prompts", "test": "labelled test rows"}
     first = next(iter(options.values()))
-    header = " | ".join(f"{names.get(r, r)} log loss (prior {first[r]['prior_log_loss']:.4f}) | tie share "
-                        f"(true {first[r]['tie_share_true']:.1%})" for r in row_sets)
-    lines = ["", "## Options", "", "Each TTA, from the per-row probabilities of the holdout scorings; shrink is fitted on "
-             "the student folds' out-of-fold predictions, the best fold chosen by them.", "",
-             f"| option | {header} |", "|---|" + "---|---|" * len(row_sets)]
+    header = " | ".join(
+        f"{names.get(r, r)} log loss (prior {first[r]['prior_log_loss']:.4f}) | tie share (true {first[r]['tie_share_true']:.1%})"
+        for r in row_sets
+    )
+    lines = [
+        "",
+        "## Options",
+        "",
+        "Each TTA, from the per-row probabilities of the holdout scorings; shrink is fitted on "
+        "the student folds' out-of-fold predictions, the best fold chosen by them.",
+        "",
+        f"| option | {header} |",
+        "|---|" + "---|---|" * len(row_sets),
+    ]
     for option, per_set in options.items():
         cells = " | ".join(f"{per_set[r]['log_loss']:.4f} | {per_set[r]['tie_share_predicted']:.1%}" for r in row_sets)
         lines.append(f"| {option} | {cells} |")
     factors = ", ".join(f"{f:.2f}" for f in report["shrink"]["factors"])
-    lines += ["", f"Shrink factors per top-class confidence bin ({', '.join(f'{e:.2f}' for e in report['shrink']['edges'])}): "
-              f"{factors}."]
+    lines += ["", f"Shrink factors per top-class confidence bin ({', '.join(f'{e:.2f}' for e in report['shrink']['edges'])}): {factors}."]
     return lines
 
 
@@ -252,8 +289,10 @@ def evaluate_run(
         report["heuristic"] = oof_metrics(heuristic_val_logits)
     if holdout_probs:
         scored = {name: read_parquet(path) for name, path in holdout_probs.items()}
-        heuristic = [pd.concat([read_parquet(path) for path in paths], ignore_index=True)
-                     for paths in zip(heuristic_scored, *([heuristic_test_scored] if heuristic_test_scored else []))]
+        heuristic = [
+            pd.concat([read_parquet(path) for path in paths], ignore_index=True)
+            for paths in zip(heuristic_scored, *([heuristic_test_scored] if heuristic_test_scored else []))
+        ]
         report["options"] = option_scores(scored, student_val_logits, heuristic, read_parquet(judge_scored) if judge_scored else None)
     if calibration:
         report["calibration"] = dict(calibration)

@@ -200,8 +200,13 @@ def read_benchmarks(root: str | Path) -> pd.DataFrame:
     for path in sorted(Path(root).rglob("*.tsv")):
         table = pd.read_csv(path, sep="\t")
         if len(table):
-            rows.append({"job": str(path.relative_to(root).with_suffix("")), "seconds": float(table["s"].iloc[-1]),
-                         "max_rss_mib": float(pd.to_numeric(table["max_rss"], errors="coerce").iloc[-1])})
+            rows.append(
+                {
+                    "job": str(path.relative_to(root).with_suffix("")),
+                    "seconds": float(table["s"].iloc[-1]),
+                    "max_rss_mib": float(pd.to_numeric(table["max_rss"], errors="coerce").iloc[-1]),
+                }
+            )
     return pd.DataFrame(rows, columns=["job", "seconds", "max_rss_mib"])
 
 

@@ -208,9 +208,8 @@ def fold_run(name: str, shape: Shape, spec: Mapping[str, Any], preset: Mapping[s
     train_hours = scaled(train_mfu, shape.lora_train_flops(tokens) * train_rows * epochs * tokens, gpus, H100_PEAK)
     eval_hours = scaled(forward_mfu, shape.forward_flops(tokens) * (n_evals + 1) * val_rows * tokens, gpus, H100_PEAK)
     total = None if train_hours is None or eval_hours is None else train_hours + eval_hours
-    note = (
-        f"{train_rows:,} rows x {epochs:g} epoch(s), {steps:,} steps; {n_evals} validations of {val_rows:,} rows"
-        + (f" ({train_hours:.1f} h training + {eval_hours:.1f} h validation)" if total is not None else "")
+    note = f"{train_rows:,} rows x {epochs:g} epoch(s), {steps:,} steps; {n_evals} validations of {val_rows:,} rows" + (
+        f" ({train_hours:.1f} h training + {eval_hours:.1f} h validation)" if total is not None else ""
     )
     return Stage(name, folds, total, note)
 
@@ -235,18 +234,14 @@ def project(preset: Mapping[str, Any], measured: Measured) -> list[Stage]:
                 "per 100M tokens (corpus size not known)",
             )
         )
-        stages.append(
-            fold_run(f"train_teacher {name}", shape, spec, preset, (measured.teacher_train, measured.teacher_forward))
-        )
+        stages.append(fold_run(f"train_teacher {name}", shape, spec, preset, (measured.teacher_train, measured.teacher_forward)))
         shards = preset["teacher_logits"]["n_shards"]
         rows = fold_rows(folds, True)[0] / shards
         stages.append(
             Stage(
                 f"teacher_logits {name}",
                 folds * shards,
-                scaled(
-                    measured.teacher_forward, shape.forward_flops(TRAIN_TOKENS) * rows * TRAIN_TOKENS, 1, H100_PEAK
-                ),
+                scaled(measured.teacher_forward, shape.forward_flops(TRAIN_TOKENS) * rows * TRAIN_TOKENS, 1, H100_PEAK),
                 f"{rows:,.0f} rows (both orders) per shard on 1 GPU",
             )
         )
@@ -254,17 +249,11 @@ def project(preset: Mapping[str, Any], measured: Measured) -> list[Stage]:
         Stage(
             "post_pretrain student",
             1,
-            scaled(
-                measured.student_train, student.lora_train_flops(TRAIN_TOKENS) * POST_PRETRAIN_TOKENS, gpus, H100_PEAK
-            ),
+            scaled(measured.student_train, student.lora_train_flops(TRAIN_TOKENS) * POST_PRETRAIN_TOKENS, gpus, H100_PEAK),
             "per 100M tokens (corpus size not known)",
         )
     )
-    stages.append(
-        fold_run(
-            "distill_student", student, preset["student"], preset, (measured.student_train, measured.student_forward)
-        )
-    )
+    stages.append(fold_run("distill_student", student, preset["student"], preset, (measured.student_train, measured.student_forward)))
     test_flops = student.forward_flops(KAGGLE_TEST_TOKENS) * KAGGLE_TEST_PAIRS * 2 * KAGGLE_TEST_TOKENS
     stages.append(
         Stage(
@@ -275,16 +264,8 @@ def project(preset: Mapping[str, Any], measured: Measured) -> list[Stage]:
         )
     )
     t4 = scaled(measured.student_forward, test_flops, 2, T4_PEAK)
-    verdict = (
-        ""
-        if t4 is None
-        else f"; {'within' if t4 <= KAGGLE_LIMIT_HOURS else 'over'} the {KAGGLE_LIMIT_HOURS:g} h limit"
-    )
-    stages.append(
-        Stage(
-            "Kaggle test on 2x T4", 1, t4, f"fp16 peak {T4_PEAK:g} TFLOP/s each at the H100's measured MFU" + verdict
-        )
-    )
+    verdict = "" if t4 is None else f"; {'within' if t4 <= KAGGLE_LIMIT_HOURS else 'over'} the {KAGGLE_LIMIT_HOURS:g} h limit"
+    stages.append(Stage("Kaggle test on 2x T4", 1, t4, f"fp16 peak {T4_PEAK:g} TFLOP/s each at the H100's measured MFU" + verdict))
     return stages
 
 
@@ -322,15 +303,18 @@ def measured_mfus(bench: Mapping[str, Any], preset: Mapping[str, Any]) -> tuple[
     scoring = preset.get("predict", {}).get("attn_implementation") or "eager"
     upcast = preset["teachers"]["llama"].get("kbit_upcast", True)
     picks = {
-        "student scoring": ("student_predict", first_mfu(bench["student_predict"], {"attn": scoring, "max_length": test_length},
-                                                         {"attn": "eager", "max_length": test_length})),
+        "student scoring": (
+            "student_predict",
+            first_mfu(bench["student_predict"], {"attn": scoring, "max_length": test_length}, {"attn": "eager", "max_length": test_length}),
+        ),
         "student training": ("student_train", first_mfu(bench["student_train"], student_path(preset), TODAY_STUDENT)),
         "teacher scoring": ("teacher_predict", first_mfu(bench["teacher_predict"], {})),
         "teacher training": ("teacher_train", first_mfu(bench["teacher_train"], {"kbit_upcast": upcast})),
     }
     measured = Measured(*(mfu for _, (mfu, _) in picks.values()))
-    sources = {name: f"{fmt(mfu, '.1%')} ({ROWS[kind](entry)[3]})" if entry else "not measured"
-               for name, (kind, (mfu, entry)) in picks.items()}
+    sources = {
+        name: f"{fmt(mfu, '.1%')} ({ROWS[kind](entry)[3]})" if entry else "not measured" for name, (kind, (mfu, entry)) in picks.items()
+    }
     return measured, sources
 
 
@@ -341,15 +325,21 @@ def fmt(value: float | None, pattern: str) -> str:
 ROWS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str, str, str]]] = {
     "student_predict": lambda e: ("a", "gemma-2-9b bf16", "predict", f"{e['attn']}, up to {e['max_length']:,} tokens"),
     "student_train": lambda e: ("b", "gemma-2-9b bf16 + LoRA r64", "train", e["case"]),
-    "teacher_predict": lambda e: ("d", f"Llama-3-70B shape, {e['layers']} layers, NF4", "predict",
-                                  f"sdpa, up to {e['max_length']:,} tokens"),
-    "teacher_train": lambda e: ("d", f"Llama-3-70B shape, {e['layers']} layers, NF4 + LoRA r64", "train",
-                                f"packed {e['micro_batch_tokens']:,}, sdpa, checkpointing, "
-                                f"kbit_upcast {'on' if e['kbit_upcast'] else 'off'}"),
+    "teacher_predict": lambda e: (
+        "d",
+        f"Llama-3-70B shape, {e['layers']} layers, NF4",
+        "predict",
+        f"sdpa, up to {e['max_length']:,} tokens",
+    ),
+    "teacher_train": lambda e: (
+        "d",
+        f"Llama-3-70B shape, {e['layers']} layers, NF4 + LoRA r64",
+        "train",
+        f"packed {e['micro_batch_tokens']:,}, sdpa, checkpointing, kbit_upcast {'on' if e['kbit_upcast'] else 'off'}",
+    ),
 }
 """(comparison, model, work, setting) of a benchmark entry of each kind, for its report row."""
-TABLE_HEAD = ["| | model | work | setting | tokens/s | MFU | peak GiB | real tokens | note |",
-              "|---|---|---|---|---|---|---|---|---|"]
+TABLE_HEAD = ["| | model | work | setting | tokens/s | MFU | peak GiB | real tokens | note |", "|---|---|---|---|---|---|---|---|---|"]
 
 
 def entry_note(entry: Mapping[str, Any]) -> str:
@@ -376,16 +366,20 @@ def bench_row(kind: str, entry: Mapping[str, Any]) -> str:
 
 def gradient_lines(check: Mapping[str, Any]) -> list[str]:
     """(c): each precision's largest relative error of a LoRA/head gradient (or of the logits)."""
-    lines = [f"(c) {check['candidate']} vs eager on gemma-2-9b cut to {check['layers']} layers, {check['rows']} real-length rows "
-             f"packed into {check['tokens']:,} tokens, attention scores scaled into the soft-cap's bend: "
-             f"{'PASS' if check.get('passed') else 'FAIL'}"]
+    lines = [
+        f"(c) {check['candidate']} vs eager on gemma-2-9b cut to {check['layers']} layers, {check['rows']} real-length rows "
+        f"packed into {check['tokens']:,} tokens, attention scores scaled into the soft-cap's bend: "
+        f"{'PASS' if check.get('passed') else 'FAIL'}"
+    ]
     for dtype, found in check.get("dtypes", {}).items():
         if "error" in found:
             lines.append(f"- {dtype}: {found['error']}")
             continue
         own = "" if found.get("eager_max_error") is None else f"; eager's own {dtype} error {found['eager_max_error']:.2e}"
-        lines.append(f"- {dtype}: largest relative error against the fp32 eager gradient {found['max_error']:.2e} "
-                     f"({found['worst']}){own}; limit {found['limit']}")
+        lines.append(
+            f"- {dtype}: largest relative error against the fp32 eager gradient {found['max_error']:.2e} "
+            f"({found['worst']}){own}; limit {found['limit']}"
+        )
     return lines
 
 
@@ -397,22 +391,27 @@ def gptq_lines(bench: Mapping[str, Any]) -> list[str]:
     ratio = gptq["gptq"]["tokens_per_s"] / gptq["bf16"]["tokens_per_s"]
     _, full = first_mfu(bench["student_predict"], {"attn": gptq["attn"], "max_length": gptq["max_length"]})
     scaled = f"; on the full model's {gptq['attn']} scoring: about {full['tokens_per_s'] * ratio:,.0f} tokens/s" if full else ""
-    return [f"(e) GPTQ 8-bit (gemma-2-9b cut to {gptq['layers']} layer, kernels {', '.join(gptq['kernels']) or 'none'}), "
-            f"{gptq['attn']} up to {gptq['max_length']:,} tokens: {gptq['gptq']['tokens_per_s']:,.0f} tokens/s against "
-            f"{gptq['bf16']['tokens_per_s']:,.0f} for its bf16 merge, ratio {ratio:.2f}{scaled}; largest logit difference "
-            f"{gptq['max_abs_logit_diff']:.3g}"]
+    return [
+        f"(e) GPTQ 8-bit (gemma-2-9b cut to {gptq['layers']} layer, kernels {', '.join(gptq['kernels']) or 'none'}), "
+        f"{gptq['attn']} up to {gptq['max_length']:,} tokens: {gptq['gptq']['tokens_per_s']:,.0f} tokens/s against "
+        f"{gptq['bf16']['tokens_per_s']:,.0f} for its bf16 merge, ratio {ratio:.2f}{scaled}; largest logit difference "
+        f"{gptq['max_abs_logit_diff']:.3g}"
+    ]
 
 
 def bench_lines(bench: Mapping[str, Any]) -> list[str]:
     """The benchmarks' report: the table of speeds, then (c), the teacher's logit cost, (e) and what was not measured."""
-    lines = [f"Peak: {fmt(bench['peak_tflops'], '.0f')} TFLOP/s dense bf16 ({bench['gpu']}). Rows of the real arena lengths; "
-             "tokens/s and MFU count real tokens only (padding is waste), MFU model FLOPs (no recomputation).", "", *TABLE_HEAD]
+    lines = [
+        f"Peak: {fmt(bench['peak_tflops'], '.0f')} TFLOP/s dense bf16 ({bench['gpu']}). Rows of the real arena lengths; "
+        "tokens/s and MFU count real tokens only (padding is waste), MFU model FLOPs (no recomputation).",
+        "",
+        *TABLE_HEAD,
+    ]
     lines += [bench_row(kind, entry) for kind in ROWS for entry in bench[kind]]
     if bench.get("gradient_check"):
         lines += ["", *gradient_lines(bench["gradient_check"])]
     if bench.get("teacher_logit_diff") is not None:
-        lines += ["", f"(d) kbit_upcast off against on, same NF4 weights, eval: largest logit difference "
-                      f"{bench['teacher_logit_diff']:.3g}"]
+        lines += ["", f"(d) kbit_upcast off against on, same NF4 weights, eval: largest logit difference {bench['teacher_logit_diff']:.3g}"]
     if bench.get("gptq"):
         lines += ["", *gptq_lines(bench)]
     if bench["not_measured"]:
@@ -432,13 +431,17 @@ def warmup_lines(warmups: Mapping[str, Any]) -> list[str]:
     elif flex is not None:
         parts = ", ".join(f"{part} {seconds:.0f} s" for part, seconds in flex["seconds"].items())
         errors = f"; errors: {'; '.join(flex['errors'])}" if flex["errors"] else ""
-        lines.append(f"flex_attention warm-up beside the workflow (gemma-2-9b's attention on a narrow model, {flex['graphs']} "
-                     f"graphs): {parts}, compiles included{errors}")
+        lines.append(
+            f"flex_attention warm-up beside the workflow (gemma-2-9b's attention on a narrow model, {flex['graphs']} "
+            f"graphs): {parts}, compiles included{errors}"
+        )
     gptq = warmups.get("gptq")
     if gptq is not None and gptq.get("error"):
         lines.append(f"GPTQ warm-up: FAILED ({gptq['error']})")
     elif gptq is not None:
         export = f"; the benchmark's model exported in {gptq['export_seconds']:.0f} s" if "export_seconds" in gptq else ""
-        lines.append(f"GPTQ kernels built on first use (one-layer export and load, beside the workflow): {gptq['seconds']:.0f} s; "
-                     f"the loaded model runs {', '.join(gptq['kernels']) or 'no GPTQModel layer'}{export}")
+        lines.append(
+            f"GPTQ kernels built on first use (one-layer export and load, beside the workflow): {gptq['seconds']:.0f} s; "
+            f"the loaded model runs {', '.join(gptq['kernels']) or 'no GPTQModel layer'}{export}"
+        )
     return lines

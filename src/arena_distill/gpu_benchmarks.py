@@ -84,9 +84,13 @@ class Case:
 def preset_settings() -> dict[str, int]:
     """The preset's lengths and token budgets that the benchmarks follow."""
     preset = yaml.safe_load(PRESET.read_text())
-    return {"train_length": preset["text"]["train_max_length"], "test_length": preset["text"]["test_max_length"],
-            "teacher_tokens": preset["training"]["micro_batch_tokens"],
-            "student_tokens": preset["student"]["training"]["micro_batch_tokens"], "max_tokens": preset["predict"]["max_tokens"]}
+    return {
+        "train_length": preset["text"]["train_max_length"],
+        "test_length": preset["text"]["test_max_length"],
+        "teacher_tokens": preset["training"]["micro_batch_tokens"],
+        "student_tokens": preset["student"]["training"]["micro_batch_tokens"],
+        "max_tokens": preset["predict"]["max_tokens"],
+    }
 
 
 def student_cases() -> tuple[Case, ...]:
@@ -95,8 +99,9 @@ def student_cases() -> tuple[Case, ...]:
         Case("padded eager, micro-batches of 2 (today)", "eager", {"micro_batch_size": 2}),
         Case(f"packed flex, {tokens:,} tokens (the preset)", "flex_attention", {"packing": True, "micro_batch_tokens": tokens}),
         Case(f"packed eager, {tokens:,} tokens", "eager", {"packing": True, "micro_batch_tokens": tokens}, may_not_fit=True),
-        Case(f"packed flex, {2 * tokens:,} tokens", "flex_attention", {"packing": True, "micro_batch_tokens": 2 * tokens},
-             may_not_fit=True),
+        Case(
+            f"packed flex, {2 * tokens:,} tokens", "flex_attention", {"packing": True, "micro_batch_tokens": 2 * tokens}, may_not_fit=True
+        ),
     )
 
 
@@ -131,16 +136,23 @@ def flex_graphs() -> int:
     return len(torch._dynamo.eval_frame._debug_get_cache_entry_list(flex_attention))
 
 
-def random_model(config: Mapping[str, Any], model_type: str, device: torch.device, dtype: torch.dtype, attn: str,
-                 layers: int | None = None, vocab: int | None = None) -> torch.nn.Module:
+def random_model(
+    config: Mapping[str, Any],
+    model_type: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    attn: str,
+    layers: int | None = None,
+    vocab: int | None = None,
+) -> torch.nn.Module:
     """A random-init 3-way classifier of a real config (optionally fewer layers or a smaller
     vocabulary), built on `device` directly: no weights are read or written."""
-    sizes = {"pad_token_id": 0, **config, **({"num_hidden_layers": layers} if layers else {}),
-             **({"vocab_size": vocab} if vocab else {})}
+    sizes = {"pad_token_id": 0, **config, **({"num_hidden_layers": layers} if layers else {}), **({"vocab_size": vocab} if vocab else {})}
     torch.manual_seed(0)
     with torch.device(device):
-        model = AutoModelForSequenceClassification.from_config(AutoConfig.for_model(model_type, **sizes, num_labels=3), dtype=dtype,
-                                                               attn_implementation=attn)
+        model = AutoModelForSequenceClassification.from_config(
+            AutoConfig.for_model(model_type, **sizes, num_labels=3), dtype=dtype, attn_implementation=attn
+        )
     return model.eval()
 
 
@@ -149,8 +161,9 @@ def set_attention(model: torch.nn.Module, attn: str) -> None:
     model.set_attn_implementation(attn)
 
 
-def save_random(config: Mapping[str, Any], model_type: str, directory: Path, layers: int, device: torch.device,
-                vocab: int | None = None) -> None:
+def save_random(
+    config: Mapping[str, Any], model_type: str, directory: Path, layers: int, device: torch.device, vocab: int | None = None
+) -> None:
     """A random-init bf16 checkpoint of a real config cut to `layers` layers (built on `device`)."""
     random_model(config, model_type, device, torch.bfloat16, "eager", layers=layers, vocab=vocab).save_pretrained(directory)
 
@@ -170,6 +183,7 @@ class DeadlinePassed(BaseException):
 def stop_at(until: float) -> Iterator[None]:
     """`DeadlinePassed` at `until` (monotonic seconds), wherever the process is: a compile or a
     measurement that overruns cannot take the summary and the projection with it."""
+
     def expire(signum: int, frame: Any) -> None:
         raise DeadlinePassed
 
@@ -213,15 +227,19 @@ def first_rows(lengths: Sequence[int], max_tokens: int) -> list[int]:
     return sorted({i for batch in (batches[0], batches[min(1, len(batches) - 1)], batches[-1]) for i in batch})
 
 
-def predict_speed(model: torch.nn.Module, shape: gpu_bench.Shape, sequences: list[list[int]], peak: float | None, max_tokens: int,
-                  repeats: int = 1) -> tuple[dict[str, Any], np.ndarray | None]:
+def predict_speed(
+    model: torch.nn.Module, shape: gpu_bench.Shape, sequences: list[list[int]], peak: float | None, max_tokens: int, repeats: int = 1
+) -> tuple[dict[str, Any], np.ndarray | None]:
     """Scoring tokens/s of `sequences` through `predict_logits` in token-budgeted batches, after
     a first call on `first_rows`; returns the entry and the logits."""
     pad_id = model.config.pad_token_id or 0
     lengths = [len(s) for s in sequences]
     batches = token_budget_batches(lengths, max_tokens)
-    entry: dict[str, Any] = {"rows": len(sequences), "real_tokens": sum(lengths),
-                             "computed_tokens": sum(len(b) * max(lengths[i] for i in b) for b in batches)}
+    entry: dict[str, Any] = {
+        "rows": len(sequences),
+        "real_tokens": sum(lengths),
+        "computed_tokens": sum(len(b) * max(lengths[i] for i in b) for b in batches),
+    }
     with measured(entry, device_of(model)):
         predict_logits(model, [sequences[i] for i in first_rows(lengths, max_tokens)], pad_id=pad_id, max_tokens=max_tokens)
     entry["first_call_s"] = entry.pop("seconds")
@@ -238,8 +256,9 @@ def predict_speed(model: torch.nn.Module, shape: gpu_bench.Shape, sequences: lis
     return entry, (logits if "error" not in entry else None)
 
 
-def train_speed(model: torch.nn.Module, shape: gpu_bench.Shape, sequences: list[list[int]], config: TrainConfig,
-                peak: float | None, workdir: Path) -> dict[str, Any]:
+def train_speed(
+    model: torch.nn.Module, shape: gpu_bench.Shape, sequences: list[list[int]], config: TrainConfig, peak: float | None, workdir: Path
+) -> dict[str, Any]:
     """LoRA training tokens/s of the project's optimizer step over consecutive `config.batch_size`
     rows, after one warm-up step: real tokens over the tokens its forward passes compute."""
     examples = Examples(sequences, {"label": np.arange(len(sequences)) % 3})
@@ -247,10 +266,14 @@ def train_speed(model: torch.nn.Module, shape: gpu_bench.Shape, sequences: list[
     steps = [list(range(start, start + config.batch_size)) for start in range(0, len(sequences), config.batch_size)]
     passes = [micro for rows in steps[1:] for micro in micro_batches(rows, lengths, config)]
     computed = sum(lengths[p].sum() if config.packing else len(p) * lengths[p].max() for p in passes)
-    entry: dict[str, Any] = {"real_tokens": int(sum(lengths[rows].sum() for rows in steps[1:])), "computed_tokens": int(computed),
-                             "passes": len(passes)}
-    run = start_run(model, ClassificationTask(), examples, examples, config, pad_id=0, checkpoint_dir=workdir, fingerprint="bench",
-                    parallel=Parallel())
+    entry: dict[str, Any] = {
+        "real_tokens": int(sum(lengths[rows].sum() for rows in steps[1:])),
+        "computed_tokens": int(computed),
+        "passes": len(passes),
+    }
+    run = start_run(
+        model, ClassificationTask(), examples, examples, config, pad_id=0, checkpoint_dir=workdir, fingerprint="bench", parallel=Parallel()
+    )
     model.train()  # dropout (and checkpointing where on) act in training mode only
     with measured(entry, device_of(model)):
         optimizer_step(run, steps[0])
@@ -263,7 +286,7 @@ def train_speed(model: torch.nn.Module, shape: gpu_bench.Shape, sequences: list[
     run.optimizer.zero_grad(set_to_none=True)
     if "error" not in entry:
         entry["tokens_per_s"] = entry["real_tokens"] / entry["seconds"]
-        flops = gpu_bench.rows_flops(lengths[len(steps[0]):], shape.lora_train_flops)
+        flops = gpu_bench.rows_flops(lengths[len(steps[0]) :], shape.lora_train_flops)
         entry["mfu"] = gpu_bench.mfu(flops, entry["seconds"], peak)
     return entry
 
@@ -271,9 +294,16 @@ def train_speed(model: torch.nn.Module, shape: gpu_bench.Shape, sequences: list[
 Emit = Callable[[str, dict[str, Any]], None]
 
 
-def student_prediction(bench: dict[str, Any], model: torch.nn.Module, peak: float | None, emit: Emit, left: Callable[[], float],
-                       lengths: Sequence[int], attentions: Sequence[str] = ("eager", "flex_attention"),
-                       rows: int = PREDICT_ROWS) -> None:
+def student_prediction(
+    bench: dict[str, Any],
+    model: torch.nn.Module,
+    peak: float | None,
+    emit: Emit,
+    left: Callable[[], float],
+    lengths: Sequence[int],
+    attentions: Sequence[str] = ("eager", "flex_attention"),
+    rows: int = PREDICT_ROWS,
+) -> None:
     """(a) The same real-length rows scored with each attention at each max length; a later
     attention's logits are compared with the first's."""
     shape = gpu_bench.Shape.of(model.config.to_dict())
@@ -296,8 +326,17 @@ def student_prediction(bench: dict[str, Any], model: torch.nn.Module, peak: floa
             emit("student_predict", entry)
 
 
-def student_training(bench: dict[str, Any], model: torch.nn.Module, peak: float | None, emit: Emit, left: Callable[[], float],
-                     workdir: Path, cases: Sequence[Case], max_length: int, steps: int = TRAIN_STEPS) -> None:
+def student_training(
+    bench: dict[str, Any],
+    model: torch.nn.Module,
+    peak: float | None,
+    emit: Emit,
+    left: Callable[[], float],
+    workdir: Path,
+    cases: Sequence[Case],
+    max_length: int,
+    steps: int = TRAIN_STEPS,
+) -> None:
     """(b) The same global batches of real-length rows (a warm-up step, then `steps` timed) trained in each way of `cases`."""
     shape = gpu_bench.Shape.of(model.config.to_dict())
     sequences = real_rows(ROWS_PER_STEP * (steps + 1), max_length, model.config.vocab_size, seed=1)
@@ -318,8 +357,9 @@ def student_training(bench: dict[str, Any], model: torch.nn.Module, peak: float 
         emit("student_train", entry)
 
 
-def gradients(model: torch.nn.Module, batch: Mapping[str, torch.Tensor], labels: torch.Tensor, attn: str,
-              bf16: bool) -> dict[str, torch.Tensor]:
+def gradients(
+    model: torch.nn.Module, batch: Mapping[str, torch.Tensor], labels: torch.Tensor, attn: str, bf16: bool
+) -> dict[str, torch.Tensor]:
     """Logits (as "logits") and the gradient of every trainable tensor of one forward/backward pass."""
     set_attention(model, attn)
     device = labels.device
@@ -332,8 +372,7 @@ def gradients(model: torch.nn.Module, batch: Mapping[str, torch.Tensor], labels:
 
 
 def relative_errors(found: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    return {name: float((value - reference[name]).norm() / reference[name].norm().clamp_min(1e-30))
-            for name, value in found.items()}
+    return {name: float((value - reference[name]).norm() / reference[name].norm().clamp_min(1e-30)) for name, value in found.items()}
 
 
 def gradient_verdict(errors: Mapping[str, float], eager_errors: Mapping[str, float] | None) -> dict[str, Any]:
@@ -357,15 +396,28 @@ def gradient_verdict(errors: Mapping[str, float], eager_errors: Mapping[str, flo
         over = {name: value for name, value in errors.items() if not value <= 2 * eager_errors[name] + BF16_ULP}
         limit = "2 x eager's own error + 2^-8 each"
     worst = max(errors, key=errors.get)
-    verdict = {"max_error": errors[worst], "worst": worst, "limit": limit, "passed": not over,
-               "eager_max_error": None if eager_errors is None else max(eager_errors.values())}
+    verdict = {
+        "max_error": errors[worst],
+        "worst": worst,
+        "limit": limit,
+        "passed": not over,
+        "eager_max_error": None if eager_errors is None else max(eager_errors.values()),
+    }
     if over:
         verdict["error"] = f"{len(over)} tensor(s) beyond {limit}, e.g. {next(iter(over))} at {over[next(iter(over))]:.2e}"
     return verdict
 
 
-def gradient_check(device: torch.device, config: Mapping[str, Any], model_type: str, layers: int, max_length: int, tokens: int,
-                   candidate: str = "flex_attention", vocab: int = CHECK_VOCAB) -> dict[str, Any]:
+def gradient_check(
+    device: torch.device,
+    config: Mapping[str, Any],
+    model_type: str,
+    layers: int,
+    max_length: int,
+    tokens: int,
+    candidate: str = "flex_attention",
+    vocab: int = CHECK_VOCAB,
+) -> dict[str, Any]:
     """(c) One packed batch of real-length rows through a `layers`-layer model with LoRA (every
     B matrix random, so every A gets a gradient; no dropout), eager in fp32 as the reference,
     then `candidate` in fp32 and, with the frozen weights cast to bf16 as the student trains,
@@ -410,9 +462,20 @@ def gradient_check(device: torch.device, config: Mapping[str, Any], model_type: 
     return check
 
 
-def teacher_comparison(bench: dict[str, Any], device: torch.device, dtype: torch.dtype, config: Mapping[str, Any], layers: int,
-                       peak: float | None, emit: Emit, workdir: Path, max_length: int, tokens: int, rows: int = PREDICT_ROWS,
-                       steps: int = TRAIN_STEPS) -> None:
+def teacher_comparison(
+    bench: dict[str, Any],
+    device: torch.device,
+    dtype: torch.dtype,
+    config: Mapping[str, Any],
+    layers: int,
+    peak: float | None,
+    emit: Emit,
+    workdir: Path,
+    max_length: int,
+    tokens: int,
+    rows: int = PREDICT_ROWS,
+    steps: int = TRAIN_STEPS,
+) -> None:
     """(d) A Llama-shaped stack cut to `layers` layers, NF4 through the project's `load_model`,
     loaded twice: scoring at `max_length`; the logits of `kbit_upcast` on and off before any step
     (fresh LoRA, B = 0: the same weights); then QLoRA training in packs of `tokens`, SDPA and
@@ -420,8 +483,10 @@ def teacher_comparison(bench: dict[str, Any], device: torch.device, dtype: torch
     shape = gpu_bench.Shape.of({**config, "num_hidden_layers": layers})
     with scratch_dir() as tmp:
         save_random(config, "llama", Path(tmp), layers, device)
-        bases = {upcast: load_model(tmp, pad_token_id=0, seed=0, dtype=dtype, load_in_bits=4, device=device,
-                                    attn_implementation="sdpa") for upcast in (True, False)}
+        bases = {
+            upcast: load_model(tmp, pad_token_id=0, seed=0, dtype=dtype, load_in_bits=4, device=device, attn_implementation="sdpa")
+            for upcast in (True, False)
+        }
     vocab, max_tokens = config["vocab_size"], preset_settings()["max_tokens"]
     entry, _ = predict_speed(bases[True], shape, real_rows(rows, max_length, vocab, seed=2), peak, max_tokens)
     entry.update(layers=layers, max_length=max_length)
@@ -432,14 +497,20 @@ def teacher_comparison(bench: dict[str, Any], device: torch.device, dtype: torch
         torch.manual_seed(0)
         models[upcast] = add_lora(base, PRESET_LORA, gradient_checkpointing=True, kbit_upcast=upcast)
     scored = real_rows(16, max_length, vocab, seed=4)
-    logits = {upcast: predict_logits(model, scored, pad_id=0, max_tokens=max_tokens, bf16=dtype == torch.bfloat16)
-              for upcast, model in models.items()}
+    logits = {
+        upcast: predict_logits(model, scored, pad_id=0, max_tokens=max_tokens, bf16=dtype == torch.bfloat16)
+        for upcast, model in models.items()
+    }
     bench["teacher_logit_diff"] = float(np.abs(logits[True] - logits[False]).max())
     sequences = real_rows(ROWS_PER_STEP * (steps + 1), max_length, vocab, seed=3)
     train = TrainConfig(learning_rate=1e-5, batch_size=ROWS_PER_STEP, packing=True, micro_batch_tokens=tokens, seed=0)
     for upcast, model in models.items():
-        entry = {"layers": layers, "kbit_upcast": upcast, "micro_batch_tokens": tokens,
-                 **train_speed(model, shape, sequences, train, peak, workdir / f"teacher-{upcast}")}
+        entry = {
+            "layers": layers,
+            "kbit_upcast": upcast,
+            "micro_batch_tokens": tokens,
+            **train_speed(model, shape, sequences, train, peak, workdir / f"teacher-{upcast}"),
+        }
         bench["teacher_train"].append(entry)
         emit("teacher_train", entry)
 
@@ -468,8 +539,7 @@ def export_gptq(config: Mapping[str, Any], layers: int, directory: Path, rows: i
     save_random({**config, "pad_token_id": tokenizer.eos_token_id}, "gemma2", merged, layers, device, vocab=len(tokenizer))
     tokenizer.save_pretrained(merged)
     started = time.perf_counter()
-    quantize_model(merged, directory / "gptq", method="gptq", bits=8, group_size=128, calibration_texts=texts[:32],
-                   model_seqlen=seqlen)
+    quantize_model(merged, directory / "gptq", method="gptq", bits=8, group_size=128, calibration_texts=texts[:32], model_seqlen=seqlen)
     return time.perf_counter() - started
 
 
@@ -526,8 +596,12 @@ def gptq_benchmark(out: Path, scratch: Path) -> dict[str, Any]:
             if name == "bf16":  # (a)'s first flex call again: its graph is cached, and every later one is for any length
                 replay = real_rows(PREDICT_ROWS, settings["train_length"], vocab, settings["train_length"], pad_id)
                 lengths = [len(row) for row in replay]
-                predict_logits(model, [replay[i] for i in first_rows(lengths, settings["max_tokens"])], pad_id=pad_id,
-                               max_tokens=settings["max_tokens"])
+                predict_logits(
+                    model,
+                    [replay[i] for i in first_rows(lengths, settings["max_tokens"])],
+                    pad_id=pad_id,
+                    max_tokens=settings["max_tokens"],
+                )
             sequences = real_rows(PREDICT_ROWS, settings["test_length"], vocab, settings["test_length"], pad_id)
             entry[name], logits[name] = predict_speed(model, shape, sequences, peak, settings["max_tokens"], repeats=GPTQ_REPEATS)
             entry[name]["dtype"] = str(next(model.parameters()).dtype)
@@ -574,8 +648,7 @@ def warm_flex(out: Path, scratch: Path) -> dict[str, Any]:
     return entry
 
 
-SIDE_PROCESSES: dict[str, Callable[[Path, Path], dict[str, Any]]] = {"warm-gptq": warm_gptq, "warm-flex": warm_flex,
-                                                                     "gptq": gptq_benchmark}
+SIDE_PROCESSES: dict[str, Callable[[Path, Path], dict[str, Any]]] = {"warm-gptq": warm_gptq, "warm-flex": warm_flex, "gptq": gptq_benchmark}
 """What runs in a process of its own, each writing `<out>/<name>.json`: GPTQModel's kernels and
 export state, and the compile workers, stay out of the check's process."""
 
@@ -604,9 +677,21 @@ def say(lines: Sequence[str]) -> None:
 
 
 def empty_bench(gpu: str, peak: float | None) -> dict[str, Any]:
-    return {"gpu": gpu, "peak_tflops": peak, "warmups": {}, "student_predict": [], "student_train": [], "gradient_check": None,
-            "teacher_predict": [], "teacher_train": [], "teacher_logit_diff": None, "gptq": None, "not_measured": [], "notes": [],
-            "errors": []}
+    return {
+        "gpu": gpu,
+        "peak_tflops": peak,
+        "warmups": {},
+        "student_predict": [],
+        "student_train": [],
+        "gradient_check": None,
+        "teacher_predict": [],
+        "teacher_train": [],
+        "teacher_logit_diff": None,
+        "gptq": None,
+        "not_measured": [],
+        "notes": [],
+        "errors": [],
+    }
 
 
 @dataclass
@@ -645,28 +730,53 @@ class Session:
 
 def run_student_predict(session: Session) -> None:
     settings = preset_settings()
-    student_prediction(session.bench, session.student_model(), session.peak, session.emit, session.left,
-                       (settings["train_length"], settings["test_length"]))
+    student_prediction(
+        session.bench,
+        session.student_model(),
+        session.peak,
+        session.emit,
+        session.left,
+        (settings["train_length"], settings["test_length"]),
+    )
 
 
 def run_student_train(session: Session) -> None:
     model = add_lora(session.student_model(), PRESET_LORA)  # no checkpointing: the preset's student
-    student_training(session.bench, model, session.peak, session.emit, session.left, session.out / "bench", student_cases(),
-                     preset_settings()["train_length"])
+    student_training(
+        session.bench,
+        model,
+        session.peak,
+        session.emit,
+        session.left,
+        session.out / "bench",
+        student_cases(),
+        preset_settings()["train_length"],
+    )
 
 
 def run_gradient_check(session: Session) -> None:
     settings = preset_settings()
-    check = gradient_check(torch.device("cuda"), gpu_bench.GEMMA2_9B, "gemma2", CHECK_LAYERS, settings["train_length"],
-                           settings["student_tokens"])
+    check = gradient_check(
+        torch.device("cuda"), gpu_bench.GEMMA2_9B, "gemma2", CHECK_LAYERS, settings["train_length"], settings["student_tokens"]
+    )
     session.bench["gradient_check"] = check
     say(gpu_bench.gradient_lines(check))
 
 
 def run_teacher(session: Session) -> None:
     settings = preset_settings()
-    teacher_comparison(session.bench, torch.device("cuda"), torch.bfloat16, gpu_bench.LLAMA3_70B, TEACHER_LAYERS, session.peak,
-                       session.emit, session.out / "bench", settings["train_length"], settings["teacher_tokens"])
+    teacher_comparison(
+        session.bench,
+        torch.device("cuda"),
+        torch.bfloat16,
+        gpu_bench.LLAMA3_70B,
+        TEACHER_LAYERS,
+        session.peak,
+        session.emit,
+        session.out / "bench",
+        settings["train_length"],
+        settings["teacher_tokens"],
+    )
     say([f"(d) largest logit difference, kbit_upcast off against on: {session.bench['teacher_logit_diff']:.3g}"])
 
 
@@ -685,8 +795,13 @@ def run_gptq(session: Session) -> None:
     say(gpu_bench.gptq_lines(session.bench))
 
 
-RUNNERS: dict[str, Callable[[Session], None]] = {"student_predict": run_student_predict, "student_train": run_student_train,
-                                                 "gradient_check": run_gradient_check, "teacher": run_teacher, "gptq": run_gptq}
+RUNNERS: dict[str, Callable[[Session], None]] = {
+    "student_predict": run_student_predict,
+    "student_train": run_student_train,
+    "gradient_check": run_gradient_check,
+    "teacher": run_teacher,
+    "gptq": run_gptq,
+}
 
 
 def bench_errors(bench: Mapping[str, Any]) -> list[str]:
@@ -697,8 +812,7 @@ def bench_errors(bench: Mapping[str, Any]) -> list[str]:
         errors.append("gradient_check: flex and eager gradients differ beyond tolerance (or bf16 was not measured)")
     if (bench.get("gptq") or {}).get("error"):
         errors.append(f"gptq: {bench['gptq']['error']}")
-    errors += [f"{name} warm-up: {found['error']}" for name, found in bench["warmups"].items()
-               if found.get("error", "").startswith("exit")]
+    errors += [f"{name} warm-up: {found['error']}" for name, found in bench["warmups"].items() if found.get("error", "").startswith("exit")]
     return errors + bench["errors"]
 
 

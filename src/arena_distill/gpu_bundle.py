@@ -101,14 +101,29 @@ def pip(python: str, *args: str) -> None:
     subprocess.run([python, "-m", "pip", "--disable-pip-version-check", "--quiet", *args], check=True)
 
 
-def download(wheels: Path, python312: str, binaries: Sequence[str] = (*SNAKEMAKE, *QUANTIZATION),
-             pure_sdists: Sequence[str] = PURE_SDISTS, native_sdists: Sequence[str] = NATIVE_SDISTS) -> None:
+def download(
+    wheels: Path,
+    python312: str,
+    binaries: Sequence[str] = (*SNAKEMAKE, *QUANTIZATION),
+    pure_sdists: Sequence[str] = PURE_SDISTS,
+    native_sdists: Sequence[str] = NATIVE_SDISTS,
+) -> None:
     """Wheels for Python 3.12 on x86_64 Linux into `wheels`, without dependencies (the lists
     are complete): `binaries` as published, the source distributions built here."""
     platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
     if binaries:
-        pip(sys.executable, "download", "--no-deps", "--only-binary=:all:", "--python-version", PYTHON_VERSION, *platforms,
-            "--dest", str(wheels), *binaries)
+        pip(
+            sys.executable,
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            PYTHON_VERSION,
+            *platforms,
+            "--dest",
+            str(wheels),
+            *binaries,
+        )
     if pure_sdists:
         pip(sys.executable, "wheel", "--no-deps", "--wheel-dir", str(wheels), *pure_sdists)
     if native_sdists:

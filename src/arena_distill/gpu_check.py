@@ -66,17 +66,42 @@ class Measurement:
 
 
 MEASUREMENTS = (
-    Measurement("student_predict", "a", "gemma-2-9b bf16 scoring at 1,024 and 2,000 tokens: eager (today) vs flex_attention; "
-                "tokens/s, MFU, peak GiB, largest logit difference", 45.0),
-    Measurement("student_train", "b", "gemma-2-9b bf16 + LoRA r64 training, no checkpointing, 8 real-length rows a step: "
-                "padded eager micro-batches of 2 (today) vs packed flex 2,048 (the preset) vs packed eager 2,048 vs "
-                "packed flex 4,096", 60.0),
-    Measurement("gradient_check", "c", "flex vs eager LoRA/head gradients and logits: gemma-2-9b cut to 2 layers, one packed "
-                "batch, fp32 and bf16 against the fp32 eager gradient", 25.0),
-    Measurement("teacher", "d", "Llama-3-70B shape cut to 4 layers, NF4: scoring at 1,024; QLoRA packed 4,096, SDPA, "
-                "checkpointing, kbit_upcast on (today) vs off; the largest logit difference between them", 60.0),
-    Measurement("gptq", "e", "GPTQ int8 vs its bf16 merge, gemma-2-9b cut to 1 layer, scored with flex_attention at 2,000 "
-                "tokens as the submission is, in a process of its own", 50.0),
+    Measurement(
+        "student_predict",
+        "a",
+        "gemma-2-9b bf16 scoring at 1,024 and 2,000 tokens: eager (today) vs flex_attention; "
+        "tokens/s, MFU, peak GiB, largest logit difference",
+        45.0,
+    ),
+    Measurement(
+        "student_train",
+        "b",
+        "gemma-2-9b bf16 + LoRA r64 training, no checkpointing, 8 real-length rows a step: "
+        "padded eager micro-batches of 2 (today) vs packed flex 2,048 (the preset) vs packed eager 2,048 vs "
+        "packed flex 4,096",
+        60.0,
+    ),
+    Measurement(
+        "gradient_check",
+        "c",
+        "flex vs eager LoRA/head gradients and logits: gemma-2-9b cut to 2 layers, one packed "
+        "batch, fp32 and bf16 against the fp32 eager gradient",
+        25.0,
+    ),
+    Measurement(
+        "teacher",
+        "d",
+        "Llama-3-70B shape cut to 4 layers, NF4: scoring at 1,024; QLoRA packed 4,096, SDPA, "
+        "checkpointing, kbit_upcast on (today) vs off; the largest logit difference between them",
+        60.0,
+    ),
+    Measurement(
+        "gptq",
+        "e",
+        "GPTQ int8 vs its bf16 merge, gemma-2-9b cut to 1 layer, scored with flex_attention at 2,000 "
+        "tokens as the submission is, in a process of its own",
+        50.0,
+    ),
 )
 """The benchmark measurements in order of priority. Each starts only with its planned seconds
 left before the benchmarks' deadline, so a run cut short still reports the ones before it."""
@@ -102,19 +127,29 @@ def planned_seconds() -> float:
 
 def plan_lines() -> list[str]:
     """The timeline of the phases and the benchmark measurements in the order they run."""
-    lines = [f"gpu-check plan: {planned_seconds():.0f} s of phases in a {BUDGET_SECONDS:.0f} s budget "
-             f"(a GPU session's command may run {RUN_LIMIT:.0f} s)", "",
-             "| phase | start s | end s | budget s |", "|---|---|---|---|"]
-    lines += [f"| {phase}{' (beside the workflow)' if phase in BESIDE_WORKFLOW else ''} | {start:.0f} | {end:.0f} | "
-              f"{PHASE_BUDGETS[phase]:.0f} |" for phase, start, end in schedule()]
+    lines = [
+        f"gpu-check plan: {planned_seconds():.0f} s of phases in a {BUDGET_SECONDS:.0f} s budget "
+        f"(a GPU session's command may run {RUN_LIMIT:.0f} s)",
+        "",
+        "| phase | start s | end s | budget s |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {phase}{' (beside the workflow)' if phase in BESIDE_WORKFLOW else ''} | {start:.0f} | {end:.0f} | {PHASE_BUDGETS[phase]:.0f} |"
+        for phase, start, end in schedule()
+    ]
     clock = dict((phase, start) for phase, start, _ in schedule())["benchmarks"]
-    lines += ["", "Beside the workflow: GPTQModel's kernels build and the GPTQ benchmark model is exported; the "
-              "flex_attention kernels the benchmarks use compile (narrow model, same attention).", "",
-              "| comparison | measurement | planned s | ends at s | what |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Beside the workflow: GPTQModel's kernels build and the GPTQ benchmark model is exported; the "
+        "flex_attention kernels the benchmarks use compile (narrow model, same attention).",
+        "",
+        "| comparison | measurement | planned s | ends at s | what |",
+        "|---|---|---|---|---|",
+    ]
     for measurement in MEASUREMENTS:
         clock += measurement.seconds
-        lines.append(f"| {measurement.comparison} | {measurement.key} | {measurement.seconds:.0f} | {clock:.0f} | "
-                     f"{measurement.what} |")
+        lines.append(f"| {measurement.comparison} | {measurement.key} | {measurement.seconds:.0f} | {clock:.0f} | {measurement.what} |")
     return lines
 
 
@@ -190,9 +225,7 @@ def write_summary(out: Path, header: list[str], results: list[Result]) -> Path:
         lines += r.lines
     summary = out / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(
-        json.dumps({"header": header, "phases": [asdict(r) for r in results]}, indent=1, default=str)
-    )
+    (out / "results.json").write_text(json.dumps({"header": header, "phases": [asdict(r) for r in results]}, indent=1, default=str))
     return summary
 
 

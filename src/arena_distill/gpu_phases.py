@@ -38,8 +38,8 @@ from arena_distill import gpu_bench, gpu_benchmarks
 from arena_distill.gpu_check import PHASE_BUDGETS, PRESET, SMOKE_CONFIG, Deadline, Result, start_logged, wait_or_kill
 from arena_distill.models import add_lora
 from arena_distill.parallel import GROUP_TIMEOUT, Parallel
-from arena_distill.workflow import copy_workflow
 from arena_distill.training import ClassificationTask, Examples, TrainConfig, start_run, train
+from arena_distill.workflow import copy_workflow
 
 SMOKE_PROMPTS = {"train": 6, "extra": 3, "post_pretrain": 3}
 """Whole prompt groups of the bundled sample the smoke run trains on (about 21 rows each). Every
@@ -246,8 +246,7 @@ def collectives_phase(result: Result, workdir: Path, backend: str | None = None,
         }
         result.data.update(backend=backend, steps=len(losses), losses=losses, all_reduce=len(reduces), **counts)
         result.lines += [
-            f"Process group `{backend}`, 1 process standing in for {world}: {len(losses)} steps, "
-            f"loss {losses[0]:.4f} -> {losses[-1]:.4f}",
+            f"Process group `{backend}`, 1 process standing in for {world}: {len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}",
             f"Collectives: {len(reduces)} all_reduce ({counts['gradient_all_reduce']} of the {trainable:,} "
             f"gradients, {counts['float64_all_reduce']} float64 totals), {len(barriers)} barriers, on "
             f"{', '.join(sorted({str(c['device']) for c in reduces})) or 'no device'}",
@@ -260,18 +259,14 @@ def collectives_phase(result: Result, workdir: Path, backend: str | None = None,
         dist.destroy_process_group()
 
 
-def collective_problems(
-    reduces: list[dict[str, Any]], device: torch.device, counts: Mapping[str, int], losses: list[float]
-) -> list[str]:
+def collective_problems(reduces: list[dict[str, Any]], device: torch.device, counts: Mapping[str, int], losses: list[float]) -> list[str]:
     """What is wrong with the collectives a data-parallel `train()` issued: one gradient
     all-reduce per step, float64 totals and barriers, every tensor on the loop's device."""
     problems = []
     if not all(math.isfinite(loss) for loss in losses):
         problems.append(f"training loss is not finite: {losses}")
     if counts["gradient_all_reduce"] != len(losses) or not counts["float64_all_reduce"] or not counts["barriers"]:
-        problems.append(
-            f"train() did not issue the collectives of a data-parallel job: {counts} for {len(losses)} steps"
-        )
+        problems.append(f"train() did not issue the collectives of a data-parallel job: {counts} for {len(losses)} steps")
     elsewhere = sorted({str(c["device"]) for c in reduces if c["device"] != device})
     if elsewhere:
         problems.append(f"collectives got tensors on {elsewhere}, not on the loop's device {device}")
@@ -291,16 +286,9 @@ def resume_check(
     model = small_classifier(device)
     with recorded(torch, "load") as loads:
         resumed = start_run(model, ClassificationTask(), train_set, val_set, config, **run)
-    states = [
-        t
-        for state in resumed.optimizer.state.values()
-        for t in state.values()
-        if isinstance(t, torch.Tensor) and t.dim() > 0
-    ]
+    states = [t for state in resumed.optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor) and t.dim() > 0]
     places = sorted({str(t.device) for t in states})
-    unsafe = [
-        c["kwargs"] for c in loads if c["kwargs"].get("map_location") != "cpu" or not c["kwargs"].get("weights_only")
-    ]
+    unsafe = [c["kwargs"] for c in loads if c["kwargs"].get("map_location") != "cpu" or not c["kwargs"].get("weights_only")]
     result.data.update(resumed_from=resumed.state.resumed_from, optimizer_state_devices=places)
     result.lines.append(
         f"Resume from step {resumed.state.resumed_from}: {len(loads)} torch.load calls, all "
@@ -422,14 +410,11 @@ def workflow_outputs(workdir: Path) -> list[str]:
     quantization = json.loads((results / "model/config.json").read_text()).get("quantization_config", {})
     teacher = json.loads((results / "teachers/llama/fold0/metrics.json").read_text())
     if teacher.get("init_adapter") != "results/models/llama/post_pretrain/adapter":
-        raise RuntimeError(
-            f"the llama teacher did not start from its post-pretrained adapter: {teacher.get('init_adapter')}"
-        )
+        raise RuntimeError(f"the llama teacher did not start from its post-pretrained adapter: {teacher.get('init_adapter')}")
     student = json.loads((results / "student/fold0/metrics.json").read_text())
     return [
         f"Submission: {len(submission)} rows, every row a distribution",
-        f"Exported model: {quantization.get('quant_method')} {quantization.get('bits')}-bit, group "
-        f"{quantization.get('group_size')}",
+        f"Exported model: {quantization.get('quant_method')} {quantization.get('bits')}-bit, group {quantization.get('group_size')}",
         f"Teacher llama fold 0 starts from `{teacher['init_adapter']}`; val log loss {teacher['val_log_loss']:.4f}",
         f"Student fold 0: val log loss {student['val_log_loss']:.4f}, {student['tokens_per_second']:.0f} tokens/s",
     ]
@@ -440,8 +425,9 @@ SMOKE_TARGETS = ("results/submission.csv", "results/model", "results/eval/summar
 has no matplotlib (the bundle carries only what the model rules need)."""
 
 
-def start_workflow(workdir: Path, cores: int = 16, gpu_jobs: int = GPU_JOBS, cpu_sizes: bool = False,
-                   prompts: Mapping[str, int] = SMOKE_PROMPTS) -> tuple[subprocess.Popen, list[str]]:
+def start_workflow(
+    workdir: Path, cores: int = 16, gpu_jobs: int = GPU_JOBS, cpu_sizes: bool = False, prompts: Mapping[str, int] = SMOKE_PROMPTS
+) -> tuple[subprocess.Popen, list[str]]:
     """Snakemake on every model rule of the workflow (`SMOKE_TARGETS`) under the smoke overlay, in a
     private copy at `workdir` and in processes of its own (the check's phases run beside it)."""
     overlay = prepare_workflow(workdir, prompts, cpu_sizes)
@@ -463,8 +449,7 @@ def workflow_phase(result: Result, process: subprocess.Popen, command: list[str]
     timings = rule_timings(workdir)
     progress = steps_done(workdir / "snakemake.log")
     result.data.update(returncode=code, timings=timings, progress=progress)
-    result.lines += ["", f"Snakemake: {progress}.", "", "| rule | jobs | seconds (sum) | longest | max RSS MB |",
-                     "|---|---|---|---|---|"]
+    result.lines += ["", f"Snakemake: {progress}.", "", "| rule | jobs | seconds (sum) | longest | max RSS MB |", "|---|---|---|---|---|"]
     result.lines += [
         f"| {rule} | {t['jobs']:.0f} | {t['seconds']:.1f} | {t['longest']:.1f} | {t['max_rss_mb']:.0f} |"
         for rule, t in sorted(timings.items(), key=lambda item: -item[1]["seconds"])

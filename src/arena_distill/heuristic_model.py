@@ -107,8 +107,13 @@ def model_record(model: Pipeline) -> dict:
     """The fitted numbers of `fit_heuristic_model`'s pipeline, JSON-able (no pickle: a file
     that is loaded must not be able to run code)."""
     scaler, regression = model.named_steps["standardscaler"], model.named_steps["logisticregression"]
-    return {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "classes": regression.classes_.tolist(),
-            "coef": regression.coef_.tolist(), "intercept": regression.intercept_.tolist()}
+    return {
+        "mean": scaler.mean_.tolist(),
+        "scale": scaler.scale_.tolist(),
+        "classes": regression.classes_.tolist(),
+        "coef": regression.coef_.tolist(),
+        "intercept": regression.intercept_.tolist(),
+    }
 
 
 def model_from_record(record: Mapping) -> Pipeline:

@@ -59,8 +59,9 @@ def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> p
     try:
         return pd.read_parquet(path, columns=columns)
     except (pa.ArrowException, OSError) as error:
-        raise DataError(f"cannot read this parquet file ({error}); it is truncated or corrupted: delete it and rerun "
-                        "the rule that writes it", file=path) from None
+        raise DataError(
+            f"cannot read this parquet file ({error}); it is truncated or corrupted: delete it and rerun the rule that writes it", file=path
+        ) from None
 
 
 @contextlib.contextmanager
@@ -70,8 +71,9 @@ def named_load(path: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except SafetensorError as error:
-        raise DataError(f"cannot load its weights ({error}); they are truncated or corrupted: delete it and rerun the rule "
-                        "that writes it", file=path) from None
+        raise DataError(
+            f"cannot load its weights ({error}); they are truncated or corrupted: delete it and rerun the rule that writes it", file=path
+        ) from None
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
@@ -121,8 +123,10 @@ def read_csv_text(path: Path) -> pd.DataFrame:
         raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
-        raise DataError(f"not UTF-8 text: byte {raw[error.start:error.start + 1]!r} at offset {error.start}, line {line}; "
-                        "re-save the file as UTF-8", file=path) from None
+        raise DataError(
+            f"not UTF-8 text: byte {raw[error.start : error.start + 1]!r} at offset {error.start}, line {line}; re-save the file as UTF-8",
+            file=path,
+        ) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)

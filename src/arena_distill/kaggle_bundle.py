@@ -34,7 +34,6 @@ from arena_distill.io import atomic_path
 from arena_distill.kaggle_wheels import KAGGLE_IMAGE
 from arena_distill.package_model import link_or_copy
 
-
 ASSUMED_UTILISATION = 0.25
 """The share of a T4's fp16 peak the time budget assumes a scoring run reaches: an assumption
 (dequantizing 8-bit weights and short batches cost), not a measurement on a T4; the GPU
@@ -75,19 +74,28 @@ class TimeBudget:
     def line(self) -> str:
         verdict = "fits" if self.hours <= KAGGLE_LIMIT_HOURS else "does NOT fit"
         took = f"{self.hours:.1f} h" if self.hours >= 0.1 else f"{self.hours * 3600:.2g} s"
-        return (f"{self.pairs:,} pairs x {self.views} scorings x {self.tokens_per_pair:.0f} tokens on {self.gpus}xT4: "
-                f"~{took} at {self.utilisation:.0%} of the fp16 peak ({verdict} in Kaggle's {KAGGLE_LIMIT_HOURS:g} h)")
+        return (
+            f"{self.pairs:,} pairs x {self.views} scorings x {self.tokens_per_pair:.0f} tokens on {self.gpus}xT4: "
+            f"~{took} at {self.utilisation:.0%} of the fp16 peak ({verdict} in Kaggle's {KAGGLE_LIMIT_HOURS:g} h)"
+        )
 
 
-def time_budget(shape: Shape, tokens_per_pair: float, views: int, pairs: int = KAGGLE_TEST_PAIRS, gpus: int = 2,
-                utilisation: float = ASSUMED_UTILISATION) -> TimeBudget:
+def time_budget(
+    shape: Shape,
+    tokens_per_pair: float,
+    views: int,
+    pairs: int = KAGGLE_TEST_PAIRS,
+    gpus: int = 2,
+    utilisation: float = ASSUMED_UTILISATION,
+) -> TimeBudget:
     """Forward FLOPs (`gpu_bench.Shape.forward_flops`) of scoring `pairs` pairs `views` times
     (TTA, several lengths) at `tokens_per_pair` tokens, over `gpus` T4s at `utilisation` of
     their fp16 peak."""
     flops_per_token = shape.forward_flops(round(tokens_per_pair))
     total = flops_per_token * tokens_per_pair * views * pairs
-    return TimeBudget(pairs, tokens_per_pair, views, flops_per_token, gpus, utilisation,
-                      total / (gpus * T4_PEAK * 1e12 * utilisation) / 3600)
+    return TimeBudget(
+        pairs, tokens_per_pair, views, flops_per_token, gpus, utilisation, total / (gpus * T4_PEAK * 1e12 * utilisation) / 3600
+    )
 
 
 def build_project_wheel(root: str | Path, sources: Sequence[str | Path], dest: Path) -> Path:
@@ -99,34 +107,51 @@ def build_project_wheel(root: str | Path, sources: Sequence[str | Path], dest: P
             target = Path(tmp) / Path(part).resolve().relative_to(root.resolve())
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / part, target)
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-                        "--wheel-dir", str(dest), tmp], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "--wheel-dir",
+                str(dest),
+                tmp,
+            ],
+            check=True,
+            capture_output=True,
+        )
     return next(dest.glob("arena_distill-*.whl"))
 
 
 def bundle_readme(budget: TimeBudget, wheels: Sequence[str]) -> str:
     """The bundle's README: the notebook cells, the budget, the image checked against."""
-    return "\n".join([
-        "# arena-distill Kaggle bundle",
-        "",
-        "Upload this folder as a Kaggle dataset, attach it and the competition's data to a notebook",
-        "(GPU T4 x2, internet off), and run:",
-        "",
-        "```",
-        "!pip install --no-index --no-deps /kaggle/input/<this dataset>/wheels/*.whl",
-        "!python /kaggle/input/<this dataset>/predict.py --input /kaggle/input/lmsys-chatbot-arena/test.csv "
-        "--output /kaggle/working/submission.csv",
-        "```",
-        "",
-        "One process per GPU scores its share of the pairs; the output has the competition's columns",
-        "and ids and is written only when every pair is scored. Exit status 2: bad input (the error",
-        "names the file, row id and column), or no GPU visible (`--device cpu` scores on the CPU).",
-        "",
-        f"Time budget (from the model's architecture): {budget.line()}.",
-        "",
-        f"Wheels: {', '.join(wheels)}. Checked against {KAGGLE_IMAGE}.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# arena-distill Kaggle bundle",
+            "",
+            "Upload this folder as a Kaggle dataset, attach it and the competition's data to a notebook",
+            "(GPU T4 x2, internet off), and run:",
+            "",
+            "```",
+            "!pip install --no-index --no-deps /kaggle/input/<this dataset>/wheels/*.whl",
+            "!python /kaggle/input/<this dataset>/predict.py --input /kaggle/input/lmsys-chatbot-arena/test.csv "
+            "--output /kaggle/working/submission.csv",
+            "```",
+            "",
+            "One process per GPU scores its share of the pairs; the output has the competition's columns",
+            "and ids and is written only when every pair is scored. Exit status 2: bad input (the error",
+            "names the file, row id and column), or no GPU visible (`--device cpu` scores on the CPU).",
+            "",
+            f"Time budget (from the model's architecture): {budget.line()}.",
+            "",
+            f"Wheels: {', '.join(wheels)}. Checked against {KAGGLE_IMAGE}.",
+            "",
+        ]
+    )
 
 
 def kaggle_bundle(model_dir: str | Path, out_dir: str | Path, wheels: Sequence[Path], budget: TimeBudget) -> dict[str, Any]:

@@ -18,8 +18,10 @@ from typing import Any
 from arena_distill.errors import ConfigError
 from arena_distill.gpu_bundle import NATIVE_SDISTS, PURE_SDISTS, download
 
-KAGGLE_IMAGE = ("Kaggle/docker-python at 78aaa43 (2026-08-12): the Colab runtime release 20260514 with Kaggle's "
-                "packages, Python 3.12, a CUDA build of torch, transformers >= 5, pandas, pyarrow, scikit-learn, scipy")
+KAGGLE_IMAGE = (
+    "Kaggle/docker-python at 78aaa43 (2026-08-12): the Colab runtime release 20260514 with Kaggle's "
+    "packages, Python 3.12, a CUDA build of torch, transformers >= 5, pandas, pyarrow, scikit-learn, scipy"
+)
 """The Kaggle GPU image the bundle's wheel list was checked against (its Dockerfile and
 kaggle_requirements.txt): what it has is not bundled, what it lacks is."""
 IMAGE_LACKS = {
@@ -48,8 +50,11 @@ def find_wheels(wheelhouse: str | Path, requirements: Sequence[str]) -> list[Pat
         wheel = available.get((normalized(name), version))
         (found if wheel else missing).append(wheel or requirement)
     if missing:
-        raise ConfigError(f"the wheelhouse {wheelhouse} lacks {missing}: run `make kaggle-wheels` where PyPI is reachable "
-                          "(or list the wheels the image lacks in kaggle.wheels; [] for none)", key="kaggle.wheels")
+        raise ConfigError(
+            f"the wheelhouse {wheelhouse} lacks {missing}: run `make kaggle-wheels` where PyPI is reachable "
+            "(or list the wheels the image lacks in kaggle.wheels; [] for none)",
+            key="kaggle.wheels",
+        )
     return found
 
 

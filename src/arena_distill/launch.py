@@ -59,14 +59,24 @@ def run_stage(stage: str, kwargs: Mapping[str, Any], *, processes: int, threads:
         arguments = Path(tmp) / "kwargs.json"
         arguments.write_text(json.dumps(kwargs))
         command = [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-            "-m", "arena_distill.launch", stage, str(arguments), log_path,
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            "-m",
+            "arena_distill.launch",
+            stage,
+            str(arguments),
+            log_path,
         ]
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // processes))}
         log.info("launching %d processes: %s", processes, " ".join(command))
         completed = subprocess.run(command, env=env)
         if completed.returncode != 0:
-            raise RuntimeError(f"torchrun for stage {stage} exited with {completed.returncode}; the workers' errors are above in {log_path}")
+            raise RuntimeError(
+                f"torchrun for stage {stage} exited with {completed.returncode}; the workers' errors are above in {log_path}"
+            )
 
 
 def main(argv: list[str]) -> None:

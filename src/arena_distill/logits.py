@@ -54,7 +54,9 @@ def gather_shards(shards: Mapping[str, pd.DataFrame], ids: Sequence[int]) -> pd.
     if len(duplicated):
         first = duplicated.iloc[0]
         files = sorted(set(duplicated[(duplicated["id"] == first["id"]) & (duplicated["swapped"] == first["swapped"])]["_shard"]))
-        raise ShardError(f"scored {int((duplicated['id'] == first['id']).sum())} times (in {files})", file=files[-1], row=first["id"], column="swapped")
+        raise ShardError(
+            f"scored {int((duplicated['id'] == first['id']).sum())} times (in {files})", file=files[-1], row=first["id"], column="swapped"
+        )
     expected = pd.DataFrame({"id": np.repeat(np.asarray(ids, dtype=np.int64), 2), "swapped": np.tile([False, True], len(ids))})
     merged = expected.merge(table, on=key, how="outer", indicator=True)
     missing = merged[merged["_merge"] == "left_only"]

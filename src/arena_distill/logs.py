@@ -56,5 +56,6 @@ def progress(iterable: Iterable | None = None, *, enabled: bool = True, **kwargs
     line a minute."""
     if sys.stderr.isatty():
         return tqdm(iterable, disable=not enabled, mininterval=5, **kwargs)
-    return tqdm(iterable, disable=not enabled, file=ProgressLines(logging.getLogger("arena_distill.progress")),
-                mininterval=60, ascii=True, **kwargs)
+    return tqdm(
+        iterable, disable=not enabled, file=ProgressLines(logging.getLogger("arena_distill.progress")), mininterval=60, ascii=True, **kwargs
+    )

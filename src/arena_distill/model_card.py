@@ -94,9 +94,12 @@ def model_card(recipe: Mapping[str, Any], quantization: Mapping[str, Any]) -> st
     front += ["tags: [arena-distill, lmsys-chatbot-arena, knowledge-distillation, gptq]", "---", ""]
     bits = quantization.get("bits")
     method = quantization.get("method", "none")
-    quantized = "not quantized" if method == "none" else f"{method.upper()} {bits}-bit" + (
-        f", group size {quantization['group_size']}, {quantization['calibration_texts']} calibration texts"
-        if method == "gptq" else "")
+    quantized = (
+        "not quantized"
+        if method == "none"
+        else f"{method.upper()} {bits}-bit"
+        + (f", group size {quantization['group_size']}, {quantization['calibration_texts']} calibration texts" if method == "gptq" else "")
+    )
     lines = [
         "# arena-distill student",
         "",
@@ -109,13 +112,14 @@ def model_card(recipe: Mapping[str, Any], quantization: Mapping[str, Any]) -> st
         f"- student: `{student}`; teachers: " + ", ".join(f"`{name}` (`{spec}`)" for name, spec in teachers.items()),
         f"- post-pretraining on labelled pairs: {'yes' if recipe['post_pretrain'] else 'no'}; "
         f"{recipe['folds']} folds of `{recipe['data']}`",
-        f"- each fold's student distilled from every teacher's logits with LoRA, "
-        + ("the folds' models kept apart as a fold ensemble (`ensemble`: one directory per fold, "
-           "probabilities averaged at prediction)" if recipe["average"] == "ensemble"
-           else f"the fold adapters averaged (`{recipe['average']}`) and merged"),
+        "- each fold's student distilled from every teacher's logits with LoRA, "
+        + (
+            "the folds' models kept apart as a fold ensemble (`ensemble`: one directory per fold, probabilities averaged at prediction)"
+            if recipe["average"] == "ensemble"
+            else f"the fold adapters averaged (`{recipe['average']}`) and merged"
+        ),
         f"- quantization: {quantized} (`dtype` {quantization.get('dtype')})",
-        f"- texts: at most {recipe['text']['train_max_length']} tokens in training, "
-        f"{recipe['text']['test_max_length']} at test",
+        f"- texts: at most {recipe['text']['train_max_length']} tokens in training, {recipe['text']['test_max_length']} at test",
         "",
         "## Use",
         "",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import (
@@ -76,8 +76,9 @@ class ModelSpec:
         return arch
 
 
-def tiny_config(arch: str, sizes: Mapping[str, int], *, vocab_size: int, bos_token_id: int | None = None,
-                eos_token_id: int | None = None) -> PretrainedConfig:
+def tiny_config(
+    arch: str, sizes: Mapping[str, int], *, vocab_size: int, bos_token_id: int | None = None, eos_token_id: int | None = None
+) -> PretrainedConfig:
     """The config of a tiny `arch` model sized by `sizes`, with the tokenizer's vocab size and special ids
     (the capacity plan sizes a tiny model before its tokenizer exists, so they come as numbers)."""
     unknown = set(sizes) - set(SIZE_KEYS)
@@ -102,12 +103,9 @@ def tiny_config(arch: str, sizes: Mapping[str, int], *, vocab_size: int, bos_tok
     )
 
 
-def build_tiny_model(
-    arch: str, tokenizer: PreTrainedTokenizerBase, sizes: Mapping[str, int], seed: int
-) -> PreTrainedModel:
+def build_tiny_model(arch: str, tokenizer: PreTrainedTokenizerBase, sizes: Mapping[str, int], seed: int) -> PreTrainedModel:
     """A random-init causal LM; the same seed gives the same weights."""
-    config = tiny_config(arch, sizes, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
+    config = tiny_config(arch, sizes, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
@@ -187,9 +185,14 @@ def load_model(
     base here: a k-bit base would re-quantize the merged weights and erase most of an update.
     """
     torch.manual_seed(seed)
-    kwargs: dict[str, Any] = {"dtype": dtype, "pad_token_id": pad_token_id, "num_labels": len(LABELS),
-                              "id2label": dict(enumerate(LABELS)), "label2id": {v: i for i, v in enumerate(LABELS)},
-                              "attn_implementation": attention_implementation(path, attn_implementation)}
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "pad_token_id": pad_token_id,
+        "num_labels": len(LABELS),
+        "id2label": dict(enumerate(LABELS)),
+        "label2id": {v: i for i, v in enumerate(LABELS)},
+        "attn_implementation": attention_implementation(path, attn_implementation),
+    }
     quantization = quantization_config(load_in_bits, dtype)
     if quantization is not None:
         kwargs.update(quantization_config=quantization, device_map={"": str(device)})
@@ -257,8 +260,9 @@ def add_lora(
         # Non-reentrant checkpointing on both paths: peft passes `{}` on, and torch's default is
         # still the reentrant kind, with a warning.
         loaded = {name: param.dtype for name, param in model.named_parameters()}
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
         if not kbit_upcast:
             for name, param in model.named_parameters():
                 if param.is_floating_point() and param.dtype != loaded[name]:
@@ -312,7 +316,9 @@ def load_initial_lora(model: PeftModel, adapter_dir: str | Path) -> None:
     saved, ours = lora_layout(PeftConfig.from_pretrained(str(adapter_dir))), lora_layout(model.peft_config["default"])
     for key, value in ours.items():
         if saved[key] != value:
-            raise ConfigError(f"the initial adapter {adapter_dir} has {key}={saved[key]!r}, this model's lora block {value!r}", key=f"lora.{key}")
+            raise ConfigError(
+                f"the initial adapter {adapter_dir} has {key}={saved[key]!r}, this model's lora block {value!r}", key=f"lora.{key}"
+            )
     weights = {key: value for key, value in load_peft_weights(str(adapter_dir), device="cpu").items() if not is_head_key(key)}
     # peft loads wrapped modules only as a whole set: the head's keys carry its fresh values.
     weights.update({key: value for key, value in get_peft_model_state_dict(model).items() if is_head_key(key)})

@@ -39,8 +39,7 @@ def link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def package_model(exported_dir: str | Path, out_dir: str | Path, calibration: Mapping[str, Any] | None,
-                  predict: Mapping[str, Any]) -> dict:
+def package_model(exported_dir: str | Path, out_dir: str | Path, calibration: Mapping[str, Any] | None, predict: Mapping[str, Any]) -> dict:
     """`exported_dir` with the `predict` settings and `calibration` (a `calibrate_submission`
     fit, None for none) saved in its `inference.json` (which holds the text budgets) and the
     format module beside them, written atomically to `out_dir`; returns the new inference
@@ -52,8 +51,13 @@ def package_model(exported_dir: str | Path, out_dir: str | Path, calibration: Ma
     served = None if calibration is None or calibration.get("method") == "none" else dict(calibration)
     inference["calibration"] = served and {key: value for key, value in served.items() if key != "compared"}
     with atomic_path(out_dir, directory=True) as tmp:
-        shutil.copytree(exported_dir, tmp, dirs_exist_ok=True, copy_function=link_or_copy,
-                        ignore=shutil.ignore_patterns(INFERENCE_FILE, SNAKEMAKE_TIMESTAMP))
+        shutil.copytree(
+            exported_dir,
+            tmp,
+            dirs_exist_ok=True,
+            copy_function=link_or_copy,
+            ignore=shutil.ignore_patterns(INFERENCE_FILE, SNAKEMAKE_TIMESTAMP),
+        )
         (Path(tmp) / INFERENCE_FILE).write_text(json.dumps(inference, indent=1))
         shutil.copyfile(text.__file__, Path(tmp) / FORMAT_MODULE)
         shutil.copyfile(answer_features.__file__, Path(tmp) / FEATURES_MODULE)

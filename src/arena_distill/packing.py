@@ -51,20 +51,21 @@ def pack_rows(sequences: Sequence[Sequence[int]], pad_id: int) -> dict[str, torc
     }
 
 
-def packed_logits(model: torch.nn.Module, input_ids: torch.Tensor, position_ids: torch.Tensor,
-                  pool_index: torch.Tensor) -> torch.Tensor:
+def packed_logits(model: torch.nn.Module, input_ids: torch.Tensor, position_ids: torch.Tensor, pool_index: torch.Tensor) -> torch.Tensor:
     """The head's logits (rows × labels) of a pack built by `pack_rows`."""
     decoder, head = classifier_parts(model)
     attention = decoder.config._attn_implementation
     if attention not in DOCUMENT_MASKING:
-        raise ConfigError(f"attention {attention!r} cannot keep packed rows apart; use one of {list(DOCUMENT_MASKING)}",
-                          key="attn_implementation")
+        raise ConfigError(
+            f"attention {attention!r} cannot keep packed rows apart; use one of {list(DOCUMENT_MASKING)}", key="attn_implementation"
+        )
     hidden = decoder(input_ids=input_ids, position_ids=position_ids, use_cache=False).last_hidden_state
     return head(hidden[0, pool_index])
 
 
-def model_inputs(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str,
-                 packed: bool = False) -> dict[str, torch.Tensor]:
+def model_inputs(
+    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str, packed: bool = False
+) -> dict[str, torch.Tensor]:
     """The inputs `forward_logits` reads for `sequences`: right-padded rows with their mask,
     or one pack (`pack_rows`)."""
     if packed:

@@ -62,9 +62,16 @@ def encode_rows(encoder: PairEncoder, rows: pd.DataFrame) -> list[list[int]]:
     if "swapped" not in rows:
         return encoder.encode(rows["prompt"].tolist(), rows["response_a"].tolist(), rows["response_b"].tolist())
     swapped = rows["swapped"].to_numpy(dtype=bool)
-    given = pd.DataFrame({"id": rows["id"].to_numpy(), "prompt": rows["prompt"].to_numpy(),
-                          "a": np.where(swapped, rows["response_b"], rows["response_a"]),
-                          "b": np.where(swapped, rows["response_a"], rows["response_b"])}).drop_duplicates("id")
+    given = pd.DataFrame(
+        {
+            "id": rows["id"].to_numpy(),
+            "prompt": rows["prompt"].to_numpy(),
+            "a": np.where(swapped, rows["response_b"], rows["response_a"]),
+            "b": np.where(swapped, rows["response_a"], rows["response_b"]),
+        }
+    ).drop_duplicates("id")
     pieces = dict(zip(given["id"], encoder.truncate(given["prompt"].tolist(), given["a"].tolist(), given["b"].tolist())))
-    return [encoder.assemble(p, b, a) if mirrored else encoder.assemble(p, a, b)
-            for (p, a, b), mirrored in zip((pieces[i] for i in rows["id"]), swapped)]
+    return [
+        encoder.assemble(p, b, a) if mirrored else encoder.assemble(p, a, b)
+        for (p, a, b), mirrored in zip((pieces[i] for i in rows["id"]), swapped)
+    ]

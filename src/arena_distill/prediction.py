@@ -25,8 +25,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, GPTQCon
 from arena_distill import INFERENCE_FILE
 from arena_distill.calibration import Features, PairScaling, fit_pair_scaling, views_probs
 from arena_distill.ensemble import members
-from arena_distill.heuristic_model import pair_features
 from arena_distill.errors import ConfigError, NumericalError
+from arena_distill.heuristic_model import pair_features
 from arena_distill.inference import predict_logits
 from arena_distill.io import named_load, read_parquet
 from arena_distill.logits import LOGIT_COLUMNS
@@ -39,8 +39,9 @@ from arena_distill.text import PairEncoder, TextConfig
 log = logging.getLogger(__name__)
 
 
-def load_classifier(model_dir: str | Path, dtype: str = "auto", gptq_backend: str = "auto",
-                    attention: str | None = None, device: str | None = None) -> tuple[PreTrainedModel, object]:
+def load_classifier(
+    model_dir: str | Path, dtype: str = "auto", gptq_backend: str = "auto", attention: str | None = None, device: str | None = None
+) -> tuple[PreTrainedModel, object]:
     """A saved classifier (plain, GPTQ or bitsandbytes) and its tokenizer, ready to score.
 
     `dtype` (`auto`: bf16 on GPUs that have it, fp16 on a T4, fp32 on CPU) is the precision
@@ -54,7 +55,10 @@ def load_classifier(model_dir: str | Path, dtype: str = "auto", gptq_backend: st
     tokenizer = load_tokenizer(model_dir)
     with named_load(model_dir):
         model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, device_map={"": device}, dtype=resolve_dtype(dtype), attn_implementation=attention_implementation(model_dir, attention),
+            model_dir,
+            device_map={"": device},
+            dtype=resolve_dtype(dtype),
+            attn_implementation=attention_implementation(model_dir, attention),
             **gptq_loading(model_dir, gptq_backend_for(gptq_backend, device)),
         )
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -86,8 +90,10 @@ def gptq_loading(model_dir: str | Path, backend: str) -> dict[str, Any]:
     from gptqmodel.utils.backend import BACKEND
 
     if backend not in {choice.value for choice in BACKEND}:
-        raise ConfigError(f"unknown GPTQ backend {backend!r}; GPTQModel has {sorted(b.value for b in BACKEND if 'gptq' in b.value)}",
-                          key="predict.gptq_backend")
+        raise ConfigError(
+            f"unknown GPTQ backend {backend!r}; GPTQModel has {sorted(b.value for b in BACKEND if 'gptq' in b.value)}",
+            key="predict.gptq_backend",
+        )
     return {"quantization_config": GPTQConfig(bits=saved["bits"], backend=backend)}
 
 
@@ -101,7 +107,8 @@ def check_finite(logits: np.ndarray, ids: Sequence[int], model: PreTrainedModel)
     if bad.any():
         raise NumericalError(
             f"{int(bad.sum())} of {len(logits)} pairs got non-finite logits with the model in {model.dtype}; score in bfloat16 "
-            f"or float32 (predict.dtype)", row=int(ids[int(np.flatnonzero(bad)[0])]),
+            f"or float32 (predict.dtype)",
+            row=int(ids[int(np.flatnonzero(bad)[0])]),
         )
 
 
@@ -124,10 +131,15 @@ def score_views(
     views = []
     for max_length in max_lengths:
         encoder = PairEncoder(tokenizer, replace(text, max_length=max_length))
-        for swapped in ([False, True] if tta else [False]):
+        for swapped in [False, True] if tta else [False]:
             view = swap_pairs(rows) if swapped else rows
-            logits = predict_logits(model, encode_rows(encoder, view), pad_id=tokenizer.pad_token_id, max_tokens=max_tokens,
-                                    desc="swapped" if swapped else "original")
+            logits = predict_logits(
+                model,
+                encode_rows(encoder, view),
+                pad_id=tokenizer.pad_token_id,
+                max_tokens=max_tokens,
+                desc="swapped" if swapped else "original",
+            )
             check_finite(logits, rows["id"].tolist(), model)
             views.append((logits, swapped))
     return views
@@ -136,27 +148,51 @@ def score_views(
 def load_scorers(model_dir: str | Path, settings: Mapping[str, Any]) -> list[tuple[PreTrainedModel, object]]:
     """The classifier at `model_dir` and its tokenizer, as `load_classifier` loads them; for a
     fold ensemble (`arena_distill.ensemble`) every member's, all held at once."""
-    return [load_classifier(member, settings.get("dtype", "auto"), settings.get("gptq_backend", "auto"), settings.get("attn_implementation"),
-                            settings.get("device"))
-            for member in members(model_dir)]
+    return [
+        load_classifier(
+            member,
+            settings.get("dtype", "auto"),
+            settings.get("gptq_backend", "auto"),
+            settings.get("attn_implementation"),
+            settings.get("device"),
+        )
+        for member in members(model_dir)
+    ]
 
 
-def scorers_views(scorers: Sequence[tuple[PreTrainedModel, object]], rows: pd.DataFrame, text: Mapping[str, Any],
-                  settings: Mapping[str, Any], tta: bool = True) -> list[View]:
+def scorers_views(
+    scorers: Sequence[tuple[PreTrainedModel, object]],
+    rows: pd.DataFrame,
+    text: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    tta: bool = True,
+) -> list[View]:
     """`score_views` of each scorer at the test settings. Several (a fold ensemble) are
     averaged view by view in probability, as the log of their mean softmax: the result reads
     as one model's logits, so the TTA and a calibration treat the ensemble as one model."""
-    per_scorer = [score_views(model, tokenizer, rows, TextConfig.of(text, settings["max_lengths"][0]),
-                              max_lengths=settings["max_lengths"], tta=tta, max_tokens=settings.get("max_tokens", 65536))
-                  for model, tokenizer in scorers]
+    per_scorer = [
+        score_views(
+            model,
+            tokenizer,
+            rows,
+            TextConfig.of(text, settings["max_lengths"][0]),
+            max_lengths=settings["max_lengths"],
+            tta=tta,
+            max_tokens=settings.get("max_tokens", 65536),
+        )
+        for model, tokenizer in scorers
+    ]
     if len(per_scorer) == 1:
         return per_scorer[0]
-    return [(np.log(np.mean([softmax(views[i][0], axis=1) for views in per_scorer], axis=0)), swapped)
-            for i, (_, swapped) in enumerate(per_scorer[0])]
+    return [
+        (np.log(np.mean([softmax(views[i][0], axis=1) for views in per_scorer], axis=0)), swapped)
+        for i, (_, swapped) in enumerate(per_scorer[0])
+    ]
 
 
-def pair_probs(model: PreTrainedModel, tokenizer, rows: pd.DataFrame, text: TextConfig, *, calibration: PairScaling | None = None,
-               **scoring) -> np.ndarray:
+def pair_probs(
+    model: PreTrainedModel, tokenizer, rows: pd.DataFrame, text: TextConfig, *, calibration: PairScaling | None = None, **scoring
+) -> np.ndarray:
     """Probabilities (rows × [a, b, tie]) of `score_views(**scoring)`: the given order, or with
     TTA its mean with the mirror mapped back, each view after `calibration`."""
     return views_probs(score_views(model, tokenizer, rows, text, **scoring), calibration)
@@ -231,22 +267,40 @@ def calibrate_submission(
         raise ConfigError("the features calibration reads the answers' texts: fit it on labelled rows", key="predict.calibrate_on")
     fitted = fit_pair_scaling(views, labels, method, features=features)
     report = calibration_report(views, labels, fitted, features)
-    log.info("%s calibration on %d rows (%s): log loss %.4f -> %.4f, tie share %.3f -> %.3f (true %.3f)", method, len(labels), source,
-             report["log_loss_before"], report["log_loss_after"], report["tie_share_before"], report["tie_share_after"],
-             report["tie_share_true"])
+    log.info(
+        "%s calibration on %d rows (%s): log loss %.4f -> %.4f, tie share %.3f -> %.3f (true %.3f)",
+        method,
+        len(labels),
+        source,
+        report["log_loss_before"],
+        report["log_loss_after"],
+        report["tie_share_before"],
+        report["tie_share_after"],
+        report["tie_share_true"],
+    )
     compared = {}
     for other in ("symmetric", "features") if features is not None else ():
         if other != method:
             fit = fit_pair_scaling(views, labels, other, features=features)
             compared[other] = {**fit.to_dict(), **calibration_report(views, labels, fit, features)}
-            log.info("compared: %s calibration, log loss %.4f, tie share %.3f", other, compared[other]["log_loss_after"],
-                     compared[other]["tie_share_after"])
+            log.info(
+                "compared: %s calibration, log loss %.4f, tie share %.3f",
+                other,
+                compared[other]["log_loss_after"],
+                compared[other]["tie_share_after"],
+            )
     return {**fitted.to_dict(), "fitted_on": source, **report, "compared": compared}
 
 
 def calibration_report(views: Sequence[View], labels: np.ndarray, fitted: PairScaling, features: Features | None) -> dict:
     """A fit's rows, log loss and tie share before and after it, against the prior and the true tie share."""
     before, after = views_probs(views), views_probs(views, fitted, features)
-    return {"rows": int(len(labels)), "log_loss_before": log_loss(before, labels), "log_loss_after": log_loss(after, labels),
-            "prior_log_loss": prior_log_loss(labels), "tie_share_before": float(before[:, 2].mean()),
-            "tie_share_after": float(after[:, 2].mean()), "tie_share_true": float((labels == 2).mean())}
+    return {
+        "rows": int(len(labels)),
+        "log_loss_before": log_loss(before, labels),
+        "log_loss_after": log_loss(after, labels),
+        "prior_log_loss": prior_log_loss(labels),
+        "tie_share_before": float(before[:, 2].mean()),
+        "tie_share_after": float(after[:, 2].mean()),
+        "tie_share_true": float((labels == 2).mean()),
+    }

@@ -60,8 +60,15 @@ def balanced_shares(lengths: Sequence[int], n: int) -> list[np.ndarray]:
     return [np.array(sorted(share), dtype=np.int64) for share in shares]
 
 
-def score_share(model_dir: str, rows: pd.DataFrame, text: Mapping[str, Any], settings: Mapping[str, Any],
-                calibration: PairScaling | None, threads: int, worker: int = 0) -> pd.DataFrame:
+def score_share(
+    model_dir: str,
+    rows: pd.DataFrame,
+    text: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    calibration: PairScaling | None,
+    threads: int,
+    worker: int = 0,
+) -> pd.DataFrame:
     """One worker: the submission-schema predictions of its rows on `settings["device"]`."""
     import torch
 
@@ -72,8 +79,14 @@ def score_share(model_dir: str, rows: pd.DataFrame, text: Mapping[str, Any], set
     return predict_table(model_dir, rows, text, settings, calibration)
 
 
-def predict_on_workers(model_dir: str | Path, rows: pd.DataFrame, text: Mapping[str, Any], settings: Mapping[str, Any],
-                       calibration: PairScaling | None, devices: Sequence[str]) -> pd.DataFrame:
+def predict_on_workers(
+    model_dir: str | Path,
+    rows: pd.DataFrame,
+    text: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    calibration: PairScaling | None,
+    devices: Sequence[str],
+) -> pd.DataFrame:
     """`prediction.predict_table` of `rows` split over one process per entry of `devices`
     (in this process when there is one), in the rows' order. CPU workers share the cores."""
     threads = max(1, (os.cpu_count() or 1) // len(devices))
@@ -83,9 +96,19 @@ def predict_on_workers(model_dir: str | Path, rows: pd.DataFrame, text: Mapping[
     shares = balanced_shares(lengths, len(devices))
     log.info("%d pairs over %d workers (%s): %s pairs each", len(rows), len(devices), ", ".join(devices), [len(s) for s in shares])
     with ProcessPoolExecutor(len(devices), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(score_share, str(model_dir), rows.iloc[share].reset_index(drop=True), dict(text),
-                               {**settings, "device": device}, calibration, threads, worker)
-                   for worker, (share, device) in enumerate(zip(shares, devices))]
+        futures = [
+            pool.submit(
+                score_share,
+                str(model_dir),
+                rows.iloc[share].reset_index(drop=True),
+                dict(text),
+                {**settings, "device": device},
+                calibration,
+                threads,
+                worker,
+            )
+            for worker, (share, device) in enumerate(zip(shares, devices))
+        ]
         parts = [future.result() for future in futures]
     joined = pd.concat(parts, ignore_index=True).set_index("id").loc[rows["id"].to_numpy()].reset_index()
     return joined

@@ -51,8 +51,7 @@ def judge_ids(tokenizer, prompt: str, response_a: str, response_b: str, max_leng
     vote = max(len(truncated(tokenizer, " " + v, 99)) for v in VOTES)
     room = max_length - len(bos) - sum(map(len, fixed)) - vote
     if room < 16:
-        raise ConfigError(f"{max_length} tokens leave {room} for the pair after the judge's instruction and vote",
-                          key="judge.max_length")
+        raise ConfigError(f"{max_length} tokens leave {room} for the pair after the judge's instruction and vote", key="judge.max_length")
     head = truncated(tokenizer, prompt, min(prompt_tokens, room // 3))
     each = (room - len(head)) // 2
     a, b = truncated(tokenizer, response_a, each), truncated(tokenizer, response_b, each)
@@ -87,8 +86,9 @@ def vote_probs(scores: np.ndarray) -> np.ndarray:
     return np.stack([votes[:, 0], votes[:, 1], votes[:, 2] + votes[:, 3]], axis=1)
 
 
-def judge_rows(model: PreTrainedModel, tokenizer, rows: pd.DataFrame, *, max_length: int, prompt_tokens: int,
-               max_tokens: int) -> np.ndarray:
+def judge_rows(
+    model: PreTrainedModel, tokenizer, rows: pd.DataFrame, *, max_length: int, prompt_tokens: int, max_tokens: int
+) -> np.ndarray:
     """TTA probabilities (A, B, tie) of `rows` (Kaggle columns): as given and mirrored, averaged."""
     prompts = [join_turns(p) for p in rows["prompt"]]
     a, b = [join_turns(r) for r in rows["response_a"]], [join_turns(r) for r in rows["response_b"]]
@@ -96,4 +96,4 @@ def judge_rows(model: PreTrainedModel, tokenizer, rows: pd.DataFrame, *, max_len
     mirrored = [judge_ids(tokenizer, p, y, x, max_length, prompt_tokens) for p, x, y in zip(prompts, a, b)]
     scores = vote_log_likelihoods(model, tokenizer, given + mirrored, max_tokens)
     probs = vote_probs(scores)
-    return (probs[: len(rows)] + probs[len(rows):][:, SWAPPED_LABEL]) / 2
+    return (probs[: len(rows)] + probs[len(rows) :][:, SWAPPED_LABEL]) / 2

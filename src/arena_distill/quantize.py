@@ -65,9 +65,13 @@ def quantize_model(
         model = AutoModelForSequenceClassification.from_pretrained(
             merged_dir, quantization_config=quantization_config(bits, resolve_dtype(dtype)), device_map={"": device_name()}
         )
-    summary = {"method": method, "bits": bits, "dtype": str(model.dtype).removeprefix("torch."),
-               "group_size": group_size if method == "gptq" else None,
-               "calibration_texts": len(calibration_texts) if method == "gptq" else 0}
+    summary = {
+        "method": method,
+        "bits": bits,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "group_size": group_size if method == "gptq" else None,
+        "calibration_texts": len(calibration_texts) if method == "gptq" else 0,
+    }
     with atomic_path(out_dir, directory=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -96,7 +100,10 @@ def gptq_quantize(
         raise ConfigError("GPTQ needs calibration texts; set quantize.n_calibration > 0", key="quantize.n_calibration")
     config = GPTQConfig(bits=bits, group_size=group_size, dataset=list(texts), tokenizer=tokenizer, batch_size=1, model_seqlen=model_seqlen)
     return AutoModelForSequenceClassification.from_pretrained(
-        merged_dir, quantization_config=config, device_map={"": device_name()}, attn_implementation=attention_implementation(merged_dir),
+        merged_dir,
+        quantization_config=config,
+        device_map={"": device_name()},
+        attn_implementation=attention_implementation(merged_dir),
         dtype=dtype,
     )
 

@@ -38,22 +38,29 @@ def adapter_model(base: str | Path, adapters: Sequence[str | Path], method: str)
     return merged, tokenizer
 
 
-def tta_probs(views: Sequence[View], calibration: PairScaling | None = None,
-              features: Features | None = None) -> tuple[np.ndarray, np.ndarray]:
+def tta_probs(
+    views: Sequence[View], calibration: PairScaling | None = None, features: Features | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Given-order and TTA probabilities of a model's scorings, after `calibration`."""
     plain = views_probs([v for v in views if not v[1]], calibration, features)
     mirror = views_probs([v for v in views if v[1]], calibration, features)
     return plain, (plain + mirror) / 2
 
 
-def views_metrics(views: Sequence[View], labels: np.ndarray, calibration: PairScaling | None = None,
-                  features: Features | None = None) -> dict:
+def views_metrics(
+    views: Sequence[View], labels: np.ndarray, calibration: PairScaling | None = None, features: Features | None = None
+) -> dict:
     """Plain (given order) and TTA metrics of a model's scorings, after `calibration`."""
     return probs_metrics(*tta_probs(views, calibration, features), labels)
 
 
-def scored_rows(row_set: str, rows: pd.DataFrame, views: Sequence[View], calibration: PairScaling | None,
-                compared: Mapping[str, PairScaling] | None = None) -> pd.DataFrame:
+def scored_rows(
+    row_set: str,
+    rows: pd.DataFrame,
+    views: Sequence[View],
+    calibration: PairScaling | None,
+    compared: Mapping[str, PairScaling] | None = None,
+) -> pd.DataFrame:
     """A model's TTA probabilities per labelled row (`PROBS`, and `CALIBRATED` after a
     calibration, and each `compared` calibration's), so the evaluation can combine models and
     post-process without scoring again."""

@@ -19,15 +19,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from arena_distill.checkpoints import discard_checkpoints
 from arena_distill.inference import predict_logits
 from arena_distill.io import atomic_path, read_json, write_json, write_parquet
+from arena_distill.logits import logits_frame, shard_of
 from arena_distill.metrics import validation_metrics
 from arena_distill.models import add_lora, compile_layers, for_inference, load_adapter, load_model, load_tokenizer
-from arena_distill.logits import logits_frame, shard_of
 from arena_distill.pairs import encode_rows, fold_rows, with_swaps
-from arena_distill.text import PairEncoder, TextConfig
-from arena_distill.checkpoints import discard_checkpoints
 from arena_distill.parallel import Parallel, use_bf16
+from arena_distill.text import PairEncoder, TextConfig
 from arena_distill.training import ClassificationTask, Examples, TrainConfig, TrainResult, score, train
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,19 @@ def train_config(training: Mapping[str, Any], spec: Mapping[str, Any]) -> TrainC
     return TrainConfig(**{k: v for k, v in merged.items() if k in TRAIN_KEYS})
 
 
-EXECUTION_KEYS = frozenset({"micro_batch_size", "packing", "micro_batch_tokens", "eval_max_tokens", "gradient_checkpointing",
-                            "compile", "attn_implementation", "log_every", "keep_checkpoints"})
+EXECUTION_KEYS = frozenset(
+    {
+        "micro_batch_size",
+        "packing",
+        "micro_batch_tokens",
+        "eval_max_tokens",
+        "gradient_checkpointing",
+        "compile",
+        "attn_implementation",
+        "log_every",
+        "keep_checkpoints",
+    }
+)
 """Settings of how a run computes, not what it learns: they change memory and speed, and the
 gradients only by float rounding, so a checkpoint written under one resumes under another
 (a run requeued on other GPUs may need a smaller micro-batch, or packing)."""
@@ -147,28 +158,54 @@ class FoldJob:
         device = parallel.device()
         bf16 = use_bf16(config.precision, device)
         tokenizer, model = load_base(base, spec, device, bf16)
-        model = add_lora(model, spec["lora"], training.get("gradient_checkpointing", False), base.get("init_adapter"),
-                         spec.get("kbit_upcast", True))
+        model = add_lora(
+            model, spec["lora"], training.get("gradient_checkpointing", False), base.get("init_adapter"), spec.get("kbit_upcast", True)
+        )
         if base.get("init_adapter"):
             log.info("LoRA starts from %s (its head dropped)", base["init_adapter"])
         if training.get("compile", False):
             compile_layers(model)
             log.info("decoder layers compiled (torch.compile): the first steps of each new shape compile")
         train_rows = with_swaps(train_rows, training.get("swap_augment", True))
-        return cls(parallel, config, training, bf16, tokenizer, model, PairEncoder(tokenizer, TextConfig.of(text, text["train_max_length"])),
-                   train_rows, val_rows)
+        return cls(
+            parallel,
+            config,
+            training,
+            bf16,
+            tokenizer,
+            model,
+            PairEncoder(tokenizer, TextConfig.of(text, text["train_max_length"])),
+            train_rows,
+            val_rows,
+        )
 
     @classmethod
     def for_fold(cls, base, spec, training, text, train_table: str, folds: str, fold: int) -> "FoldJob":
         """A fold run: the fold's train and validation rows of the train table."""
         table = pd.read_parquet(train_table)
         split = read_json(folds)
-        return cls.start(base, spec, training, text, fold_rows(table, split, fold, "train"), fold_rows(table, split, fold, "val"),
-                         train_config(training, spec))
+        return cls.start(
+            base,
+            spec,
+            training,
+            text,
+            fold_rows(table, split, fold, "train"),
+            fold_rows(table, split, fold, "val"),
+            train_config(training, spec),
+        )
 
     def train(self, task, train_set: Examples, val_set: Examples, outputs: ClassifierOutputs, fingerprint: str):
-        return train(self.model, task, train_set, val_set, self.config, pad_id=self.tokenizer.pad_token_id,
-                     checkpoint_dir=outputs.checkpoint_dir, fingerprint=fingerprint, parallel=self.parallel)
+        return train(
+            self.model,
+            task,
+            train_set,
+            val_set,
+            self.config,
+            pad_id=self.tokenizer.pad_token_id,
+            checkpoint_dir=outputs.checkpoint_dir,
+            fingerprint=fingerprint,
+            parallel=self.parallel,
+        )
 
     def train_classifier(self, outputs: ClassifierOutputs, run: tuple, metrics: Mapping[str, Any] | None = None) -> None:
         """Train the plain classifier (cross-entropy on the labels) and write its outputs;
@@ -176,12 +213,18 @@ class FoldJob:
         train_set = classification_examples(self.encoder, self.train_rows)
         val_set = classification_examples(self.encoder, self.val_rows.assign(swapped=False))
         log.info("%d train rows (with mirrors), %d validation rows", len(train_set), len(val_set))
-        result = self.train(ClassificationTask(self.training.get("label_smoothing", 0.0)), train_set, val_set, outputs,
-                            fingerprint(*run, examples_digest(train_set)))
+        result = self.train(
+            ClassificationTask(self.training.get("label_smoothing", 0.0)),
+            train_set,
+            val_set,
+            outputs,
+            fingerprint(*run, examples_digest(train_set)),
+        )
         self.finish(result, {"train_rows": len(train_set), **(metrics or {})}, outputs)
 
-    def finish(self, result: TrainResult, metrics: Mapping[str, Any], outputs: ClassifierOutputs,
-               columns: Mapping[str, Any] | None = None) -> None:
+    def finish(
+        self, result: TrainResult, metrics: Mapping[str, Any], outputs: ClassifierOutputs, columns: Mapping[str, Any] | None = None
+    ) -> None:
         """Write the adapter, the kept weights' logits on the validation rows in both orders
         (plus `columns`) and `metrics.json`; then the checkpoints go (unless kept).
 
@@ -193,8 +236,15 @@ class FoldJob:
         """
         both = with_swaps(self.val_rows)
         todo = both[both["swapped"]] if result.val_logits is not None else both
-        scored = score(self.model, Examples(encode_rows(self.encoder, todo)), self.tokenizer.pad_token_id, self.parallel.device(),
-                       self.parallel, self.config.eval_max_tokens, self.bf16)
+        scored = score(
+            self.model,
+            Examples(encode_rows(self.encoder, todo)),
+            self.tokenizer.pad_token_id,
+            self.parallel.device(),
+            self.parallel,
+            self.config.eval_max_tokens,
+            self.bf16,
+        )
         logits = scored if result.val_logits is None else np.concatenate([result.val_logits, scored])
         if self.parallel.is_main:
             with atomic_path(outputs.adapter, directory=True) as tmp:
@@ -225,8 +275,11 @@ def train_teacher(
     """
     log.info("fold %d", fold)
     job = FoldJob.for_fold(base, spec, training, text, train_table, folds, fold)
-    job.train_classifier(ClassifierOutputs(**outputs), ("train_teacher", fold, spec, training, text, model_fingerprint(base)),
-                         {"init_adapter": base.get("init_adapter")})
+    job.train_classifier(
+        ClassifierOutputs(**outputs),
+        ("train_teacher", fold, spec, training, text, model_fingerprint(base)),
+        {"init_adapter": base.get("init_adapter")},
+    )
 
 
 def post_pretrain(

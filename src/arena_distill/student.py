@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from arena_distill.calibration import VectorScaling
 from arena_distill.distill import DistillTask, DistillWeights
@@ -41,7 +40,9 @@ def teacher_targets(rows: pd.DataFrame, tables: Mapping[str, Sequence[str]], cal
             first = key[np.flatnonzero(missing)[0]]
             raise DataError(
                 f"teacher {teacher!r} has no logits for {int(missing.sum())} training rows (first: swapped={bool(first[1])})",
-                file=", ".join(paths), row=int(first[0]), column="id",
+                file=", ".join(paths),
+                row=int(first[0]),
+                column="id",
             )
         logits = frame.loc[key, LOGIT_COLUMNS].to_numpy(dtype=np.float64)
         if teacher in calibrations:
@@ -72,7 +73,9 @@ def distill_student(
     job = FoldJob.for_fold(base, spec, training, text, train_table, folds, fold)
     train_rows, val_rows = job.train_rows, job.val_rows
     targets = teacher_targets(train_rows, teacher_logits, calibrations)
-    train_set = Examples(encode_rows(job.encoder, train_rows), {"label": train_rows["label"].to_numpy(dtype=np.int64), "teacher_logits": targets})
+    train_set = Examples(
+        encode_rows(job.encoder, train_rows), {"label": train_rows["label"].to_numpy(dtype=np.int64), "teacher_logits": targets}
+    )
     val_set = Examples(encode_rows(job.encoder, val_rows), {"label": val_rows["label"].to_numpy(dtype=np.int64)})
     log.info("fold %d: %d train rows (with mirrors) taught by %s, %d val rows", fold, len(train_set), list(teacher_logits), len(val_set))
     weights = DistillWeights(**distill.get("weights", {}))

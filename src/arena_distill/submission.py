@@ -37,7 +37,9 @@ def check_submission(frame: pd.DataFrame, ids: Sequence[int], file: str) -> None
     bad = ~np.isfinite(values).all(axis=1) | (values < 0).any(axis=1) | (values > 1).any(axis=1) | (np.abs(values.sum(axis=1) - 1) > 1e-6)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"probabilities {values[row].tolist()} are not a distribution", file=file, row=int(frame['id'].iloc[row]), column=LABELS[0])
+        raise DataError(
+            f"probabilities {values[row].tolist()} are not a distribution", file=file, row=int(frame["id"].iloc[row]), column=LABELS[0]
+        )
 
 
 def check_output_path(path: str | Path) -> None:

@@ -48,8 +48,12 @@ class TextConfig:
     @classmethod
     def of(cls, text: Mapping[str, Any], max_length: int) -> "TextConfig":
         """The config's `text` block at one length (training's, or one of the test lengths)."""
-        return cls(max_length=max_length, prompt_words=text["prompt_words"], response_words=text["response_words"],
-                   prompt_tokens=text["prompt_tokens"])
+        return cls(
+            max_length=max_length,
+            prompt_words=text["prompt_words"],
+            response_words=text["response_words"],
+            prompt_tokens=text["prompt_tokens"],
+        )
 
 
 def join_turns(turns: Sequence[str] | str) -> str:
@@ -74,13 +78,17 @@ CHARS_PER_TOKEN = 4
 Gemma-2): the usual rule of thumb, for lengths measured without the tokenizer at hand."""
 
 
-def approximate_length(prompt: Sequence[str] | str, response_a: Sequence[str] | str, response_b: Sequence[str] | str,
-                       config: TextConfig) -> int:
+def approximate_length(
+    prompt: Sequence[str] | str, response_a: Sequence[str] | str, response_b: Sequence[str] | str, config: TextConfig
+) -> int:
     """Tokens of a pair under `config` without a tokenizer: the word-cut text at
     `CHARS_PER_TOKEN`, plus EOS, capped at `max_length`. For length distributions (benchmarks,
     padding shares) where the real model's tokenizer is not available."""
-    text = format_pair(first_words(join_turns(prompt), config.prompt_words), first_words(join_turns(response_a), config.response_words),
-                       first_words(join_turns(response_b), config.response_words))
+    text = format_pair(
+        first_words(join_turns(prompt), config.prompt_words),
+        first_words(join_turns(response_a), config.response_words),
+        first_words(join_turns(response_b), config.response_words),
+    )
     return min(config.max_length, -(-len(text) // CHARS_PER_TOKEN) + 1)
 
 
@@ -163,8 +171,6 @@ class PairEncoder:
         """Input ids of one pair from its truncated pieces."""
         return self.bos + self.header + prompt + self.before_a + answer_a + self.before_b + answer_b + self.footer + self.eos
 
-    def encode(
-        self, prompts: Sequence[str], responses_a: Sequence[str], responses_b: Sequence[str]
-    ) -> list[list[int]]:
+    def encode(self, prompts: Sequence[str], responses_a: Sequence[str], responses_b: Sequence[str]) -> list[list[int]]:
         """Input ids of each pair, at most `max_length` long, ending in EOS."""
         return [self.assemble(p, a, b) for p, a, b in self.truncate(prompts, responses_a, responses_b)]

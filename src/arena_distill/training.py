@@ -225,8 +225,18 @@ class Run:
     last_logits: np.ndarray | None = None
 
 
-def start_run(model, task: Task, train_set: Examples, val_set: Examples, config: TrainConfig, *, pad_id: int,
-              checkpoint_dir: str | Path, fingerprint: str, parallel: Parallel) -> Run:
+def start_run(
+    model,
+    task: Task,
+    train_set: Examples,
+    val_set: Examples,
+    config: TrainConfig,
+    *,
+    pad_id: int,
+    checkpoint_dir: str | Path,
+    fingerprint: str,
+    parallel: Parallel,
+) -> Run:
     """Optimizer, warmup + cosine schedule and batch plan; resumed from a checkpoint of the same run if any."""
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
@@ -242,14 +252,42 @@ def start_run(model, task: Task, train_set: Examples, val_set: Examples, config:
         state.resumed_from.append(state.step)
         log.info("resumed from step %d of %d (checkpoint %s)", state.step, total_steps, checkpoints.latest)
     share = config.validation_share(steps_per_epoch, float(train_set.lengths.sum()), float(val_set.lengths.sum()))
-    run = Run(model, task, train_set, val_set, config, pad_id, parallel, device, use_bf16(config.precision, device), params,
-              optimizer, scheduler, checkpoints, plan_batches, steps_per_epoch, total_steps, state, share)
+    run = Run(
+        model,
+        task,
+        train_set,
+        val_set,
+        config,
+        pad_id,
+        parallel,
+        device,
+        use_bf16(config.precision, device),
+        params,
+        optimizer,
+        scheduler,
+        checkpoints,
+        plan_batches,
+        steps_per_epoch,
+        total_steps,
+        state,
+        share,
+    )
     passes = f"packs of at most {config.micro_batch_tokens} tokens" if config.packing else f"{config.micro_batch_size} rows"
     log.info(
         "training %d rows (%d per process), %d steps of %d rows (cosine schedule over %d, warmup %d) in forward passes of %s, "
         "%d trainable parameters, %s on %s; validating every %d steps costs %.0f %% of the training compute",
-        len(train_set), math.ceil(len(train_set) / parallel.world), total_steps, config.batch_size, schedule_steps,
-        warmup_steps, passes, sum(p.numel() for p in params), "bf16" if run.bf16 else "fp32", device, config.eval_every, 100 * share,
+        len(train_set),
+        math.ceil(len(train_set) / parallel.world),
+        total_steps,
+        config.batch_size,
+        schedule_steps,
+        warmup_steps,
+        passes,
+        sum(p.numel() for p in params),
+        "bf16" if run.bf16 else "fp32",
+        device,
+        config.eval_every,
+        100 * share,
     )
     return run
 
@@ -257,8 +295,9 @@ def start_run(model, task: Task, train_set: Examples, val_set: Examples, config:
 def optimizer_step(run: Run, global_rows: list[int]) -> float:
     """One optimizer step over a global batch; returns its mean loss over all processes."""
     started = time.perf_counter()
-    loss_sum, tokens = accumulate(run.model, run.task, run.train_set, global_rows, run.config, run.pad_id, run.device,
-                                  run.parallel, run.bf16)
+    loss_sum, tokens = accumulate(
+        run.model, run.task, run.train_set, global_rows, run.config, run.pad_id, run.device, run.parallel, run.bf16
+    )
     if run.parallel.world > 1:
         sync_gradients(run.params, run.parallel)
     torch.nn.utils.clip_grad_norm_(run.params, run.config.max_grad_norm)
@@ -287,8 +326,13 @@ def evaluate_and_checkpoint(run: Run, train_loss: float, started: float) -> None
     state.history.append(record)
     log.info(
         "step %d/%d epoch %.2f train_loss %.4f %s best %.4f@%d %.0f tok/s",
-        state.step, run.total_steps, state.step / run.steps_per_epoch, train_loss,
-        " ".join(f"val_{k} {v:.4f}" for k, v in val.items()), state.best_loss, state.best_step,
+        state.step,
+        run.total_steps,
+        state.step / run.steps_per_epoch,
+        train_loss,
+        " ".join(f"val_{k} {v:.4f}" for k, v in val.items()),
+        state.best_loss,
+        state.best_step,
         state.tokens / max(state.train_seconds, 1e-9),
     )
     run.checkpoints.save(run.model, run.optimizer, run.scheduler, state)
@@ -310,8 +354,13 @@ def log_progress(run: Run, pace: Pace, window: int) -> None:
     seconds_per_step = elapsed / max(1, state.step - pace.step)
     log.info(
         "step %d/%d (%d %%) train_loss %.4f lr %.2e %.0f tok/s elapsed %s eta %s",
-        state.step, run.total_steps, 100 * state.step // run.total_steps, float(np.mean(state.losses[-window:])),
-        run.scheduler.get_last_lr()[0], state.tokens / max(state.train_seconds, 1e-9), clock(elapsed),
+        state.step,
+        run.total_steps,
+        100 * state.step // run.total_steps,
+        float(np.mean(state.losses[-window:])),
+        run.scheduler.get_last_lr()[0],
+        state.tokens / max(state.train_seconds, 1e-9),
+        clock(elapsed),
         clock(seconds_per_step * (run.total_steps - state.step)),
     )
 
@@ -341,8 +390,17 @@ def train(
     `on_checkpoint(step)` runs after each checkpoint is written (tests use it to stop a
     run mid-way). Returns the metrics that `metrics.json` records.
     """
-    run = start_run(model, task, train_set, val_set, config, pad_id=pad_id, checkpoint_dir=checkpoint_dir,
-                    fingerprint=fingerprint, parallel=parallel or Parallel())
+    run = start_run(
+        model,
+        task,
+        train_set,
+        val_set,
+        config,
+        pad_id=pad_id,
+        checkpoint_dir=checkpoint_dir,
+        fingerprint=fingerprint,
+        parallel=parallel or Parallel(),
+    )
     state = run.state
     model.train()
     started = time.perf_counter() - state.seconds
@@ -438,5 +496,3 @@ def summarize_run(state: TrainState, steps_per_epoch: int, select: str = "best",
         "history": state.history,
         "train_curve": learning_curve(state.losses, log_every),
     }
-
-

@@ -27,8 +27,19 @@ REMOVABLE = (("teachers",), ("data", "extra"))
 
 FIRST_ATTEMPT = re.compile(r"^\s*(\d+)\s*\*\s*attempt\s*$")
 
-WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "report", "config", "src", "profiles", "envs", "data/sample", "pyproject.toml",
-                  "README.md")
+WORKFLOW_PARTS = (
+    "Snakefile",
+    "rules",
+    "scripts",
+    "report",
+    "config",
+    "src",
+    "profiles",
+    "envs",
+    "data/sample",
+    "pyproject.toml",
+    "README.md",
+)
 """What a private copy of the workflow needs (no results, no caches)."""
 
 PRESET = WORKFLOW_DIR / "config" / "presets" / "blackpearl.yaml"

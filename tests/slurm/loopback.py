@@ -65,8 +65,18 @@ def snakemake_on_slurm(workdir: Path, *args: str, check: bool = True, **popen) -
     `args` go first: `--configfile` takes several values and would swallow a target after it.
     """
     command = [
-        "timeout", "-k", "30", str(RUN_LIMIT_S), str(Path(sys.executable).parent / "snakemake"),
-        *args, "--profile", "profiles/slurm", "--profile", str(OVERLAY), "--configfile", "small.yaml",
+        "timeout",
+        "-k",
+        "30",
+        str(RUN_LIMIT_S),
+        str(Path(sys.executable).parent / "snakemake"),
+        *args,
+        "--profile",
+        "profiles/slurm",
+        "--profile",
+        str(OVERLAY),
+        "--configfile",
+        "small.yaml",
     ]
     if popen:
         return subprocess.Popen(command, cwd=workdir, env=driver_env(), text=True, **popen)
@@ -87,12 +97,37 @@ def snakemake_in_allocation(workdir: Path, *args: str) -> tuple[int, str]:
     """The driver environment's Snakemake started inside an `sbatch` allocation, the way a
     multi-day run is hosted: its exit status (`sbatch --wait`) and its output (the
     allocation's log, which first names the allocation)."""
-    driver = [str(DRIVER_ENV / "bin" / "snakemake"), *args, "--profile", "profiles/slurm", "--profile", str(OVERLAY),
-              "--configfile", "small.yaml"]
+    driver = [
+        str(DRIVER_ENV / "bin" / "snakemake"),
+        *args,
+        "--profile",
+        "profiles/slurm",
+        "--profile",
+        str(OVERLAY),
+        "--configfile",
+        "small.yaml",
+    ]
     log = workdir / "driver.out"
-    command = ["timeout", "-k", "30", str(RUN_LIMIT_S), "sbatch", "--wait", "--job-name", "arena-driver", "--cpus-per-task", "1",
-               "--mem", "1000", "--chdir", str(workdir), "--output", str(log),
-               "--wrap", f'echo "driver allocation $SLURM_JOB_ID"; exec {shlex.join(driver)}']
+    command = [
+        "timeout",
+        "-k",
+        "30",
+        str(RUN_LIMIT_S),
+        "sbatch",
+        "--wait",
+        "--job-name",
+        "arena-driver",
+        "--cpus-per-task",
+        "1",
+        "--mem",
+        "1000",
+        "--chdir",
+        str(workdir),
+        "--output",
+        str(log),
+        "--wrap",
+        f'echo "driver allocation $SLURM_JOB_ID"; exec {shlex.join(driver)}',
+    ]
     result = subprocess.run(command, env=driver_env(), capture_output=True, text=True)
     return result.returncode, (log.read_text() if log.exists() else "") + result.stdout + result.stderr
 
@@ -119,8 +154,9 @@ def rebuild_one_fold_with_a_requeue(workdir: Path) -> Requeued:
     state = workdir / "results/checkpoints/train_teacher/llama/fold1/latest/state.json"
     output = workdir / "rebuild.out"
     with output.open("w") as sink:
-        job = snakemake_on_slurm(workdir, "results/teachers/llama/fold1/logits.parquet", "--forcerun", "train_teacher",
-                                 stdout=sink, stderr=subprocess.STDOUT)
+        job = snakemake_on_slurm(
+            workdir, "results/teachers/llama/fold1/logits.parquet", "--forcerun", "train_teacher", stdout=sink, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + 600
             while not state.exists() and job.poll() is None and time.monotonic() < deadline:

@@ -28,11 +28,16 @@ def test_a_slurm_config_it_did_not_write_is_left_alone(tmp_path, name):
     assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700  # created private before anything else
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda state: (state.mkdir(), state.chmod(0o777)), "is open to other users (mode 777"),
-    (lambda state: (state.with_name("elsewhere").mkdir(mode=0o700), state.symlink_to(state.with_name("elsewhere"))),
-     "is not a plain directory"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda state: (state.mkdir(), state.chmod(0o777)), "is open to other users (mode 777"),
+        (
+            lambda state: (state.with_name("elsewhere").mkdir(mode=0o700), state.symlink_to(state.with_name("elsewhere"))),
+            "is not a plain directory",
+        ),
+    ],
+)
 def test_a_state_directory_others_could_write_is_refused(tmp_path, make, message):
     state = tmp_path / "state"
     make(state)

@@ -23,8 +23,17 @@ from tests.tiny import N_FOLDS, TEACHERS
 
 pytestmark = pytest.mark.slurm
 
-LOCAL_RULES = {"make_folds", "clean_folds", "gather_logits", "calibrate_teacher", "package_model", "submission", "evaluate", "figures",
-               "all"}
+LOCAL_RULES = {
+    "make_folds",
+    "clean_folds",
+    "gather_logits",
+    "calibrate_teacher",
+    "package_model",
+    "submission",
+    "evaluate",
+    "figures",
+    "all",
+}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +90,9 @@ def test_the_driver_environment_drives_from_inside_an_allocation(driver_run, tin
     assert {"make_folds", "clean_folds"} <= {rule_of(job["Comment"])[0] for job in jobs}
     assert {job["State"] for job in jobs} == {"COMPLETED"} and allocation.group(1) not in {job["JobID"] for job in jobs}
     for name in ("folds.json", "folds_clean.json"):
-        assert json.loads((workdir / "results/folds" / name).read_text()) == json.loads((tiny_local_run / "results/folds" / name).read_text())
+        assert json.loads((workdir / "results/folds" / name).read_text()) == json.loads(
+            (tiny_local_run / "results/folds" / name).read_text()
+        )
     assert (workdir / DRIVER_TARGET).exists()
 
 
@@ -145,7 +156,9 @@ def test_one_fold_is_rebuilt_alone_and_resumes_after_a_requeue(cluster):
     assert run.returncode == 0, run.stdout[-6000:]
     jobs = sacct(run.run_id)
     assert sorted(job["Comment"] for job in jobs) == [
-        "rule_teacher_logits_wildcards_llama_1_0", "rule_teacher_logits_wildcards_llama_1_1", REQUEUED_JOB,
+        "rule_teacher_logits_wildcards_llama_1_0",
+        "rule_teacher_logits_wildcards_llama_1_1",
+        REQUEUED_JOB,
     ]
     attempts = [job["State"] for job in sacct(run.run_id, duplicates=True) if job["JobID"] == slurm_id]
     assert attempts[0] == "REQUEUED" and attempts[-1] == "COMPLETED", attempts
@@ -165,8 +178,11 @@ def test_a_failed_fold_keeps_the_others_and_a_rerun_submits_only_it(cluster):
     jobs = sacct(failed.run_id)
     states = sorted((rule_of(job["Comment"])[1], job["State"], job["ReqMem"], job["Timelimit"]) for job in jobs)
     # retries: 1 resubmitted the failed shard once, with attempt-scaled memory and time
-    assert states == [("qwen_0_0", "FAILED", "4000M", "00:30:00"), ("qwen_0_0", "FAILED", "8000M", "01:00:00"),
-                      ("qwen_1_0", "COMPLETED", "4000M", "00:30:00")], states
+    assert states == [
+        ("qwen_0_0", "FAILED", "4000M", "00:30:00"),
+        ("qwen_0_0", "FAILED", "8000M", "01:00:00"),
+        ("qwen_1_0", "COMPLETED", "4000M", "00:30:00"),
+    ], states
     assert scenario.existed == [False, True]
 
     rerun = scenario.rerun

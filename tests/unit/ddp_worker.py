@@ -15,7 +15,16 @@ parallel = Parallel.from_env()
 torch.set_num_threads(1)
 model = tiny_classifier(seed=0)
 config = TrainConfig(learning_rate=3e-3, epochs=1, batch_size=16, micro_batch_size=4, eval_every=10, seed=0)
-train(model, ClassificationTask(), marker_pairs(160, seed=1), marker_pairs(40, seed=2), config, pad_id=PAD,
-      checkpoint_dir=checkpoints, fingerprint="ddp", parallel=parallel)
+train(
+    model,
+    ClassificationTask(),
+    marker_pairs(160, seed=1),
+    marker_pairs(40, seed=2),
+    config,
+    pad_id=PAD,
+    checkpoint_dir=checkpoints,
+    fingerprint="ddp",
+    parallel=parallel,
+)
 if parallel.is_main:
     save_file(trainable_state(model), out)

@@ -65,6 +65,7 @@ class Stop(Exception):
 
 def stop_at(step: int):
     """An `on_checkpoint` hook that stops the run once the checkpoint of `step` is written."""
+
     def hook(at: int) -> None:
         if at == step:
             raise Stop

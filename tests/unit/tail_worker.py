@@ -31,6 +31,10 @@ stages.post_pretrain(
     settings={"dev_rows": 16, "learning_rate": 1e-3, "epochs": 1, "batch_size": 16},
     training={"micro_batch_size": 8, "eval_every": 1000, "swap_augment": False},
     text={"prompt_words": 64, "response_words": 64, "prompt_tokens": 32, "train_max_length": 96},
-    outputs={"adapter": f"{out}/adapter", "metrics": f"{out}/metrics.json", "val_logits": f"{out}/dev_logits.parquet",
-             "checkpoint_dir": f"{out}/checkpoints"},
+    outputs={
+        "adapter": f"{out}/adapter",
+        "metrics": f"{out}/metrics.json",
+        "val_logits": f"{out}/dev_logits.parquet",
+        "checkpoint_dir": f"{out}/checkpoints",
+    },
 )

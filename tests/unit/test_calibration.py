@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from arena_distill.calibration import (PairScaling, VectorScaling, calibration_report, fit_pair_scaling, fit_vector_scaling,
-                                       views_probs)
+from arena_distill.calibration import PairScaling, VectorScaling, calibration_report, fit_pair_scaling, fit_vector_scaling, views_probs
 from arena_distill.metrics import log_loss, logits_log_loss, prior_log_loss
 from arena_distill.pairs import SWAPPED_LABEL
 

@@ -66,10 +66,15 @@ def test_a_local_model_path_that_does_not_exist_is_named(tmp_path):
 
 def test_the_package_never_downloads_unless_asked():
     probe = "import arena_distill, huggingface_hub.constants as c; print(c.HF_HUB_OFFLINE)"
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                          env={"PATH": ""}).stdout.strip() == "True"
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                          env={"PATH": "", "HF_HUB_OFFLINE": "0"}).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env={"PATH": ""}).stdout.strip() == "True"
+    )
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env={"PATH": "", "HF_HUB_OFFLINE": "0"}
+        ).stdout.strip()
+        == "False"
+    )
 
 
 def test_shrink_is_refused_on_top_of_a_calibration():
@@ -111,8 +116,17 @@ def test_flex_attention_with_attention_dropout_is_refused(tmp_path):
     config = effective_config()
     model_dir = tmp_path / "llama-with-dropout"
     model_dir.mkdir()
-    (model_dir / "config.json").write_text(json.dumps({"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
-                                                       "max_position_embeddings": 512, "attention_dropout": 0.1}))
+    (model_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_attention_heads": 4,
+                "max_position_embeddings": 512,
+                "attention_dropout": 0.1,
+            }
+        )
+    )
     config["teachers"]["llama"] = {**config["teachers"]["llama"], "model": str(model_dir), "attn_implementation": "flex_attention"}
     with pytest.raises(ConfigError, match=r"no attention dropout .*0.1.*\(config key 'teachers.llama.attn_implementation'\)"):
         check_models(config, tmp_path)

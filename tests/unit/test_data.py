@@ -114,8 +114,10 @@ def broken_files(tmp_path):
         "not_utf8.csv": (text.replace("Hello", "H\xe9llo").encode("latin-1"), r"not UTF-8 text: byte b'\\xe9' at offset \d+, line 2"),
         "empty.csv": (b"", r"the file is empty \(0 bytes\)"),
         "header_only.csv": (lines[0].encode(), r"no rows \(columns \['id', "),
-        "extra_field.csv": ((lines[0] + lines[1].rstrip("\n") + ',"surplus"\n' + lines[2]).encode(),
-                            r"line 2 has more fields than the header"),
+        "extra_field.csv": (
+            (lines[0] + lines[1].rstrip("\n") + ',"surplus"\n' + lines[2]).encode(),
+            r"line 2 has more fields than the header",
+        ),
         "not_parquet.parquet": (text.encode(), r"not a readable parquet file"),
     }
     for name, (content, _) in cases.items():

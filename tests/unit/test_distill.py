@@ -78,8 +78,16 @@ def test_a_student_learns_from_teacher_logits_alone(tmp_path):
     taught = Examples(train_set.ids, {"label": (labels + 1) % 3, "teacher_logits": oracle[:, None, :]})  # labels wrong on purpose
     model = tiny_classifier(seed=0)
     task = DistillTask(weights=DistillWeights(ce=0, kl=1, cosine=0))
-    result = train(model, task, taught, val_set, TrainConfig(learning_rate=3e-3, epochs=3, batch_size=16, micro_batch_size=16, eval_every=20),
-                   pad_id=PAD, checkpoint_dir=tmp_path / "ckpt", fingerprint="kd")
+    result = train(
+        model,
+        task,
+        taught,
+        val_set,
+        TrainConfig(learning_rate=3e-3, epochs=3, batch_size=16, micro_batch_size=16, eval_every=20),
+        pad_id=PAD,
+        checkpoint_dir=tmp_path / "ckpt",
+        fingerprint="kd",
+    )
     assert result.metrics["val_accuracy"] > 0.9
 
 
@@ -89,7 +97,9 @@ def test_teacher_targets_align_by_row_and_order_and_name_a_missing_row(tmp_path)
     logits_frame(scored, logits).to_parquet(tmp_path / "t.parquet")
     (tmp_path / "cal.json").write_text(json.dumps({"scale": [2, 2, 2], "bias": [0, 0, 1], "rows": 9}))
     rows = pd.DataFrame({"id": [2, 1], "swapped": [True, False]})
-    targets = teacher_targets(rows, {"a": [str(tmp_path / "t.parquet")], "b": [str(tmp_path / "t.parquet")]}, {"b": str(tmp_path / "cal.json")})
+    targets = teacher_targets(
+        rows, {"a": [str(tmp_path / "t.parquet")], "b": [str(tmp_path / "t.parquet")]}, {"b": str(tmp_path / "cal.json")}
+    )
     assert targets.shape == (2, 2, 3)
     assert targets[0, 0].tolist() == [9, 10, 11] and targets[1, 0].tolist() == [0, 1, 2]
     assert targets[0, 1].tolist() == [18, 20, 23]

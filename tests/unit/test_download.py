@@ -32,8 +32,13 @@ def test_a_failed_fetch_is_a_named_error_with_exit_2(tmp_path):
     here there is none, or no such repository, and it says so."""
     overlay = tmp_path / "model.yaml"
     overlay.write_text('student: {model: "arena-distill/no-such-model"}\n')
-    result = subprocess.run([sys.executable, "-m", "arena_distill", "download", "--configfile", str(overlay)],
-                            capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
+    result = subprocess.run(
+        [sys.executable, "-m", "arena_distill", "download", "--configfile", str(overlay)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HOME": str(tmp_path / "hf")},
+    )
     assert result.returncode == 2, result.stderr
     assert "error: DownloadError:" in result.stderr and "HF_TOKEN" in result.stderr
     assert "outgoing traffic has been disabled" not in result.stderr  # it did ask the network

@@ -30,9 +30,8 @@ def test_conda_env_matches_requirements():
     env = yaml.safe_load((REPO / "envs" / "arena-distill.yaml").read_text())
     pip_section = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
     conda_pins = pins(pip_section)
-    workflow_only = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "hypothesis", "snakefmt"}
+    workflow_only = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "hypothesis", "snakefmt", "mkdocs", "ruff"}
     assert conda_pins == {name: v for name, v in direct.items() if name not in workflow_only}
-
 
 
 def test_the_cuda_lock_pins_pypis_cuda_torch_of_the_lock():
@@ -43,7 +42,7 @@ def test_the_cuda_lock_pins_pypis_cuda_torch_of_the_lock():
     locked = pins((REPO / "requirements.lock").read_text().splitlines())
     torch_line = next(line for line in cuda.splitlines() if line.startswith("torch"))
     assert torch_line == f"torch==={locked['torch']}"
-    assert not SpecifierSet(torch_line[len("torch"):]).contains(f"{locked['torch']}+cpu")
+    assert not SpecifierSet(torch_line[len("torch") :]).contains(f"{locked['torch']}+cpu")
     runtime = pins(line for line in cuda.splitlines() if line != torch_line)
     assert {"nvidia-nccl-cu13", "nvidia-cudnn-cu13", "triton"} <= runtime.keys() and not runtime.keys() & locked.keys()
 

@@ -145,8 +145,15 @@ def test_the_merge_runs_in_the_dtype_asked(base, tokenizer, folds, tmp_path):
 
 
 def test_gptq_calibration_texts_come_from_the_fold_asked(base, tokenizer):
-    table = pd.DataFrame({"id": [1, 2, 3, 4], "prompt": [[f"question {i}"] for i in range(1, 5)], "response_a": [["a"]] * 4,
-                          "response_b": [["b"]] * 4, "label": [0, 1, 2, 0]})
+    table = pd.DataFrame(
+        {
+            "id": [1, 2, 3, 4],
+            "prompt": [[f"question {i}"] for i in range(1, 5)],
+            "response_a": [["a"]] * 4,
+            "response_b": [["b"]] * 4,
+            "label": [0, 1, 2, 0],
+        }
+    )
     folds = {"folds": [{"fold": 0, "train_ids": [1, 2], "val_ids": [3, 4]}, {"fold": 1, "train_ids": [3, 4], "val_ids": [1, 2]}]}
     text = {"train_max_length": 64, "prompt_words": 256, "response_words": 700, "prompt_tokens": 16}
     one = calibration_texts(table, folds, base, text, n=8, seed=2023, fold=1)
@@ -165,11 +172,25 @@ def test_merged_logits_equal_the_adapters(base, tokenizer, merged):
 @pytest.mark.parametrize("method, bits, tolerance", [("gptq", 8, 0.05), ("bnb", 8, 0.05), ("none", 8, 0.0)])
 def test_quantized_model_reloads_with_stock_transformers(tokenizer, merged, tmp_path, method, bits, tolerance):
     texts = [f"calibration text number {i}: a prompt, answer A and answer B" for i in range(8)]
-    recipe = {"student": "google/gemma-2-9b-it", "teachers": {"llama": "meta-llama/Meta-Llama-3-70B-Instruct"}, "folds": 5,
-              "average": "mean", "post_pretrain": True, "data": "data/sample/train.parquet",
-              "text": {"train_max_length": 1024, "test_max_length": 2000}}
-    quantize_model(merged / "model", tmp_path / "q", method=method, bits=bits, group_size=32, calibration_texts=texts,
-                   inference={"predict": {"tta": True}}, recipe=recipe)
+    recipe = {
+        "student": "google/gemma-2-9b-it",
+        "teachers": {"llama": "meta-llama/Meta-Llama-3-70B-Instruct"},
+        "folds": 5,
+        "average": "mean",
+        "post_pretrain": True,
+        "data": "data/sample/train.parquet",
+        "text": {"train_max_length": 1024, "test_max_length": 2000},
+    }
+    quantize_model(
+        merged / "model",
+        tmp_path / "q",
+        method=method,
+        bits=bits,
+        group_size=32,
+        calibration_texts=texts,
+        inference={"predict": {"tta": True}},
+        recipe=recipe,
+    )
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "q")
     full = AutoModelForSequenceClassification.from_pretrained(merged / "model")
     difference = (logits_of(reloaded, tokenizer) - logits_of(full, tokenizer)).abs().max().item()
@@ -215,20 +236,36 @@ def test_a_fold_ensemble_is_exported_member_by_member_and_predicts_their_mean(ba
     """`average.method: ensemble`: the fold adapters kept apart, merged, GPTQ-quantized and
     packaged one by one in one directory; prediction averages the members' probabilities."""
     copy_members(folds[:2], tmp_path / "adapters")
-    map_members(tmp_path / "adapters", tmp_path / "merged", lambda adapter, out: merge_student(
-        base={"path": base}, adapter=str(adapter), spec={"seed": 0}, dtype="auto", out_model=str(out)))
+    map_members(
+        tmp_path / "adapters",
+        tmp_path / "merged",
+        lambda adapter, out: merge_student(base={"path": base}, adapter=str(adapter), spec={"seed": 0}, dtype="auto", out_model=str(out)),
+    )
     text, settings = {"prompt_words": 64, "response_words": 64, "prompt_tokens": 32}, {"max_lengths": [96], "tta": True}
-    recipe = {"student": "google/gemma-2-9b-it", "teachers": {"llama": "meta-llama/Meta-Llama-3-70B-Instruct"}, "folds": 2,
-              "average": "ensemble", "post_pretrain": True, "data": "data/sample/train.parquet",
-              "text": {"train_max_length": 96, "test_max_length": 96}}
+    recipe = {
+        "student": "google/gemma-2-9b-it",
+        "teachers": {"llama": "meta-llama/Meta-Llama-3-70B-Instruct"},
+        "folds": 2,
+        "average": "ensemble",
+        "post_pretrain": True,
+        "data": "data/sample/train.parquet",
+        "text": {"train_max_length": 96, "test_max_length": 96},
+    }
     texts = [f"calibration text number {i}: a prompt, answer A and answer B" for i in range(8)]
-    map_members(tmp_path / "merged", tmp_path / "quantized", lambda model, out: quantize_model(
-        model, out, method="gptq", bits=8, group_size=32, calibration_texts=texts, inference={"text": text}, recipe=recipe))
+    map_members(
+        tmp_path / "merged",
+        tmp_path / "quantized",
+        lambda model, out: quantize_model(
+            model, out, method="gptq", bits=8, group_size=32, calibration_texts=texts, inference={"text": text}, recipe=recipe
+        ),
+    )
     package_model(tmp_path / "quantized", tmp_path / "model", None, settings)
     model = tmp_path / "model"
     assert members(model) == [model / "fold0", model / "fold1"]
     assert json.loads((model / "fold1/config.json").read_text())["quantization_config"]["bits"] == 8
-    assert json.loads((model / "inference.json").read_text())["predict"] == settings and "fold ensemble" in (model / "README.md").read_text()
+    assert (
+        json.loads((model / "inference.json").read_text())["predict"] == settings and "fold ensemble" in (model / "README.md").read_text()
+    )
     rows = prepare_test(SAMPLE / "test.csv").head(6)
     ensemble = predict_table(model, rows, text, settings)[list(LABELS)].to_numpy()
     each = [predict_table(member, rows, text, settings)[list(LABELS)].to_numpy() for member in members(model)]

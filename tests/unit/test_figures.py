@@ -50,10 +50,17 @@ def test_every_figure_is_written_as_a_png(tmp_path):
     table = figures.oof_probs([oof_frame(2)])
     probs, labels = figures.probs_of(table, "t"), table["label"].to_numpy()
     fold = {"rows": 40, "log_loss": 0.9, "log_loss_tta": 0.8, "prior_log_loss": 1.0}
-    metrics = {"teachers": {"llama": {"folds": [fold, fold]}}, "student": {"folds": [fold]},
-               "holdout": {"merged model (fold average)": fold}, "test": fold}
-    run = {"steps": 10, "train_curve": [{"step": 5, "train_loss": 1.0}, {"step": 10, "train_loss": 0.7}],
-           "history": [{"step": 10, "val_loss": 0.8}]}
+    metrics = {
+        "teachers": {"llama": {"folds": [fold, fold]}},
+        "student": {"folds": [fold]},
+        "holdout": {"merged model (fold average)": fold},
+        "test": fold,
+    }
+    run = {
+        "steps": 10,
+        "train_curve": [{"step": 5, "train_loss": 1.0}, {"step": 10, "train_loss": 0.7}],
+        "history": [{"step": 10, "val_loss": 0.8}],
+    }
     (tmp_path / "bench" / "train_teacher").mkdir(parents=True)
     (tmp_path / "bench" / "train_teacher" / "fold0.tsv").write_text("s\th:m:s\tmax_rss\n12.5\t0:00:12\t900.1\n")
     jobs = figures.read_benchmarks(tmp_path / "bench")
@@ -74,5 +81,10 @@ def test_every_figure_is_written_as_a_png(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == sorted(f"{name}.png" for name in drawn)
     # The CV bars: one per fold model, holdout and labelled rows, in the report's order.
     labels_drawn = [tick.get_text() for tick in drawn["cv"].axes[0].get_yticklabels()]
-    assert labels_drawn == ["llama fold 0 (OOF)", "llama fold 1 (OOF)", "student fold 0 (OOF)",
-                            "merged model (fold average) (holdout)", "submission (labelled arena rows)"]
+    assert labels_drawn == [
+        "llama fold 0 (OOF)",
+        "llama fold 1 (OOF)",
+        "student fold 0 (OOF)",
+        "merged model (fold average) (holdout)",
+        "submission (labelled arena rows)",
+    ]

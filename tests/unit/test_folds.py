@@ -85,8 +85,10 @@ def test_too_few_groups_names_the_key():
 
 def pairs(rows):
     return pd.DataFrame(
-        [{"id": i, "prompt": [p], "response_a": [a], "response_b": [b], "label": label, "source": "base", "group": p}
-         for i, (p, a, b, label) in enumerate(rows)]
+        [
+            {"id": i, "prompt": [p], "response_a": [a], "response_b": [b], "label": label, "source": "base", "group": p}
+            for i, (p, a, b, label) in enumerate(rows)
+        ]
     )
 
 
@@ -108,9 +110,7 @@ def test_cleaning_rules_and_counts():
     cleaned = clean_folds(train, folds, rules=RULES)
     assert cleaned["folds"][0]["train_ids"] == [0, 8]
     assert cleaned["folds"][0]["val_ids"] == [7]  # validation is never cleaned
-    assert cleaned["cleaning"]["dropped"] == [
-        {"fold": 0, "empty": 1, "identical": 1, "contradictory": 2, "val_overlap": 1, "duplicate": 1}
-    ]
+    assert cleaned["cleaning"]["dropped"] == [{"fold": 0, "empty": 1, "identical": 1, "contradictory": 2, "val_overlap": 1, "duplicate": 1}]
 
 
 def test_cleaning_rules_can_be_switched_off():

@@ -24,8 +24,12 @@ from arena_distill.io import write_parquet
 
 TRAIN_COLUMNS = [*PAIR_COLUMNS, *LABELS]
 EXAMPLES = 700  # per test: 2,100 files in all
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 text = st.text(max_size=12)  # any code point, lone surrogates included
 turns = st.lists(st.one_of(text, st.none(), st.integers()), max_size=3)
@@ -81,7 +85,7 @@ def csv_bytes(draw) -> bytes:
     data = csv_text.encode(encoding, errors=errors)
     if draw(st.integers(0, 4)) == 0:
         position = draw(st.integers(0, len(data) - 1))
-        data = data[:position] + bytes([draw(st.integers(0, 255))]) + data[position + 1:]
+        data = data[:position] + bytes([draw(st.integers(0, 255))]) + data[position + 1 :]
     if draw(st.integers(0, 4)) == 0:
         data = data[: draw(st.integers(0, len(data)))]
     return data

@@ -50,8 +50,7 @@ def test_the_plan_fits_a_gpu_session_and_makes_every_comparison(capsys):
 
 def test_the_benchmarks_follow_the_preset():
     settings = gpu_benchmarks.preset_settings()
-    assert settings == {"train_length": 1024, "test_length": 2000, "teacher_tokens": 4096, "student_tokens": 2048,
-                        "max_tokens": 32768}
+    assert settings == {"train_length": 1024, "test_length": 2000, "teacher_tokens": 4096, "student_tokens": 2048, "max_tokens": 32768}
     cases = {case.name: case for case in gpu_benchmarks.student_cases()}
     assert cases["packed flex, 2,048 tokens (the preset)"].settings == {"packing": True, "micro_batch_tokens": 2048}
     assert cases["padded eager, micro-batches of 2 (today)"].settings == {"micro_batch_size": 2}
@@ -76,8 +75,7 @@ def test_student_prediction_scores_the_same_rows_with_eager_and_flex():
     with torch.compiler.set_stance("force_eager"):
         gpu_benchmarks.student_prediction(bench, model, None, emit, lambda: 1e9, (64, 96), rows=8)
     entries = bench["student_predict"]
-    assert [(e["attn"], e["max_length"]) for e in entries] == [
-        ("eager", 64), ("flex_attention", 64), ("eager", 96), ("flex_attention", 96)]
+    assert [(e["attn"], e["max_length"]) for e in entries] == [("eager", 64), ("flex_attention", 64), ("eager", 96), ("flex_attention", 96)]
     assert all("error" not in e and e["tokens_per_s"] > 0 and e["real_tokens"] <= e["computed_tokens"] for e in entries)
     assert all(e["max_abs_logit_diff"] < 1e-4 for e in entries if e["attn"] == "flex_attention")
     assert len(lines) == 4 and all(line.startswith("| a | gemma-2-9b bf16 | predict |") for line in lines)
@@ -138,16 +136,23 @@ def test_the_deadline_interrupts_what_runs():
 def test_the_projection_takes_the_paths_the_preset_runs():
     preset = effective_config([gpu_check.PRESET])
     bench = empty_bench("NVIDIA H100 80GB HBM3", 989.0)
-    bench["student_predict"] = [{"attn": attn, "max_length": 2000, "mfu": mfu, "real_tokens": 1, "computed_tokens": 1}
-                                for attn, mfu in (("eager", 0.25), ("flex_attention", 0.38))]
-    today = {"case": "padded eager, micro-batches of 2 (today)", "attn": "eager", "packing": False, "micro_batch_size": 2,
-             "mfu": 0.12}
-    packed = {"case": "packed flex, 2,048 tokens (the preset)", "attn": "flex_attention", "packing": True,
-              "micro_batch_tokens": 2048, "mfu": 0.2}
+    bench["student_predict"] = [
+        {"attn": attn, "max_length": 2000, "mfu": mfu, "real_tokens": 1, "computed_tokens": 1}
+        for attn, mfu in (("eager", 0.25), ("flex_attention", 0.38))
+    ]
+    today = {"case": "padded eager, micro-batches of 2 (today)", "attn": "eager", "packing": False, "micro_batch_size": 2, "mfu": 0.12}
+    packed = {
+        "case": "packed flex, 2,048 tokens (the preset)",
+        "attn": "flex_attention",
+        "packing": True,
+        "micro_batch_tokens": 2048,
+        "mfu": 0.2,
+    }
     bench["student_train"] = [today, packed]
     bench["teacher_predict"] = [{"layers": 4, "max_length": 1024, "mfu": 0.5}]
-    bench["teacher_train"] = [{"layers": 4, "kbit_upcast": upcast, "micro_batch_tokens": 4096, "mfu": mfu}
-                              for upcast, mfu in ((True, 0.2), (False, 0.25))]
+    bench["teacher_train"] = [
+        {"layers": 4, "kbit_upcast": upcast, "micro_batch_tokens": 4096, "mfu": mfu} for upcast, mfu in ((True, 0.2), (False, 0.25))
+    ]
     measured, sources = gpu_bench.measured_mfus(bench, preset)
     assert measured == gpu_bench.Measured(0.38, 0.2, 0.5, 0.2)  # the preset keeps kbit_upcast on
     assert "packed flex, 2,048 tokens (the preset)" in sources["student training"]
@@ -168,11 +173,17 @@ def test_the_phase_measures_in_order_records_failures_and_stops_at_the_deadline(
             if error is not None:
                 raise error
             time.sleep(sleep)
+
         return run
 
     quick = [gpu_check.Measurement(m.key, m.comparison, m.what, 0.1) for m in gpu_check.MEASUREMENTS]
-    runners = {"student_predict": runner("student_predict"), "student_train": runner("student_train", RuntimeError("boom")),
-               "gradient_check": runner("gradient_check", sleep=30), "teacher": runner("teacher"), "gptq": runner("gptq")}
+    runners = {
+        "student_predict": runner("student_predict"),
+        "student_train": runner("student_train", RuntimeError("boom")),
+        "gradient_check": runner("gradient_check", sleep=30),
+        "teacher": runner("teacher"),
+        "gptq": runner("gptq"),
+    }
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H100 80GB HBM3")
     monkeypatch.setattr(gpu_benchmarks, "MEASUREMENTS", quick)
     monkeypatch.setattr(gpu_benchmarks, "RUNNERS", runners)

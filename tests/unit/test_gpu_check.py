@@ -67,8 +67,8 @@ def test_projection_of_the_preset_on_known_numbers():
     assert gpu_bench.fold_rows(5, swap=True) == (157_964, 11_495)
     stages = {s.name: s for s in gpu_bench.project(preset, gpu_bench.Measured(0.4, 0.4, 0.4, 0.4))}
     llama = gpu_bench.Shape.of(gpu_bench.LLAMA3_70B)
-    steps = -(-157_964 // 64)  # 1 epoch of 64-row steps: 2,469; validations at 1000, 2000 and the end
     train = llama.lora_train_flops(600) * 157_964 * 600 / (8 * 989e12 * 0.4) / 3600
+    # 1 epoch of 64-row steps is 2,469: validations at 1000, 2000 and the end, plus one
     evaluate = llama.forward_flops(600) * (3 + 1) * 11_495 * 600 / (8 * 989e12 * 0.4) / 3600
     assert stages["train_teacher llama"].hours == pytest.approx(train + evaluate)
     assert 2.0 < train < 2.5  # 4 * 68.45e9 * 94.8M tokens at 40 % of 8 H100s
@@ -104,9 +104,7 @@ def test_a_collective_on_another_device_than_the_loops_is_a_problem():
     assert gpu_phases.collective_problems([on_gpu, on_gpu], torch.device("cuda", 0), counts, [1.0, 0.9]) == []
     problems = gpu_phases.collective_problems([on_gpu, totals_on_cpu], torch.device("cuda", 0), counts, [1.0, 0.9])
     assert problems == ["collectives got tensors on ['cpu'], not on the loop's device cuda:0"]
-    assert (
-        "not finite" in gpu_phases.collective_problems([on_gpu], torch.device("cuda", 0), counts, [1.0, math.nan])[0]
-    )
+    assert "not finite" in gpu_phases.collective_problems([on_gpu], torch.device("cuda", 0), counts, [1.0, math.nan])[0]
 
 
 def test_summary_records_a_failed_phase_and_the_next_one_runs(tmp_path):
@@ -125,9 +123,7 @@ def test_a_kernel_warmup_that_fails_or_overruns_is_reported_and_not_waited_for(t
     def started(code: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
 
-    assert gpu_benchmarks.finish_side(started("raise SystemExit(3)"), tmp_path, "warm-gptq", 60) == {
-        "error": "exit 3, see warm-gptq.log"
-    }
+    assert gpu_benchmarks.finish_side(started("raise SystemExit(3)"), tmp_path, "warm-gptq", 60) == {"error": "exit 3, see warm-gptq.log"}
     slow = started("import time; time.sleep(60)")
     assert "still running" in gpu_benchmarks.finish_side(slow, tmp_path, "warm-flex", 0.5)["error"]
     assert slow.poll() is not None  # killed, not left running beside the next phase

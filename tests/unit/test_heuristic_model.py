@@ -6,10 +6,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arena_distill.answer_features import (FEATURES, conciseness_sweet_spot_score, contradiction_ratio, features_of_pair,
-                                           mediator_quality_score, readability_score, response_features, verbosity_penalty)
-from arena_distill.heuristic_model import (both_orders, fit_heuristic_model, heuristic_logits, joined, mirrored_labels, model_from_record,
-                                           model_record, pair_features, score_test, scored_table)
+from arena_distill.answer_features import (
+    FEATURES,
+    conciseness_sweet_spot_score,
+    contradiction_ratio,
+    features_of_pair,
+    mediator_quality_score,
+    readability_score,
+    response_features,
+    verbosity_penalty,
+)
+from arena_distill.heuristic_model import (
+    both_orders,
+    fit_heuristic_model,
+    heuristic_logits,
+    joined,
+    mirrored_labels,
+    model_from_record,
+    model_record,
+    pair_features,
+    score_test,
+    scored_table,
+)
 from arena_distill.metrics import log_loss, prior_log_loss
 from arena_distill.pairs import SWAPPED_LABEL
 
@@ -17,7 +35,8 @@ from arena_distill.pairs import SWAPPED_LABEL
 def test_each_named_feature_measures_what_it_says():
     assert set(response_features("q", "An answer.")) == set(FEATURES)
     assert readability_score("The cat sat. It was warm.") > readability_score(
-        "Notwithstanding considerable institutional heterogeneity, organizational differentiation perpetuates.")
+        "Notwithstanding considerable institutional heterogeneity, organizational differentiation perpetuates."
+    )
     assert conciseness_sweet_spot_score("word " * 180) == pytest.approx(1.0)
     assert conciseness_sweet_spot_score("word " * 180) > conciseness_sweet_spot_score("word " * 5)
     assert conciseness_sweet_spot_score("word " * 180) > conciseness_sweet_spot_score("word " * 3000)
@@ -37,8 +56,15 @@ def pairs(rows: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     a_len, b_len = rng.integers(1, 60, rows), rng.integers(1, 60, rows)
     label = np.where(abs(a_len - b_len) < 5, 2, np.where(a_len > b_len, 0, 1))
-    return pd.DataFrame({"id": np.arange(rows), "prompt": [json.dumps(["a question?"])] * rows,
-                         "response_a": [answer(n) for n in a_len], "response_b": [answer(n) for n in b_len], "label": label})
+    return pd.DataFrame(
+        {
+            "id": np.arange(rows),
+            "prompt": [json.dumps(["a question?"])] * rows,
+            "response_a": [answer(n) for n in a_len],
+            "response_b": [answer(n) for n in b_len],
+            "label": label,
+        }
+    )
 
 
 def fit(rows: pd.DataFrame):
@@ -99,8 +125,12 @@ def test_the_saved_model_scores_as_the_fitted_one(tmp_path, with_ties):
     saved = pd.read_parquet(tmp_path / "scored.parquet")
     expected = scored_table(model, "test", test)
     pd.testing.assert_frame_equal(saved, expected, check_exact=False, rtol=1e-12, atol=1e-12)
-    assert np.allclose(heuristic_logits(model_from_record(model_record(model)), both_orders(test)[1]),
-                       heuristic_logits(model, both_orders(test)[1]), rtol=0, atol=1e-12)
+    assert np.allclose(
+        heuristic_logits(model_from_record(model_record(model)), both_orders(test)[1]),
+        heuristic_logits(model, both_orders(test)[1]),
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 def test_no_holdout_rows_score_as_an_empty_table():

@@ -57,7 +57,9 @@ def test_the_bundle_takes_each_pinned_wheel_and_names_the_missing_ones(tmp_path)
 
 
 def test_the_gptq_wheels_are_the_lock_versions():
-    lock = dict(line.split("==") for line in (REPO / "requirements.lock").read_text().splitlines() if "==" in line and not line.startswith("#"))
+    lock = dict(
+        line.split("==") for line in (REPO / "requirements.lock").read_text().splitlines() if "==" in line and not line.startswith("#")
+    )
     lock = {name.lower(): version.split()[0] for name, version in lock.items()}
     for requirement in (*IMAGE_LACKS["gptq"], *IMAGE_LACKS["bnb"]):
         name, version = requirement.split("==")

@@ -9,7 +9,9 @@ from arena_distill.models import TINY_ARCHS, ModelSpec, add_lora, build_tiny_mod
 from arena_distill.prediction import load_classifier
 from arena_distill.text import PairEncoder, TextConfig
 
-SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512)
+SIZES = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512
+)
 
 
 def test_spec_parsing():
@@ -218,7 +220,9 @@ def test_truncated_weights_are_named_by_whoever_loads_them(tokenizer, tmp_path):
         "classifier": lambda: load_classifier(tmp_path / "classifier"),
     }
     for directory, load in loads.items():
-        with pytest.raises(DataError, match=rf"truncated or corrupted: delete it and rerun the rule that writes it \(file {tmp_path / directory}\)"):
+        with pytest.raises(
+            DataError, match=rf"truncated or corrupted: delete it and rerun the rule that writes it \(file {tmp_path / directory}\)"
+        ):
             load()
     with pytest.raises(DataError, match="truncated or corrupted"):
         read_adapter(tmp_path / "adapter")

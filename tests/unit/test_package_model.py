@@ -53,8 +53,10 @@ def test_the_input_format_ships_with_the_model_and_needs_only_the_standard_libra
     package_model(model, tmp_path / "model", None, {"tta": True})
     assert (tmp_path / "model" / FORMAT_MODULE).read_text() == Path(text.__file__).read_text()
     assert (tmp_path / "model" / FEATURES_MODULE).read_text() == Path(answer_features.__file__).read_text()
-    probe = (f"import sys; sys.path.insert(0, {str(tmp_path / 'model')!r}); import pair_format, answer_features; "
-             "print(pair_format.format_pair(['Hi?'], ['A.'], ['B.']) == pair_format.HEADER + 'Hi?' + pair_format.BEFORE_A + 'A.' "
-             "+ pair_format.BEFORE_B + 'B.' + pair_format.FOOTER, len(answer_features.features_of_pair('Hi?', 'A.', 'Bee.')))")
+    probe = (
+        f"import sys; sys.path.insert(0, {str(tmp_path / 'model')!r}); import pair_format, answer_features; "
+        "print(pair_format.format_pair(['Hi?'], ['A.'], ['B.']) == pair_format.HEADER + 'Hi?' + pair_format.BEFORE_A + 'A.' "
+        "+ pair_format.BEFORE_B + 'B.' + pair_format.FOOTER, len(answer_features.features_of_pair('Hi?', 'A.', 'Bee.')))"
+    )
     result = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.split() == ["True", str(2 * len(answer_features.FEATURES) + 1)], result.stderr

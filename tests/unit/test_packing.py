@@ -22,8 +22,14 @@ from arena_distill.training import ClassificationTask, Examples, TrainConfig, ac
 from tests.unit.synthetic import PAD, Stop, marker_pairs, stop_at, tiny_classifier
 
 VOCAB, BOS, EOS = 96, 2, 1
-SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-         "intermediate_size": 64, "max_position_embeddings": 256}
+SIZES = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 256,
+}
 
 
 def classifier(arch: str, attention: str = "eager", seed: int = 0) -> torch.nn.Module:
@@ -132,8 +138,9 @@ def test_a_packed_step_gives_the_padded_step_gradient():
         plan = micro_batches(global_rows, examples.lengths, config)
         assert len(plan) == (9 if not packed else len(packed_batches(examples.lengths, 60)))
         model.zero_grad(set_to_none=True)
-        loss, tokens = accumulate(model, ClassificationTask(), examples, global_rows, config, EOS, torch.device("cpu"),
-                                  Parallel(), bf16=False)
+        loss, tokens = accumulate(
+            model, ClassificationTask(), examples, global_rows, config, EOS, torch.device("cpu"), Parallel(), bf16=False
+        )
         assert tokens == sum(map(len, sequences))
         grads[packed] = loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
     assert grads[True][0] == pytest.approx(grads[False][0], rel=1e-5)
@@ -149,8 +156,7 @@ def test_gemma2_flex_attention_scores_as_eager():
     with torch.no_grad():
         for packed in (False, True):
             expected = forward_logits(eager, model_inputs(sequences, EOS, "cpu", packed))
-            torch.testing.assert_close(forward_logits(flex, model_inputs(sequences, EOS, "cpu", packed)), expected,
-                                       rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(forward_logits(flex, model_inputs(sequences, EOS, "cpu", packed)), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_packing_refuses_an_attention_path_that_cannot_keep_rows_apart():
@@ -167,8 +173,17 @@ def test_a_packed_run_resumes_bitwise_and_follows_the_padded_run(tmp_path):
 
     def run(directory, **kwargs):
         model = tiny_classifier(seed=0)
-        result = train(model, ClassificationTask(), marker_pairs(640, seed=1), marker_pairs(120, seed=2), config, pad_id=PAD,
-                       checkpoint_dir=directory, fingerprint="packed", **kwargs)
+        result = train(
+            model,
+            ClassificationTask(),
+            marker_pairs(640, seed=1),
+            marker_pairs(120, seed=2),
+            config,
+            pad_id=PAD,
+            checkpoint_dir=directory,
+            fingerprint="packed",
+            **kwargs,
+        )
         return model, result
 
     straight, straight_result = run(tmp_path / "straight")

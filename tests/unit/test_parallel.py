@@ -106,9 +106,22 @@ def test_no_rank_waits_on_rank_0s_writes(tokenizer, tmp_path):
     repo = Path(__file__).resolve().parents[2]
     env = {"PYTHONPATH": f"{repo}:{repo / 'src'}", "OMP_NUM_THREADS": "1", "PATH": os.environ["PATH"]}
     job = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(Path(__file__).with_name("tail_worker.py")),
-         str(model_dir), str(tmp_path / "pairs.parquet"), str(tmp_path / "out"), "4"],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(Path(__file__).with_name("tail_worker.py")),
+            str(model_dir),
+            str(tmp_path / "pairs.parquet"),
+            str(tmp_path / "out"),
+            "4",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert job.returncode == 0, job.stderr[-3000:]
     dev = pd.read_parquet(tmp_path / "out/dev_logits.parquet")

@@ -63,8 +63,20 @@ def test_submission_checks_name_the_bad_row():
 
 def test_the_command_line_scores_a_file(model_dir, pairs, tmp_path):
     out = tmp_path / "preds.parquet"
-    args = [sys.executable, "-m", "arena_distill", "predict", "--model", str(model_dir), "--input", str(pairs), "--output", str(out),
-            "--max-length", "96"]
+    args = [
+        sys.executable,
+        "-m",
+        "arena_distill",
+        "predict",
+        "--model",
+        str(model_dir),
+        "--input",
+        str(pairs),
+        "--output",
+        str(out),
+        "--max-length",
+        "96",
+    ]
     subprocess.run(args, check=True, capture_output=True)
     predictions = pd.read_parquet(out)
     assert list(predictions.columns) == ["id", *LABELS] and len(predictions) == 12
@@ -86,22 +98,45 @@ def test_the_command_line_names_a_bad_row(model_dir, pairs, tmp_path):
     bad = pd.read_csv(pairs, dtype=str, keep_default_na=False)
     bad.loc[4, "id"] = "not-an-id"
     bad.to_csv(tmp_path / "bad.csv", index=False)
-    args = [sys.executable, "-m", "arena_distill", "predict", "--model", str(model_dir), "--input", str(tmp_path / "bad.csv"),
-            "--output", str(tmp_path / "out.csv")]
+    args = [
+        sys.executable,
+        "-m",
+        "arena_distill",
+        "predict",
+        "--model",
+        str(model_dir),
+        "--input",
+        str(tmp_path / "bad.csv"),
+        "--output",
+        str(tmp_path / "out.csv"),
+    ]
     result = subprocess.run(args, capture_output=True, text=True)
     assert result.returncode == 2
     assert "error:" in result.stderr and "bad.csv" in result.stderr and "'id'" in result.stderr
     assert not (tmp_path / "out.csv").exists()
 
 
-@pytest.mark.parametrize(("model", "output", "message"), [
-    ("no/such/model", "out.csv", "is not a model directory"),
-    ("MODEL", "out.json", "unsupported output format '.json'"),
-])
+@pytest.mark.parametrize(
+    ("model", "output", "message"),
+    [
+        ("no/such/model", "out.csv", "is not a model directory"),
+        ("MODEL", "out.json", "unsupported output format '.json'"),
+    ],
+)
 def test_the_command_line_refuses_before_scoring(model_dir, pairs, tmp_path, model, output, message):
     """A missing model directory is never looked up on a hub; a bad output suffix fails at once."""
-    args = [sys.executable, "-m", "arena_distill", "predict", "--model", str(model_dir) if model == "MODEL" else model,
-            "--input", str(pairs), "--output", str(tmp_path / output)]
+    args = [
+        sys.executable,
+        "-m",
+        "arena_distill",
+        "predict",
+        "--model",
+        str(model_dir) if model == "MODEL" else model,
+        "--input",
+        str(pairs),
+        "--output",
+        str(tmp_path / output),
+    ]
     result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "0"})
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / output).exists()
@@ -146,8 +181,10 @@ def test_the_console_script_helps_without_loading_the_model_libraries():
     shown = subprocess.run([script, "predict", "--help"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and shown.stderr == ""
     assert "arena-distill predict --model results/model --input" in shown.stdout
-    probe = ("import sys; from arena_distill.cli import main\n"
-             "try: main(['--help'])\nexcept SystemExit: pass\n"
-             "print(sorted(m for m in ('torch', 'transformers', 'gptqmodel', 'pandas') if m in sys.modules))")
+    probe = (
+        "import sys; from arena_distill.cli import main\n"
+        "try: main(['--help'])\nexcept SystemExit: pass\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'gptqmodel', 'pandas') if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert loaded.stdout.strip().splitlines()[-1] == "[]", loaded.stdout + loaded.stderr

@@ -54,8 +54,15 @@ def test_a_gpu_job_is_one_task_with_all_its_gpus(rule):
 def test_training_rules_hold_whole_nodes_and_scoring_one_gpu():
     """merge_student merges on the CPU, so it holds no GPU."""
     assert {rule: PROFILE["set-resources"][rule]["gpu"] for rule in GPU_RULES} == {
-        "distill_student": 8, "post_pretrain": 8, "score_holdout": 1, "calibrate_submission": 1, "predict": 1, "quantize_student": 1,
-        "teacher_logits": 1, "train_teacher": 8, "prompt_judge": 1,
+        "distill_student": 8,
+        "post_pretrain": 8,
+        "score_holdout": 1,
+        "calibrate_submission": 1,
+        "predict": 1,
+        "quantize_student": 1,
+        "teacher_logits": 1,
+        "train_teacher": 8,
+        "prompt_judge": 1,
     }
 
 

@@ -5,7 +5,6 @@ import pytest
 
 from arena_distill.pairs import encode_rows, with_swaps
 from arena_distill.text import PairEncoder, TextConfig, first_words, format_pair, trim_pair
-
 from tests.conftest import SAMPLE
 
 

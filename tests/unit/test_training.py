@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from arena_distill.pairs import swap_pairs, with_swaps
 from arena_distill.checkpoints import trainable_state
+from arena_distill.pairs import swap_pairs, with_swaps
 from arena_distill.parallel import Parallel
 from arena_distill.training import ClassificationTask, TrainConfig, classifier_metrics, learning_curve, score, train
 from tests.unit.synthetic import PAD, Stop, marker_pairs, stop_at, tiny_classifier
@@ -68,8 +68,9 @@ def marker_run(tmp_path_factory):
 
 def test_training_learns_the_marker(marker_run):
     val = marker_pairs(120, seed=2)
-    untrained = classifier_metrics(score(tiny_classifier(seed=0), val, PAD, torch.device("cpu"), Parallel(), 4096, False),
-                                   val.targets["label"])
+    untrained = classifier_metrics(
+        score(tiny_classifier(seed=0), val, PAD, torch.device("cpu"), Parallel(), 4096, False), val.targets["label"]
+    )
     model, result, _ = marker_run
     metrics = result.metrics
     assert metrics["val_accuracy"] > 0.9, metrics
@@ -97,7 +98,10 @@ def test_the_run_logs_its_pace_and_keeps_a_learning_curve(marker_run):
 
 def test_learning_curve_windows():
     assert learning_curve([4.0, 2.0, 3.0, 1.0, 0.0], 2) == [
-        {"step": 2, "train_loss": 3.0}, {"step": 4, "train_loss": 2.0}, {"step": 5, "train_loss": 0.5}]
+        {"step": 2, "train_loss": 3.0},
+        {"step": 4, "train_loss": 2.0},
+        {"step": 5, "train_loss": 0.5},
+    ]
     assert learning_curve([], 3) == []
 
 
@@ -106,8 +110,16 @@ def test_labels_detached_from_the_rows_are_not_learned(tmp_path):
     model = tiny_classifier(seed=0)
     shuffled = marker_pairs(1600, seed=1)
     shuffled.targets["label"] = np.random.default_rng(0).permutation(shuffled.targets["label"])
-    result = train(model, ClassificationTask(), shuffled, marker_pairs(120, seed=2), CONFIG, pad_id=PAD,
-                   checkpoint_dir=tmp_path / "ckpt", fingerprint="test")
+    result = train(
+        model,
+        ClassificationTask(),
+        shuffled,
+        marker_pairs(120, seed=2),
+        CONFIG,
+        pad_id=PAD,
+        checkpoint_dir=tmp_path / "ckpt",
+        fingerprint="test",
+    )
     assert result.metrics["val_accuracy"] < 0.6
 
 
@@ -116,8 +128,16 @@ def test_frozen_weights_do_not_learn(tmp_path):
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     model.base_model.model.score.modules_to_save.default.weight.requires_grad_(True)
-    result = train(model, ClassificationTask(), marker_pairs(1600, seed=1), marker_pairs(120, seed=2), CONFIG,
-                   pad_id=PAD, checkpoint_dir=tmp_path / "ckpt", fingerprint="test")
+    result = train(
+        model,
+        ClassificationTask(),
+        marker_pairs(1600, seed=1),
+        marker_pairs(120, seed=2),
+        CONFIG,
+        pad_id=PAD,
+        checkpoint_dir=tmp_path / "ckpt",
+        fingerprint="test",
+    )
     assert result.metrics["val_accuracy"] < 0.7
 
 
@@ -164,8 +184,16 @@ def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path):
     with pytest.raises(Stop):
         run(tmp_path, config, on_checkpoint=stop_at(10))
     model = tiny_classifier(seed=0)
-    result = train(model, ClassificationTask(), marker_pairs(1600, seed=1), marker_pairs(120, seed=2), config,
-                   pad_id=PAD, checkpoint_dir=tmp_path / "ckpt", fingerprint="other data")
+    result = train(
+        model,
+        ClassificationTask(),
+        marker_pairs(1600, seed=1),
+        marker_pairs(120, seed=2),
+        config,
+        pad_id=PAD,
+        checkpoint_dir=tmp_path / "ckpt",
+        fingerprint="other data",
+    )
     assert result.state.resumed_from == []
 
 
@@ -178,9 +206,19 @@ def test_two_processes_give_the_one_process_adapter(tmp_path):
     env = {"PYTHONPATH": f"{repo}:{repo / 'src'}", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, str(worker), str(single), str(tmp_path / "c1")], check=True, env=env, timeout=600)
     subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker), str(double),
-         str(tmp_path / "c2")],
-        check=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(worker),
+            str(double),
+            str(tmp_path / "c2"),
+        ],
+        check=True,
+        env=env,
+        timeout=600,
     )
     a, b = load_file(single), load_file(double)
     assert a.keys() == b.keys()
@@ -190,8 +228,15 @@ def test_two_processes_give_the_one_process_adapter(tmp_path):
 
 
 def test_swap_exchanges_responses_and_a_b_labels():
-    rows = pd.DataFrame({"id": [1, 2, 3], "prompt": [["p"]] * 3, "response_a": [["a1"], ["a2"], ["a3"]],
-                         "response_b": [["b1"], ["b2"], ["b3"]], "label": [0, 1, 2]})
+    rows = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "prompt": [["p"]] * 3,
+            "response_a": [["a1"], ["a2"], ["a3"]],
+            "response_b": [["b1"], ["b2"], ["b3"]],
+            "label": [0, 1, 2],
+        }
+    )
     swapped = swap_pairs(rows)
     assert swapped["response_a"].tolist() == rows["response_b"].tolist()
     assert swapped["response_b"].tolist() == rows["response_a"].tolist()
@@ -210,8 +255,18 @@ def test_schedule_longer_than_the_run_stops_mid_cosine():
 
 def test_select_last_keeps_the_last_step_not_the_best(tmp_path):
     """With a schedule cut mid-way and `select: last`, the model ends with the last step's weights."""
-    config = TrainConfig(learning_rate=3e-3, epochs=1, schedule_epochs=2, select="last", batch_size=16, micro_batch_size=16,
-                         eval_every=10, seed=0, adam_betas=(0.9, 0.95), warmup_steps=5)
+    config = TrainConfig(
+        learning_rate=3e-3,
+        epochs=1,
+        schedule_epochs=2,
+        select="last",
+        batch_size=16,
+        micro_batch_size=16,
+        eval_every=10,
+        seed=0,
+        adam_betas=(0.9, 0.95),
+        warmup_steps=5,
+    )
     model, result = run(tmp_path, config)
     metrics = result.metrics
     assert metrics["select"] == "last" and metrics["kept_step"] == metrics["steps"] == 100

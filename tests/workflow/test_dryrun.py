@@ -67,8 +67,7 @@ def STUDENT_SIDE(n_folds: int, holdout: bool = True, calibrated: bool = False) -
     """Steps 5-9: a student per fold, then one of everything; models are scored on the
     holdout prompts only when the run keeps some (each fold student, the merged and the
     exported model, one job each), the submission calibrated only when asked."""
-    single = ["average_adapters", "merge_student", "quantize_student", "package_model", "predict", "submission", "evaluate",
-              "figures"]
+    single = ["average_adapters", "merge_student", "quantize_student", "package_model", "predict", "submission", "evaluate", "figures"]
     single += ["calibrate_submission"] * calibrated
     return {"distill_student": n_folds, **dict.fromkeys(single, 1), **({"score_holdout": n_folds + 2} if holdout else {})}
 
@@ -141,8 +140,13 @@ def test_missing_preset_data_is_the_only_complaint(tmp_path):
 
 def test_make_dryrun_preset_plans_the_real_dag_in_a_fresh_clone():
     """`make dryrun-preset` (placeholders in a temporary copy) with the SLURM profile."""
-    result = subprocess.run([sys.executable, "-m", "arena_distill.dryrun_preset", "--profile", "profiles/slurm", "submission"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "arena_distill.dryrun_preset", "--profile", "profiles/slurm", "submission"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "empty placeholder for data/kaggle/train.csv" in result.stdout
     counts = job_counts(result.stdout)
@@ -174,11 +178,15 @@ def test_bad_config_fails_naming_the_key(workflow_copy, args, message):
     ("overlay", "message"),
     [
         ("folds: {n: 100000}", "100000 is greater than the maximum of 100"),
-        ("quantize: {group_size: 7}",
-         "GPTQ group size 7 does not divide the student's hidden_size 64, intermediate_size 256, heads × head_dim 64 "
-         "(config key 'quantize.group_size')"),
-        ("predict: {max_lengths: [100000]}",
-         "100000 tokens exceed the 2048 positions of model 'student' (config key 'predict.max_lengths')"),
+        (
+            "quantize: {group_size: 7}",
+            "GPTQ group size 7 does not divide the student's hidden_size 64, intermediate_size 256, heads × head_dim 64 "
+            "(config key 'quantize.group_size')",
+        ),
+        (
+            "predict: {max_lengths: [100000]}",
+            "100000 tokens exceed the 2048 positions of model 'student' (config key 'predict.max_lengths')",
+        ),
     ],
 )
 def test_values_the_models_cannot_use_fail_at_start_up(workflow_copy, tmp_path, overlay, message):

@@ -66,7 +66,11 @@ def test_tiny_models_load_like_real_checkpoints(finished_run, model):
     tokenizer = AutoTokenizer.from_pretrained(path)
     classifier = AutoModelForSequenceClassification.from_pretrained(path)
     assert len(tokenizer) == 1000 and classifier.config.num_labels == 3
-    expected = {"llama": "LlamaForSequenceClassification", "qwen": "Qwen2ForSequenceClassification", "student": "Gemma2ForSequenceClassification"}
+    expected = {
+        "llama": "LlamaForSequenceClassification",
+        "qwen": "Qwen2ForSequenceClassification",
+        "student": "Gemma2ForSequenceClassification",
+    }
     assert type(classifier).__name__ == expected[model]
 
 
@@ -114,7 +118,10 @@ def test_logits_cover_each_folds_training_rows_in_both_orders(finished_run):
             assert sorted(logits["id"].tolist()) == sorted(fold["train_ids"] * 2)
             assert not logits.duplicated(["id", "swapped"]).any()
             assert logits[["logit_a", "logit_b", "logit_tie"]].notna().all().all()
-            shards = [pd.read_parquet(p) for p in sorted((finished_run / f"results/teachers/{teacher}/fold{fold['fold']}/logits").glob("shard*.parquet"))]
+            shards = [
+                pd.read_parquet(p)
+                for p in sorted((finished_run / f"results/teachers/{teacher}/fold{fold['fold']}/logits").glob("shard*.parquet"))
+            ]
             assert len(shards) == 2 and sum(map(len, shards)) == len(logits)
 
 
@@ -143,10 +150,19 @@ def test_new_fold_seed_reruns_only_fold_rules(finished_run, tmp_path):
     counts = job_counts(result.stdout)
     # New folds retrain every teacher, but post-pretraining and the base models stay.
     teacher_folds = len(TEACHERS) * N_FOLDS
-    assert counts == {"make_folds": 1, "clean_folds": 1, "train_teacher": teacher_folds, "teacher_logits": 2 * teacher_folds,
-                      "gather_logits": teacher_folds, "calibrate_teacher": 2, "heuristic_model": N_FOLDS,
-                      "heuristic_test": N_FOLDS, "prompt_judge": 1,
-                      **STUDENT_SIDE, "all": 1}
+    assert counts == {
+        "make_folds": 1,
+        "clean_folds": 1,
+        "train_teacher": teacher_folds,
+        "teacher_logits": 2 * teacher_folds,
+        "gather_logits": teacher_folds,
+        "calibrate_teacher": 2,
+        "heuristic_model": N_FOLDS,
+        "heuristic_test": N_FOLDS,
+        "prompt_judge": 1,
+        **STUDENT_SIDE,
+        "all": 1,
+    }
     assert "Params have changed since last execution" in result.stdout
 
 
@@ -154,8 +170,14 @@ def test_one_teachers_settings_rerun_only_that_teacher(finished_run, tmp_path):
     overlay = tmp_path / "lr.yaml"
     overlay.write_text("teachers: {qwen: {learning_rate: 2.0e-3}}\n")
     result = snakemake(finished_run, "-n", "--configfile", "small.yaml", str(overlay))
-    assert job_counts(result.stdout) == {"train_teacher": N_FOLDS, "teacher_logits": 2 * N_FOLDS, "gather_logits": N_FOLDS,
-                                         "calibrate_teacher": 1, **STUDENT_SIDE, "all": 1}
+    assert job_counts(result.stdout) == {
+        "train_teacher": N_FOLDS,
+        "teacher_logits": 2 * N_FOLDS,
+        "gather_logits": N_FOLDS,
+        "calibrate_teacher": 1,
+        **STUDENT_SIDE,
+        "all": 1,
+    }
 
 
 def test_more_shards_rescore_without_retraining(finished_run, tmp_path):
@@ -207,9 +229,13 @@ def test_evaluation_reports_every_model_beside_the_prior(finished_run):
     report = json.loads((finished_run / "results/eval/metrics.json").read_text())
     assert set(report["teachers"]) == {"llama", "qwen"} and len(report["student"]["folds"]) == N_FOLDS
     holdout = json.loads((finished_run / "results/folds/folds_clean.json").read_text())["holdout_ids"]
-    names = ["merged model (fold average)", "submission (quantized)", "submission (quantized), calibrated (features)",
-             "student fresh-init fold average",
-             *(f"student{kind} fold {fold}" for kind in ("", " fresh-init") for fold in range(N_FOLDS))]
+    names = [
+        "merged model (fold average)",
+        "submission (quantized)",
+        "submission (quantized), calibrated (features)",
+        "student fresh-init fold average",
+        *(f"student{kind} fold {fold}" for kind in ("", " fresh-init") for fold in range(N_FOLDS)),
+    ]
     assert sorted(report["holdout"]) == sorted(names)
     for name in names:
         metrics = report["holdout"][name]
@@ -217,24 +243,41 @@ def test_evaluation_reports_every_model_beside_the_prior(finished_run):
     assert len(report["student_fresh_init"]["folds"]) == N_FOLDS
     assert report["test"]["rows"] == 100
     summary = (finished_run / "results/eval/summary.md").read_text()
-    for line in ("student pooled OOF", "student fresh-init pooled OOF", "student fold 1 on holdout prompts",
-                 "student fresh-init fold average on holdout prompts", "submission on labelled test rows",
-                 "heuristic features model pooled OOF", "## Options"):
+    for line in (
+        "student pooled OOF",
+        "student fresh-init pooled OOF",
+        "student fold 1 on holdout prompts",
+        "student fresh-init fold average on holdout prompts",
+        "submission on labelled test rows",
+        "heuristic features model pooled OOF",
+        "## Options",
+    ):
         assert line in summary, line
 
 
 def test_every_option_is_measured_on_the_holdout_and_the_labelled_test_rows(finished_run):
     options = json.loads((finished_run / "results/eval/metrics.json").read_text())["options"]
     holdout = len(json.loads((finished_run / "results/folds/folds_clean.json").read_text())["holdout_ids"])
-    kinds = ("exported model, uncalibrated", "exported model, calibrated", "exported model, calibrated (symmetric, compared only)",
-             "best fold", "fold ensemble", "shrink", "no ties", "heuristic features model", "prompt judge")
+    kinds = (
+        "exported model, uncalibrated",
+        "exported model, calibrated",
+        "exported model, calibrated (symmetric, compared only)",
+        "best fold",
+        "fold ensemble",
+        "shrink",
+        "no ties",
+        "heuristic features model",
+        "prompt judge",
+    )
     assert all(any(kind in name for name in options["options"]) for kind in kinds), list(options["options"])
     for name, per_set in options["options"].items():
         assert per_set["holdout"]["rows"] == holdout and per_set["test"]["rows"] == 100, name
         assert all(math.isfinite(m["log_loss"]) for m in per_set.values()), name
     # the exported model's calibrated test rows are what the submission holds
     submitted = options["options"]["exported model, calibrated"]["test"]
-    assert submitted["log_loss"] == pytest.approx(json.loads((finished_run / "results/eval/metrics.json").read_text())["test"]["log_loss_tta"])
+    assert submitted["log_loss"] == pytest.approx(
+        json.loads((finished_run / "results/eval/metrics.json").read_text())["test"]["log_loss_tta"]
+    )
 
 
 def test_the_submission_is_calibrated_on_arena_rows_no_model_trained_on(finished_run, tmp_path):
@@ -254,12 +297,28 @@ def test_the_submission_is_calibrated_on_arena_rows_no_model_trained_on(finished
     # The served model carries the fit: the command line alone writes the workflow's submission.
     packaged = json.loads((finished_run / "results/model/inference.json").read_text())["calibration"]
     assert {key: packaged[key] for key in ("method", "ab_scale", "tie_scale", "tie_bias")} == {
-        key: fit[key] for key in ("method", "ab_scale", "tie_scale", "tie_bias")}
+        key: fit[key] for key in ("method", "ab_scale", "tie_scale", "tie_bias")
+    }
     assert "compared" not in packaged and packaged["terms"] == fit["terms"]
     assert "calibration" not in json.loads((finished_run / "results/student/quantized/inference.json").read_text())
     out = tmp_path / "cli.csv"
-    subprocess.run([sys.executable, "-m", "arena_distill", "predict", "--model", "results/model", "--input", "data/sample/test.csv",
-                    "--output", str(out)], cwd=finished_run, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "arena_distill",
+            "predict",
+            "--model",
+            "results/model",
+            "--input",
+            "data/sample/test.csv",
+            "--output",
+            str(out),
+        ],
+        cwd=finished_run,
+        check=True,
+        capture_output=True,
+    )
     cli, submission = pd.read_csv(out).sort_values("id"), pd.read_csv(finished_run / "results/submission.csv").sort_values("id")
     assert (cli.iloc[:, 1:].to_numpy() - submission.iloc[:, 1:].to_numpy()).__abs__().max() < 1e-6
 
@@ -298,8 +357,17 @@ def test_a_killed_teacher_job_resumes_from_its_checkpoint(finished_run, tmp_path
     overlay = tmp_path / "often.yaml"
     overlay.write_text("teachers: {llama: {training: {eval_every: 3}}}\n")
     target = "results/teachers/llama/fold0/metrics.json"
-    args = [str(Path(sys.executable).parent / "snakemake"), target, "--profile", "profiles/local", "--cores", "1",
-            "--configfile", "small.yaml", str(overlay)]
+    args = [
+        str(Path(sys.executable).parent / "snakemake"),
+        target,
+        "--profile",
+        "profiles/local",
+        "--cores",
+        "1",
+        "--configfile",
+        "small.yaml",
+        str(overlay),
+    ]
     state = finished_run / "results/checkpoints/train_teacher/llama/fold0/latest/state.json"
     job = subprocess.Popen(args, cwd=finished_run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 600
@@ -324,12 +392,33 @@ def test_the_command_line_applies_a_calibration_as_the_workflow_does(finished_ru
     compared = json.loads((finished_run / "results/calibration/calibration.json").read_text())["compared"]["symmetric"]
     (tmp_path / "symmetric.json").write_text(json.dumps(compared))
     out = tmp_path / "cli.csv"
-    subprocess.run([sys.executable, "-m", "arena_distill", "predict", "--model", "results/model", "--input", "data/sample/test.csv",
-                    "--output", str(out), "--calibration", str(tmp_path / "symmetric.json")], cwd=finished_run, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "arena_distill",
+            "predict",
+            "--model",
+            "results/model",
+            "--input",
+            "data/sample/test.csv",
+            "--output",
+            str(out),
+            "--calibration",
+            str(tmp_path / "symmetric.json"),
+        ],
+        cwd=finished_run,
+        check=True,
+        capture_output=True,
+    )
     cli = pd.read_csv(out).set_index("id")
     scored = pd.read_parquet(finished_run / "results/eval/holdout/submission.parquet")
     scored = scored[scored["rows"] == "test"].set_index("id")
     assert len(scored) == 100
-    assert abs(cli.loc[scored.index].to_numpy() - scored[["compared_symmetric_a", "compared_symmetric_b", "compared_symmetric_tie"]].to_numpy()).max() < 1e-6
+    assert (
+        abs(
+            cli.loc[scored.index].to_numpy() - scored[["compared_symmetric_a", "compared_symmetric_b", "compared_symmetric_tie"]].to_numpy()
+        ).max()
+        < 1e-6
+    )
     assert abs(cli.loc[scored.index].to_numpy() - scored[["calibrated_a", "calibrated_b", "calibrated_tie"]].to_numpy()).max() > 1e-3

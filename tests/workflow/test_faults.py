@@ -23,11 +23,16 @@ pytestmark = pytest.mark.workflow
 
 # rule -> (target, the outputs compared with the uninterrupted run, the job's log)
 JOBS = {
-    "teacher_logits": ("results/teachers/qwen/fold1/logits/shard1.parquet", ["results/teachers/qwen/fold1/logits/shard1.parquet"],
-                       "results/logs/teacher_logits/qwen/fold1/shard1.log"),
-    "distill_student": ("results/student/fold1/adapter",
-                        ["results/student/fold1/adapter", "results/student/fold1/val_logits.parquet"],
-                        "results/logs/distill_student/student/fold1.log"),
+    "teacher_logits": (
+        "results/teachers/qwen/fold1/logits/shard1.parquet",
+        ["results/teachers/qwen/fold1/logits/shard1.parquet"],
+        "results/logs/teacher_logits/qwen/fold1/shard1.log",
+    ),
+    "distill_student": (
+        "results/student/fold1/adapter",
+        ["results/student/fold1/adapter", "results/student/fold1/val_logits.parquet"],
+        "results/logs/distill_student/student/fold1.log",
+    ),
     "quantize_student": ("results/student/quantized", ["results/student/quantized"], "results/logs/quantize_student.log"),
     "predict": ("results/predictions/test.parquet", ["results/predictions/test.parquet"], "results/logs/predict.log"),
 }
@@ -66,8 +71,13 @@ def killed_run(tiny_local_run: Path, dest: Path, rule: str, args: list[str], log
     None when the job finished first."""
     workdir = copy_of_run(tiny_local_run, dest)
     (workdir / log).unlink()
-    job = subprocess.Popen([str(Path(sys.executable).parent / "snakemake"), *args, "--forcerun", rule], cwd=workdir,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    job = subprocess.Popen(
+        [str(Path(sys.executable).parent / "snakemake"), *args, "--forcerun", rule],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while not (workdir / log).exists() and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -53,7 +53,13 @@ def run_bundle(python: Path, bundle: Path, *args: str) -> subprocess.CompletedPr
 
 def test_the_bundle_holds_the_model_its_wheel_and_prints_the_time_budget(bundle):
     path, stdout = bundle
-    assert sorted(p.name for p in path.iterdir() if not p.name.startswith(".")) == ["README.md", "bundle.json", "model", "predict.py", "wheels"]
+    assert sorted(p.name for p in path.iterdir() if not p.name.startswith(".")) == [
+        "README.md",
+        "bundle.json",
+        "model",
+        "predict.py",
+        "wheels",
+    ]
     assert [w.name for w in (path / "wheels").iterdir()] == ["arena_distill-0.1.0-py3-none-any.whl"]
     for name in ("config.json", "inference.json", "pair_format.py", "tokenizer.json"):
         model_file, served = path / "model" / name, path.parent / "model" / name
@@ -65,12 +71,23 @@ def test_the_bundle_holds_the_model_its_wheel_and_prints_the_time_budget(bundle)
 
 
 def test_the_offline_install_with_two_workers_writes_the_workflows_submission(bundle, kaggle_python, tmp_path, tiny_local_run):
-    probe = subprocess.run([str(kaggle_python), "-c", "import arena_distill; print(arena_distill.__file__)"],
-                           capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        [str(kaggle_python), "-c", "import arena_distill; print(arena_distill.__file__)"], capture_output=True, text=True, check=True
+    )
     assert probe.stdout.startswith(str(kaggle_python.parents[1])), "arena_distill comes from the bundle's wheel"
     out = tmp_path / "submission.csv"
-    result = run_bundle(kaggle_python, bundle[0], "--input", str(tiny_local_run / "data/sample/test.csv"), "--output", str(out),
-                        "--device", "cpu", "--workers", "2")
+    result = run_bundle(
+        kaggle_python,
+        bundle[0],
+        "--input",
+        str(tiny_local_run / "data/sample/test.csv"),
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+        "--workers",
+        "2",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "100 pairs over 2 workers (cpu, cpu)" in result.stderr
     ours, workflow = pd.read_csv(out), pd.read_csv(tiny_local_run / "results/submission.csv")
@@ -83,13 +100,17 @@ def test_the_offline_install_with_two_workers_writes_the_workflows_submission(bu
     assert np.abs(ours[list(LABELS)].to_numpy() - workflow[list(LABELS)].to_numpy()).max() < 1e-6
 
 
-@pytest.mark.parametrize(("case", "message"), [
-    ("missing column", "MissingColumnError"),
-    ("malformed", "DataError: not a CSV table"),
-    ("no gpu", "DeviceError: no GPU is visible"),
-])
-def test_bad_input_to_the_bundle_fails_like_the_command_line_and_writes_nothing(bundle, kaggle_python, tmp_path, tiny_local_run,
-                                                                               case, message):
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing column", "MissingColumnError"),
+        ("malformed", "DataError: not a CSV table"),
+        ("no gpu", "DeviceError: no GPU is visible"),
+    ],
+)
+def test_bad_input_to_the_bundle_fails_like_the_command_line_and_writes_nothing(
+    bundle, kaggle_python, tmp_path, tiny_local_run, case, message
+):
     test = pd.read_csv(tiny_local_run / "data/sample/test.csv", dtype=str, keep_default_na=False)
     source = tmp_path / "test.csv"
     if case == "missing column":
@@ -104,8 +125,22 @@ def test_bad_input_to_the_bundle_fails_like_the_command_line_and_writes_nothing(
     assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not out.exists()
     if case != "no gpu":
-        command = subprocess.run([sys.executable, "-m", "arena_distill", "predict", "--model", str(bundle[0] / "model"),
-                                  "--input", str(source), "--output", str(out)], capture_output=True, text=True)
+        command = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "arena_distill",
+                "predict",
+                "--model",
+                str(bundle[0] / "model"),
+                "--input",
+                str(source),
+                "--output",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert command.returncode == 2
         assert command.stderr.splitlines()[-1] == result.stderr.splitlines()[-1], "the same named error as the command line"
 
@@ -124,8 +159,23 @@ def test_the_model_cards_transformers_snippet_gives_the_command_lines_probabilit
     result = subprocess.run([sys.executable, "-c", program], cwd=tiny_local_run, capture_output=True, text=True, check=True)
     plain = np.array(json.loads(result.stdout.splitlines()[-1]))
     out = tmp_path / "cli.csv"
-    subprocess.run([sys.executable, "-m", "arena_distill", "predict", "--model", "results/model", "--input", str(tmp_path / "pairs.csv"),
-                    "--output", str(out)], cwd=tiny_local_run, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "arena_distill",
+            "predict",
+            "--model",
+            "results/model",
+            "--input",
+            str(tmp_path / "pairs.csv"),
+            "--output",
+            str(out),
+        ],
+        cwd=tiny_local_run,
+        check=True,
+        capture_output=True,
+    )
     command = pd.read_csv(out).set_index("id").loc[rows["id"], list(LABELS)].to_numpy()
     assert json.loads((tiny_local_run / "results/model/inference.json").read_text())["calibration"]["method"] == "features"
     assert np.abs(plain - command).max() < 1e-5

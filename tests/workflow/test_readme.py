@@ -47,8 +47,14 @@ def readme_commands() -> list[str]:
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})})
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})},
+    )
     assert result.returncode == 0, f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
     return result
 
@@ -65,8 +71,10 @@ def workflow_copy(tmp_path_factory) -> Path:
 def test_the_readme_has_the_commands_this_test_knows():
     commands = readme_commands()
     assert "make demo" in commands and "make test" in commands and len(commands) > 15
-    assert all(command.split()[0] in ("make", ".venv/bin/snakemake", "snakemake", ".venv/bin/arena-distill", "sbatch")
-               or command in GPU_ONLY for command in commands), commands
+    assert all(
+        command.split()[0] in ("make", ".venv/bin/snakemake", "snakemake", ".venv/bin/arena-distill", "sbatch") or command in GPU_ONLY
+        for command in commands
+    ), commands
 
 
 @pytest.mark.parametrize("command", [c for c in readme_commands() if c.startswith("make ") and c not in GPU_ONLY])

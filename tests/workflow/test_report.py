@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from html import unescape
 import shutil
 import subprocess
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -20,11 +20,26 @@ import pytest
 from tests.conftest import snakemake
 
 CATEGORIES = ["Data", "Teachers", "Student", "Final model", "Run"]
-FIGURES = ["data_labels", "teacher_curves", "student_curves", "cv", "reliability", "confusion", "position_bias",
-           "class_shares", "job_resources"]
+FIGURES = [
+    "data_labels",
+    "teacher_curves",
+    "student_curves",
+    "cv",
+    "reliability",
+    "confusion",
+    "position_bias",
+    "class_shares",
+    "job_resources",
+]
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 RECORD_ERRORS = """<script>
 window.reportErrors = [];
@@ -79,7 +94,9 @@ def render(chromium: str, page: Path, profile: Path) -> str:
     """The page's DOM after its scripts ran (virtual time lets the load handlers finish)."""
     result = subprocess.run(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout

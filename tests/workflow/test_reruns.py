@@ -116,8 +116,20 @@ def test_a_change_reruns_what_the_table_says(planned, change):
 
 def test_a_new_test_file_trains_nothing():
     """The Kaggle case: the test set is what changes; no training, teacher table or export reruns."""
-    training_side = {"init_model", "post_pretrain", "train_teacher", "teacher_logits", "gather_logits", "calibrate_teacher",
-                     "heuristic_model", "distill_student", "average_adapters", "merge_student", "quantize_student",
-                     "calibrate_submission", "package_model"}
+    training_side = {
+        "init_model",
+        "post_pretrain",
+        "train_teacher",
+        "teacher_logits",
+        "gather_logits",
+        "calibrate_teacher",
+        "heuristic_model",
+        "distill_student",
+        "average_adapters",
+        "merge_student",
+        "quantize_student",
+        "calibrate_submission",
+        "package_model",
+    }
     assert not documented()["data.test"] & training_side
     assert not documented()["data.test_labels"] & training_side
