@@ -80,6 +80,12 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return result
 
 
+def predict_cli(model, pairs, output, *extra: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """`arena-distill predict` (as `python -m arena_distill`) on `pairs` into `output`; text output captured."""
+    command = [sys.executable, "-m", "arena_distill", "predict", "--model", str(model), "--input", str(pairs), "--output", str(output)]
+    return subprocess.run([*command, *extra], cwd=cwd, check=check, capture_output=True, text=True)
+
+
 def job_counts(output: str) -> dict[str, int]:
     """Per-rule job counts from the first 'Job stats' table of a Snakemake run."""
     counts: dict[str, int] = {}

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tests.conftest import copy_of_run, copy_workflow, job_counts, snakemake
+from tests.conftest import copy_of_run, copy_workflow, job_counts, predict_cli, snakemake
 from tests.tiny import CALIBRATION_ROWS, N_FOLDS, STUDENT_SIDE, TEACHERS
 
 pytestmark = pytest.mark.workflow
@@ -302,23 +302,7 @@ def test_the_submission_is_calibrated_on_arena_rows_no_model_trained_on(finished
     assert "compared" not in packaged and packaged["terms"] == fit["terms"]
     assert "calibration" not in json.loads((finished_run / "results/student/quantized/inference.json").read_text())
     out = tmp_path / "cli.csv"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "arena_distill",
-            "predict",
-            "--model",
-            "results/model",
-            "--input",
-            "data/sample/test.csv",
-            "--output",
-            str(out),
-        ],
-        cwd=finished_run,
-        check=True,
-        capture_output=True,
-    )
+    predict_cli("results/model", "data/sample/test.csv", str(out), cwd=finished_run)
     cli, submission = pd.read_csv(out).sort_values("id"), pd.read_csv(finished_run / "results/submission.csv").sort_values("id")
     assert (cli.iloc[:, 1:].to_numpy() - submission.iloc[:, 1:].to_numpy()).__abs__().max() < 1e-6
 
@@ -392,25 +376,7 @@ def test_the_command_line_applies_a_calibration_as_the_workflow_does(finished_ru
     compared = json.loads((finished_run / "results/calibration/calibration.json").read_text())["compared"]["symmetric"]
     (tmp_path / "symmetric.json").write_text(json.dumps(compared))
     out = tmp_path / "cli.csv"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "arena_distill",
-            "predict",
-            "--model",
-            "results/model",
-            "--input",
-            "data/sample/test.csv",
-            "--output",
-            str(out),
-            "--calibration",
-            str(tmp_path / "symmetric.json"),
-        ],
-        cwd=finished_run,
-        check=True,
-        capture_output=True,
-    )
+    predict_cli("results/model", "data/sample/test.csv", str(out), "--calibration", str(tmp_path / "symmetric.json"), cwd=finished_run)
     cli = pd.read_csv(out).set_index("id")
     scored = pd.read_parquet(finished_run / "results/eval/holdout/submission.parquet")
     scored = scored[scored["rows"] == "test"].set_index("id")

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from arena_distill import LABELS
-from tests.conftest import job_counts, snakemake
+from tests.conftest import job_counts, predict_cli, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -125,22 +125,7 @@ def test_bad_input_to_the_bundle_fails_like_the_command_line_and_writes_nothing(
     assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not out.exists()
     if case != "no gpu":
-        command = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "arena_distill",
-                "predict",
-                "--model",
-                str(bundle[0] / "model"),
-                "--input",
-                str(source),
-                "--output",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-        )
+        command = predict_cli(str(bundle[0] / "model"), str(source), str(out), check=False)
         assert command.returncode == 2
         assert command.stderr.splitlines()[-1] == result.stderr.splitlines()[-1], "the same named error as the command line"
 
@@ -159,23 +144,7 @@ def test_the_model_cards_transformers_snippet_gives_the_command_lines_probabilit
     result = subprocess.run([sys.executable, "-c", program], cwd=tiny_local_run, capture_output=True, text=True, check=True)
     plain = np.array(json.loads(result.stdout.splitlines()[-1]))
     out = tmp_path / "cli.csv"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "arena_distill",
-            "predict",
-            "--model",
-            "results/model",
-            "--input",
-            str(tmp_path / "pairs.csv"),
-            "--output",
-            str(out),
-        ],
-        cwd=tiny_local_run,
-        check=True,
-        capture_output=True,
-    )
+    predict_cli("results/model", str(tmp_path / "pairs.csv"), str(out), cwd=tiny_local_run)
     command = pd.read_csv(out).set_index("id").loc[rows["id"], list(LABELS)].to_numpy()
     assert json.loads((tiny_local_run / "results/model/inference.json").read_text())["calibration"]["method"] == "features"
     assert np.abs(plain - command).max() < 1e-5
