@@ -20,7 +20,7 @@ from arena_distill.pairs import swap_pairs
 from arena_distill.prediction import load_classifier, pair_probs
 from arena_distill.submission import check_submission, probs_frame
 from arena_distill.text import TextConfig
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, predict_cli
 
 SIZES = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64}
 
@@ -63,21 +63,7 @@ def test_submission_checks_name_the_bad_row():
 
 def test_the_command_line_scores_a_file(model_dir, pairs, tmp_path):
     out = tmp_path / "preds.parquet"
-    args = [
-        sys.executable,
-        "-m",
-        "arena_distill",
-        "predict",
-        "--model",
-        str(model_dir),
-        "--input",
-        str(pairs),
-        "--output",
-        str(out),
-        "--max-length",
-        "96",
-    ]
-    subprocess.run(args, check=True, capture_output=True)
+    predict_cli(model_dir, pairs, out, "--max-length", "96")
     predictions = pd.read_parquet(out)
     assert list(predictions.columns) == ["id", *LABELS] and len(predictions) == 12
     assert np.allclose(predictions[list(LABELS)].sum(axis=1), 1)
@@ -98,19 +84,7 @@ def test_the_command_line_names_a_bad_row(model_dir, pairs, tmp_path):
     bad = pd.read_csv(pairs, dtype=str, keep_default_na=False)
     bad.loc[4, "id"] = "not-an-id"
     bad.to_csv(tmp_path / "bad.csv", index=False)
-    args = [
-        sys.executable,
-        "-m",
-        "arena_distill",
-        "predict",
-        "--model",
-        str(model_dir),
-        "--input",
-        str(tmp_path / "bad.csv"),
-        "--output",
-        str(tmp_path / "out.csv"),
-    ]
-    result = subprocess.run(args, capture_output=True, text=True)
+    result = predict_cli(model_dir, tmp_path / "bad.csv", tmp_path / "out.csv", check=False)
     assert result.returncode == 2
     assert "error:" in result.stderr and "bad.csv" in result.stderr and "'id'" in result.stderr
     assert not (tmp_path / "out.csv").exists()
