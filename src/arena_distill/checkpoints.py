@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import shutil
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,10 +27,23 @@ from safetensors.torch import load_file, save_file
 from arena_distill.io import atomic_path
 from arena_distill.parallel import Parallel
 
-if TYPE_CHECKING:
-    from arena_distill.training import TrainState
-
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainState:
+    """Where a training run stands: what a checkpoint saves beside the weights, optimizer,
+    schedule and random state, and what the run's metrics report."""
+
+    step: int = 0
+    best_loss: float = math.inf
+    best_step: int = -1
+    losses: list[float] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    tokens: int = 0
+    train_seconds: float = 0.0
+    seconds: float = 0.0
+    resumed_from: list[int] = field(default_factory=list)
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -87,7 +100,7 @@ class Checkpoints:
             shutil.rmtree(self.previous, ignore_errors=True)
         self.parallel.barrier()
 
-    def restore(self, model, optimizer, scheduler, state_type: type[TrainState]) -> TrainState:
+    def restore(self, model, optimizer, scheduler) -> TrainState:
         load_trainable_state(model, load_file(self.latest / "trainable.safetensors"))
         # Tensors come back on the CPU (load_state_dict moves them to each parameter's
         # device): without it every rank's optimizer state lands on the GPU that saved it.
@@ -97,7 +110,7 @@ class Checkpoints:
         set_rng_state(torch.load(self.latest / f"rng-{self.parallel.rank}.pt", map_location="cpu", weights_only=True))
         saved = json.loads((self.latest / "state.json").read_text())
         saved.pop("fingerprint")
-        return state_type(**saved)
+        return TrainState(**saved)
 
     def save_best(self, model, val_logits: np.ndarray) -> None:
         """The best weights so far, with their validation logits (the run writes those)."""

@@ -1,7 +1,7 @@
 """The benchmarks phase of `make gpu-check`: random-init models of the real configs, through the
 project's own loading, training and scoring code, on rows whose lengths are drawn from the
 1,000 bundled real arena votes at the preset's budgets (so padding costs what it costs), each
-new path measured against today's in the same run, in the order of `gpu_check.MEASUREMENTS`.
+new path measured against today's in the same run, in the order of `gpu_harness.MEASUREMENTS`.
 
 Comparisons (a) to (d) also run on the CPU at tiny sizes (FlexAttention's forward included, its
 backward is GPU-only), which is how the test suite keeps them green. Two side processes start
@@ -41,7 +41,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from arena_distill import gpu_bench
 from arena_distill.batching import token_budget_batches
 from arena_distill.data import read_pairs
-from arena_distill.gpu_check import MEASUREMENTS, PRESET, REPO, SMOKE_CONFIG, Result, start_logged, wait_or_kill
+from arena_distill.gpu_harness import MEASUREMENTS, PRESET, REPO, SMOKE_CONFIG, Result, start_logged, wait_or_kill
 from arena_distill.inference import predict_logits
 from arena_distill.models import add_lora, load_model
 from arena_distill.packing import forward_logits, model_inputs
@@ -817,7 +817,7 @@ def bench_errors(bench: Mapping[str, Any]) -> list[str]:
 
 
 def benchmarks_phase(result: Result, out: Path, scratch: Path, until: float, sides: dict[str, subprocess.Popen]) -> None:
-    """The measurements of `gpu_check.MEASUREMENTS` in their order while time allows (each
+    """The measurements of `gpu_harness.MEASUREMENTS` in their order while time allows (each
     needs its planned seconds left; none runs past `until`), after the flex warm-up (given
     `WARMUP_WAIT` s more, then stopped); one that fails is recorded and the next still runs."""
     name = torch.cuda.get_device_name(0)

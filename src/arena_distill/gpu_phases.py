@@ -35,7 +35,7 @@ import yaml
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from arena_distill import gpu_bench, gpu_benchmarks
-from arena_distill.gpu_check import PHASE_BUDGETS, PRESET, SMOKE_CONFIG, Deadline, Result, start_logged, wait_or_kill
+from arena_distill.gpu_harness import PHASE_BUDGETS, PRESET, SMOKE_CONFIG, Deadline, Result, start_logged, wait_or_kill
 from arena_distill.models import add_lora
 from arena_distill.parallel import GROUP_TIMEOUT, Parallel
 from arena_distill.training import ClassificationTask, Examples, TrainConfig, start_run, train

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from transformers import get_cosine_schedule_with_warmup
 
 from arena_distill.batching import length_grouped_batches, packed_batches, random_batches, token_budget_batches
-from arena_distill.checkpoints import Checkpoints
+from arena_distill.checkpoints import Checkpoints, TrainState
 from arena_distill.errors import ConfigError
 from arena_distill.metrics import accuracy, logits_log_loss
 from arena_distill.packing import forward_logits, model_inputs
@@ -146,19 +146,6 @@ class TrainConfig:
         return validations * 2 * val_tokens / (6 * run / steps_per_epoch * train_tokens)
 
 
-@dataclass
-class TrainState:
-    step: int = 0
-    best_loss: float = math.inf
-    best_step: int = -1
-    losses: list[float] = field(default_factory=list)
-    history: list[dict] = field(default_factory=list)
-    tokens: int = 0
-    train_seconds: float = 0.0
-    seconds: float = 0.0
-    resumed_from: list[int] = field(default_factory=list)
-
-
 def score(
     model: torch.nn.Module,
     examples: Examples,
@@ -248,7 +235,7 @@ def start_run(
     checkpoints = Checkpoints(checkpoint_dir, fingerprint, parallel)
     state = TrainState()
     if checkpoints.can_resume():
-        state = checkpoints.restore(model, optimizer, scheduler, TrainState)
+        state = checkpoints.restore(model, optimizer, scheduler)
         state.resumed_from.append(state.step)
         log.info("resumed from step %d of %d (checkpoint %s)", state.step, total_steps, checkpoints.latest)
     share = config.validation_share(steps_per_epoch, float(train_set.lengths.sum()), float(val_set.lengths.sum()))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from arena_distill import gpu_bench, gpu_benchmarks, gpu_check
+from arena_distill import gpu_bench, gpu_benchmarks, gpu_check, gpu_harness
 from arena_distill.gpu_benchmarks import PRESET_LORA, DeadlinePassed, add_lora, empty_bench, random_model
 from arena_distill.workflow import effective_config
 
@@ -32,19 +32,19 @@ def collect() -> tuple[list[str], Callable[[str, dict], None]]:
 def test_the_plan_fits_a_gpu_session_and_makes_every_comparison(capsys):
     assert gpu_check.planned_seconds() <= gpu_check.BUDGET_SECONDS <= gpu_check.RUN_LIMIT == 600
     schedule = {phase: (start, end) for phase, start, end in gpu_check.schedule()}
-    assert set(schedule) == set(gpu_check.PHASE_BUDGETS)
+    assert set(schedule) == set(gpu_harness.PHASE_BUDGETS)
     # The environment and collectives run beside the workflow, the benchmarks after both.
     assert schedule["benchmarks"][0] == max(schedule["workflow"][1], schedule["collectives"][1])
-    assert [m.comparison for m in gpu_check.MEASUREMENTS] == list("abcde")  # in order of priority
-    assert sum(m.seconds for m in gpu_check.MEASUREMENTS) <= gpu_check.PHASE_BUDGETS["benchmarks"]
-    assert set(gpu_benchmarks.RUNNERS) == {m.key for m in gpu_check.MEASUREMENTS}
-    what = {m.comparison: m.what for m in gpu_check.MEASUREMENTS}
+    assert [m.comparison for m in gpu_harness.MEASUREMENTS] == list("abcde")  # in order of priority
+    assert sum(m.seconds for m in gpu_harness.MEASUREMENTS) <= gpu_harness.PHASE_BUDGETS["benchmarks"]
+    assert set(gpu_benchmarks.RUNNERS) == {m.key for m in gpu_harness.MEASUREMENTS}
+    what = {m.comparison: m.what for m in gpu_harness.MEASUREMENTS}
     assert all(word in what["a"] for word in ("eager", "flex_attention", "1,024", "2,000"))
     assert all(word in what["b"] for word in ("padded", "packed flex 2,048", "packed eager 2,048", "4,096"))
     assert "fp32 and bf16" in what["c"] and "kbit_upcast" in what["d"] and "GPTQ" in what["e"] and "2,000" in what["e"]
     assert gpu_check.main(["--plan"]) == 0
     printed = capsys.readouterr().out
-    assert all(f"| {m.comparison} | {m.key} |" in printed for m in gpu_check.MEASUREMENTS)
+    assert all(f"| {m.comparison} | {m.key} |" in printed for m in gpu_harness.MEASUREMENTS)
     assert "| workflow | 0 | 300 | 300 |" in printed and "| projection | 575 | 580 | 5 |" in printed
 
 
@@ -134,7 +134,7 @@ def test_the_deadline_interrupts_what_runs():
 
 
 def test_the_projection_takes_the_paths_the_preset_runs():
-    preset = effective_config([gpu_check.PRESET])
+    preset = effective_config([gpu_harness.PRESET])
     bench = empty_bench("NVIDIA H100 80GB HBM3", 989.0)
     bench["student_predict"] = [
         {"attn": attn, "max_length": 2000, "mfu": mfu, "real_tokens": 1, "computed_tokens": 1}
@@ -176,7 +176,7 @@ def test_the_phase_measures_in_order_records_failures_and_stops_at_the_deadline(
 
         return run
 
-    quick = [gpu_check.Measurement(m.key, m.comparison, m.what, 0.1) for m in gpu_check.MEASUREMENTS]
+    quick = [gpu_harness.Measurement(m.key, m.comparison, m.what, 0.1) for m in gpu_harness.MEASUREMENTS]
     runners = {
         "student_predict": runner("student_predict"),
         "student_train": runner("student_train", RuntimeError("boom")),
@@ -193,9 +193,9 @@ def test_the_phase_measures_in_order_records_failures_and_stops_at_the_deadline(
     sides["warm-gptq"].wait()
     started = time.monotonic()
     phase = gpu_benchmarks.benchmarks_phase
-    result = gpu_check.run_phase("benchmarks", lambda r: phase(r, tmp_path, tmp_path, started + 5.0, sides))
+    result = gpu_harness.run_phase("benchmarks", lambda r: phase(r, tmp_path, tmp_path, started + 5.0, sides))
     assert ran == ["student_predict", "student_train", "gradient_check"] and time.monotonic() - started < 15
-    assert result.status == gpu_check.FAIL and "student_train: RuntimeError: boom" in result.error
+    assert result.status == gpu_harness.FAIL and "student_train: RuntimeError: boom" in result.error
     assert result.data["bench"]["not_measured"] == ["gradient_check (cut at the deadline)"]
     summary = "\n".join(result.lines)
     assert "FAILED: student_train: RuntimeError: boom" in summary and "gradient_check (cut at the deadline)" in summary

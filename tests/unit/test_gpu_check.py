@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from arena_distill import gpu_bench, gpu_benchmarks, gpu_check, gpu_phases
-from arena_distill.gpu_check import FAIL, PASS, Result, run_phase, start_logged, wait_or_kill
+from arena_distill import gpu_bench, gpu_benchmarks, gpu_check, gpu_harness, gpu_phases
+from arena_distill.gpu_harness import FAIL, PASS, Result, run_phase, start_logged, wait_or_kill
 from arena_distill.workflow import effective_config
 from tests.conftest import REPO, job_counts
 
@@ -26,7 +26,7 @@ def test_without_a_gpu_the_check_skips_and_exits_0(tmp_path, capsys):
 
 
 def test_the_smoke_overlay_validates_on_the_embedded_default(tmp_path):
-    config = effective_config([REPO / gpu_check.SMOKE_CONFIG])
+    config = effective_config([REPO / gpu_harness.SMOKE_CONFIG])
     assert {spec["load_in_bits"] for spec in config["teachers"].values()} == {4}
     # The preset's paths: packed teachers with checkpointing, a packed flex student without, flex at prediction.
     assert config["training"]["packing"] and config["training"]["gradient_checkpointing"]
@@ -35,8 +35,8 @@ def test_the_smoke_overlay_validates_on_the_embedded_default(tmp_path):
     student = config["student"]["tiny"]
     assert student["hidden_size"] // student["num_attention_heads"] == 256  # gemma-2-9b's head_dim
     shrunk = tmp_path / "cpu.yaml"
-    shrunk.write_text(yaml.safe_dump(gpu_phases.shrunk(yaml.safe_load((REPO / gpu_check.SMOKE_CONFIG).read_text()))))
-    assert effective_config([REPO / gpu_check.SMOKE_CONFIG, shrunk])["teachers"]["llama"]["tiny"]["hidden_size"] == 64
+    shrunk.write_text(yaml.safe_dump(gpu_phases.shrunk(yaml.safe_load((REPO / gpu_harness.SMOKE_CONFIG).read_text()))))
+    assert effective_config([REPO / gpu_harness.SMOKE_CONFIG, shrunk])["teachers"]["llama"]["tiny"]["hidden_size"] == 64
 
 
 def test_flops_of_the_real_models():
@@ -62,7 +62,7 @@ def test_mfu_and_peaks():
 
 
 def test_projection_of_the_preset_on_known_numbers():
-    preset = effective_config([gpu_check.PRESET])
+    preset = effective_config([gpu_harness.PRESET])
     assert preset["folds"]["n"] == 5 and preset["teachers"]["llama"]["epochs"] == 1
     assert gpu_bench.fold_rows(5, swap=True) == (157_964, 11_495)
     stages = {s.name: s for s in gpu_bench.project(preset, gpu_bench.Measured(0.4, 0.4, 0.4, 0.4))}

@@ -67,7 +67,7 @@ def test_checkpoints_never_unpickle_code(tmp_path):
     (checkpoints.latest / "optim.pt").write_bytes(pickle.dumps({"optimizer": Payload()}))
     save_file({}, checkpoints.latest / "trainable.safetensors")
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
-        checkpoints.restore(torch.nn.Linear(1, 1), None, None, dict)
+        checkpoints.restore(torch.nn.Linear(1, 1), None, None)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
