@@ -9,11 +9,13 @@ import re
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from arena_distill import LABELS
 from tests.conftest import job_counts, predict_cli, snakemake
@@ -61,6 +63,10 @@ def test_the_bundle_holds_the_model_its_wheel_and_prints_the_time_budget(bundle)
         "wheels",
     ]
     assert [w.name for w in (path / "wheels").iterdir()] == ["arena_distill-0.1.0-py3-none-any.whl"]
+    with zipfile.ZipFile(path / "wheels/arena_distill-0.1.0-py3-none-any.whl") as wheel:
+        metadata = wheel.read("arena_distill-0.1.0.dist-info/METADATA").decode()
+    requires = SpecifierSet(re.search(r"^Requires-Python: (.+)$", metadata, re.M).group(1))
+    assert "3.12.1" in requires, "Kaggle's image runs Python 3.12"
     for name in ("config.json", "inference.json", "pair_format.py", "tokenizer.json"):
         model_file, served = path / "model" / name, path.parent / "model" / name
         assert model_file.read_bytes() == served.read_bytes(), name
