@@ -10,10 +10,9 @@ import pandas as pd
 from arena_distill.capacity import model_config
 from arena_distill.errors import ConfigError
 from arena_distill.gpu_bench import Shape
-from arena_distill.kaggle_bundle import build_project_wheel, kaggle_bundle, time_budget
+from arena_distill.kaggle_bundle import build_project_wheel, competition_budget, kaggle_bundle
 from arena_distill.kaggle_wheels import find_wheels
 from arena_distill.logs import script_logging
-from arena_distill.text import TextConfig, approximate_lengths
 
 with script_logging(snakemake.log[0]) as log:
     predict = snakemake.params.predict
@@ -25,10 +24,8 @@ with script_logging(snakemake.log[0]) as log:
             )
     wheels = find_wheels(snakemake.input.get("wheelhouse", "."), snakemake.params.wheels)
     train = pd.read_parquet(snakemake.input.train).sample(frac=1.0, random_state=0).head(5000)
-    lengths = [sum(approximate_lengths(train, TextConfig.of(snakemake.params.text, n))) / len(train) for n in predict["max_lengths"]]
-    views = len(lengths) * (2 if predict["tta"] else 1)
     shape = Shape.of(model_config(snakemake.params.student, "student.model", snakemake.params.tokenizer).to_dict())
-    budget = time_budget(shape, sum(lengths) / len(lengths), views)
+    budget = competition_budget(shape, train, snakemake.params.text, predict)
     with tempfile.TemporaryDirectory() as tmp:
         project = build_project_wheel(".", snakemake.input.sources, Path(tmp))
         manifest = kaggle_bundle(snakemake.input.model, snakemake.output[0], [project, *wheels], budget)

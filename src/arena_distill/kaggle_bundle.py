@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from arena_distill.gpu_bench import KAGGLE_LIMIT_HOURS, KAGGLE_TEST_PAIRS, T4_PE
 from arena_distill.io import atomic_path
 from arena_distill.kaggle_wheels import KAGGLE_IMAGE
 from arena_distill.package_model import link_or_copy
+from arena_distill.text import TextConfig, approximate_lengths
 
 ASSUMED_UTILISATION = 0.25
 """The share of a T4's fp16 peak the time budget assumes a scoring run reaches: an assumption
@@ -98,6 +99,14 @@ def time_budget(
     )
 
 
+def competition_budget(shape: Shape, rows: Any, text: Mapping[str, Any], predict: Mapping[str, Any]) -> TimeBudget:
+    """`time_budget` of the run's prediction settings: tokens per pair measured on `rows` (a pair
+    table of the competition's distribution, without a tokenizer) at each test length, one
+    scoring per length and order (`predict.tta`)."""
+    lengths = [sum(approximate_lengths(rows, TextConfig.of(text, n))) / len(rows) for n in predict["max_lengths"]]
+    return time_budget(shape, sum(lengths) / len(lengths), len(lengths) * (2 if predict["tta"] else 1))
+
+
 def build_project_wheel(root: str | Path, sources: Sequence[str | Path], dest: Path) -> Path:
     """The project's wheel, built offline from `pyproject.toml`, `README.md` and the package
     `sources` under `root`, in a scratch copy (no build folders in the workflow)."""
@@ -107,23 +116,10 @@ def build_project_wheel(root: str | Path, sources: Sequence[str | Path], dest: P
             target = Path(tmp) / Path(part).resolve().relative_to(root.resolve())
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / part, target)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--quiet",
-                "--no-deps",
-                "--no-build-isolation",
-                "--no-index",
-                "--wheel-dir",
-                str(dest),
-                tmp,
-            ],
-            check=True,
-            capture_output=True,
-        )
+        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
+        built = subprocess.run([*command, "--wheel-dir", str(dest), tmp], capture_output=True, text=True)
+        if built.returncode != 0:
+            raise RuntimeError(f"building the project's wheel failed: {built.stderr.strip()[-2000:]}")
     return next(dest.glob("arena_distill-*.whl"))
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from arena_distill.errors import ConfigError, DeviceError
 from arena_distill.gpu_bench import GEMMA2_9B, KAGGLE_LIMIT_HOURS, Shape
-from arena_distill.kaggle_bundle import time_budget
+from arena_distill.kaggle_bundle import competition_budget, time_budget
 from arena_distill.kaggle_wheels import IMAGE_LACKS, find_wheels, required_wheels
 from arena_distill.prediction import TURING_BACKEND, gptq_backend_for
 from arena_distill.prediction_workers import balanced_shares, worker_devices
@@ -77,3 +77,16 @@ def test_the_time_budget_of_the_real_student_fits_kaggles_nine_hours_with_tta():
     assert "does NOT fit" in time_budget(shape, tokens_per_pair=2000, views=4).line()
     tiny = Shape.of({"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128})
     assert time_budget(tiny, 150, 2).line().startswith("25,000 pairs x 2 scorings x 150 tokens on 2xT4: ~0.047 s at 25%")
+
+
+def test_the_competition_budget_counts_a_scoring_per_length_and_order():
+    """Tokens per pair measured on the rows at each test length (capped there), averaged; TTA doubles the scorings."""
+    import pandas as pd
+
+    rows = pd.DataFrame({"prompt": [["word " * 40]] * 4, "response_a": [["a " * 300]] * 4, "response_b": [["b " * 10]] * 4})
+    shape = Shape.of(GEMMA2_9B)
+    text = {"prompt_words": 256, "response_words": 700, "prompt_tokens": 256}
+    both = competition_budget(shape, rows, text, {"max_lengths": [100, 2000], "tta": True})
+    long = competition_budget(shape, rows, text, {"max_lengths": [2000], "tta": False})
+    assert both.views == 4 and long.views == 1 and long.tokens_per_pair > 100
+    assert both.tokens_per_pair == pytest.approx((100 + long.tokens_per_pair) / 2)
