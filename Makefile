@@ -38,7 +38,7 @@ setup:
 		esac; \
 		$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .; \
 		$(BIN)/pip check; \
-		$(BIN)/python -m arena_distill.cuda_report "$$build"; \
+		$(BIN)/python -m arena_distill.gpu.cuda_report "$$build"; \
 		echo "$$hash" > $(STAMP); \
 		echo "setup: built $(VENV) ($$build) in $$(( $$(date +%s) - start )) s"; \
 	fi
@@ -66,7 +66,7 @@ demo: setup
 # The wheels the Kaggle image lacks for the served model, for Python 3.12 (needs PyPI; once).
 KAGGLE_WHEELHOUSE ?= .kaggle-wheels
 kaggle-wheels: setup
-	$(BIN)/python -m arena_distill.kaggle_wheels $(KAGGLE_WHEELHOUSE) --python312 $(PYTHON312)
+	$(BIN)/python -m arena_distill.export.kaggle_wheels $(KAGGLE_WHEELHOUSE) --python312 $(PYTHON312)
 
 # results/kaggle: the demo's model, code and wheels for a Kaggle notebook without internet.
 kaggle-bundle: setup kaggle-wheels
@@ -86,6 +86,7 @@ lint: setup
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mkdocs build --strict --quiet
 
 # The documentation (docs/, mkdocs.yml) served at http://127.0.0.1:8000 while you edit it.
@@ -98,7 +99,7 @@ test: setup driver lint
 # The preset's DAG without the competition data (placeholders in a temporary copy);
 # ARGS go to snakemake, e.g. make dryrun-preset ARGS="--profile profiles/slurm submission".
 dryrun-preset: setup
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m arena_distill.dryrun_preset $(ARGS)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m arena_distill.workflow.dryrun_preset $(ARGS)
 
 # The rule graph as Mermaid text (renders on GitHub and mermaid.live; no graphviz needed).
 rulegraph: setup
@@ -140,7 +141,7 @@ GPU_BUNDLE := .gpu-bundle
 PYTHON312 ?= python3.12
 
 gpu-check:
-	PYTHONPATH=$(CURDIR)/src:$(CURDIR)/$(GPU_BUNDLE)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) -m arena_distill.gpu_check
+	PYTHONPATH=$(CURDIR)/src:$(CURDIR)/$(GPU_BUNDLE)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) -m arena_distill.gpu.check
 
 gpu-check-bundle:
-	PYTHONPATH=src $(PYTHON) -m arena_distill.gpu_bundle $(GPU_BUNDLE) --python312 $(PYTHON312)
+	PYTHONPATH=src $(PYTHON) -m arena_distill.gpu.bundle $(GPU_BUNDLE) --python312 $(PYTHON312)

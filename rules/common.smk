@@ -36,8 +36,8 @@ validate_config(config)
 # What the schema cannot see (a GPTQ group that does not divide the student's widths, a
 # token budget beyond a model's positions) fails here, naming the key, not hours later.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from arena_distill.config_checks import check_config
-from arena_distill.kaggle_wheels import required_wheels
+from arena_distill.workflow.config_checks import check_config
+from arena_distill.export.kaggle_wheels import required_wheels
 
 check_config(config, workflow.basedir)
 
@@ -435,7 +435,7 @@ def kaggle_wheels():
 def get_kaggle_inputs(wildcards):
     """The package's sources (the bundle builds its wheel from them) and, when the bundle
     carries other wheels, the wheelhouse they come from."""
-    inputs = {"sources": sorted(glob.glob("src/arena_distill/*.py"))}
+    inputs = {"sources": sorted(glob.glob("src/arena_distill/**/*.py", recursive=True))}
     if kaggle_wheels():
         inputs["wheelhouse"] = config["kaggle"]["wheelhouse"]
     return inputs

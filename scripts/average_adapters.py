@@ -2,11 +2,11 @@
 best fold by out-of-fold log loss with `average.method: best_fold`), or with `ensemble` all
 of them, kept apart as a fold ensemble."""
 
-from arena_distill.adapters import average_adapters, best_fold_adapter
-from arena_distill.ensemble import copy_members
+from arena_distill.export.ensemble import copy_members
 from arena_distill.io import read_parquet
 from arena_distill.logs import script_logging
-from arena_distill.metrics import validation_metrics
+from arena_distill.scoring.metrics import validation_metrics
+from arena_distill.student.adapters import average_adapters, best_fold_adapter
 
 with script_logging(snakemake.log[0]) as log:
     adapters, method = list(snakemake.input.adapters), snakemake.params.method

@@ -5,7 +5,7 @@ import torch
 
 from arena_distill.io import write_json
 from arena_distill.logs import script_logging
-from arena_distill.prediction import calibrate_submission
+from arena_distill.serving.prediction import calibrate_submission
 
 with script_logging(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)

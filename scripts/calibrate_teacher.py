@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from arena_distill.calibration import calibration_report, fit_vector_scaling
 from arena_distill.io import read_parquet, write_json
-from arena_distill.logits import LOGIT_COLUMNS
 from arena_distill.logs import script_logging
+from arena_distill.scoring.calibration import calibration_report, fit_vector_scaling
+from arena_distill.scoring.logits import LOGIT_COLUMNS
 
 with script_logging(snakemake.log[0]) as log:
     held_out = pd.concat([read_parquet(path) for path in snakemake.input], ignore_index=True)

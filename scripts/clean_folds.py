@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from arena_distill.cleaning import DEFAULT_RULES, clean_folds
+from arena_distill.data.cleaning import DEFAULT_RULES, clean_folds
 from arena_distill.io import read_json, write_json
 from arena_distill.logs import script_logging
 

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from arena_distill.evaluation import evaluate_run, summary_markdown
 from arena_distill.io import atomic_path, read_json, write_json
 from arena_distill.logs import script_logging
+from arena_distill.report.evaluation import evaluate_run, summary_markdown
 
 
 def scored_name(path: str) -> str:

@@ -3,10 +3,10 @@ metrics and the jobs' benchmark files."""
 
 import pandas as pd
 
-from arena_distill import figures
 from arena_distill.io import read_json, read_parquet, read_table
 from arena_distill.logs import script_logging
-from arena_distill.metrics import labelled_rows
+from arena_distill.report import figures
+from arena_distill.scoring.metrics import labelled_rows
 
 with script_logging(snakemake.log[0]) as log:
     out = snakemake.output

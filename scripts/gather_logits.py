@@ -1,9 +1,9 @@
 """Rule gather_logits: a fold's logit shards -> one table, every row exactly once."""
 
+from arena_distill.data.pairs import fold_ids
 from arena_distill.io import read_json, read_parquet, write_parquet
-from arena_distill.logits import gather_shards
 from arena_distill.logs import script_logging
-from arena_distill.pairs import fold_ids
+from arena_distill.scoring.logits import gather_shards
 
 with script_logging(snakemake.log[0]) as log:
     ids = fold_ids(read_json(snakemake.input.folds), int(snakemake.wildcards.fold), snakemake.params.rows)

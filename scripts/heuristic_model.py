@@ -1,7 +1,7 @@
 """Rule heuristic_model: the heuristic features model of one fold -> its teacher logits, its
 out-of-fold logits, its holdout probabilities, the fitted model and its metrics."""
 
-from arena_distill.heuristic_model import heuristic_model
+from arena_distill.baselines.heuristic_model import heuristic_model
 from arena_distill.io import write_json
 from arena_distill.logs import script_logging
 

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
+from arena_distill.data.text import format_pair
 from arena_distill.logs import script_logging
-from arena_distill.models import ModelSpec, build_tiny_model, save_model
-from arena_distill.text import format_pair
-from arena_distill.tokenizer import train_bpe_tokenizer
+from arena_distill.modeling.models import ModelSpec, build_tiny_model, save_model
+from arena_distill.modeling.tokenizer import train_bpe_tokenizer
 
 with script_logging(snakemake.log[0]) as log:
     spec = snakemake.params.spec

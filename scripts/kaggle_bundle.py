@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from arena_distill.capacity import model_config
 from arena_distill.errors import ConfigError
-from arena_distill.gpu_bench import Shape
-from arena_distill.kaggle_bundle import build_project_wheel, competition_budget, kaggle_bundle
-from arena_distill.kaggle_wheels import find_wheels
+from arena_distill.export.kaggle_bundle import build_project_wheel, competition_budget, kaggle_bundle
+from arena_distill.export.kaggle_wheels import find_wheels
 from arena_distill.logs import script_logging
+from arena_distill.modeling.flops import Shape
+from arena_distill.workflow.capacity import model_config
 
 with script_logging(snakemake.log[0]) as log:
     predict = snakemake.params.predict

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from arena_distill.folds import make_folds
+from arena_distill.data.folds import make_folds
 from arena_distill.io import write_json
 from arena_distill.logs import script_logging
 

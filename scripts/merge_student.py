@@ -3,9 +3,9 @@ for a fold ensemble)."""
 
 import torch
 
-from arena_distill.ensemble import map_members
+from arena_distill.export.ensemble import map_members
 from arena_distill.logs import script_logging
-from arena_distill.student import merge_student
+from arena_distill.student.distillation import merge_student
 
 with script_logging(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)

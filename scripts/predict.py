@@ -5,7 +5,7 @@ import torch
 
 from arena_distill.io import write_parquet
 from arena_distill.logs import script_logging
-from arena_distill.prediction import predict_table, saved_calibration
+from arena_distill.serving.prediction import predict_table, saved_calibration
 
 with script_logging(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)

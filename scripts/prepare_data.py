@@ -1,6 +1,6 @@
 """Rule prepare_data: one raw input table -> results/data/{table}.parquet."""
 
-from arena_distill.data import prepare_test, prepare_train
+from arena_distill.data.tables import prepare_test, prepare_train
 from arena_distill.io import write_parquet
 from arena_distill.logs import script_logging
 

@@ -5,10 +5,10 @@ import pandas as pd
 import torch
 
 from arena_distill import LABELS
-from arena_distill.evaluation import PROBS, holdout_rows, labelled_test_rows
+from arena_distill.baselines.prompt_judge import judge_rows, load_judge
 from arena_distill.io import atomic_path, read_parquet
 from arena_distill.logs import script_logging
-from arena_distill.prompt_judge import judge_rows, load_judge
+from arena_distill.report.evaluation import PROBS, holdout_rows, labelled_test_rows
 
 with script_logging(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)

@@ -4,11 +4,11 @@ which package_model joins with the fitted calibration as results/model."""
 import pandas as pd
 import torch
 
-from arena_distill.ensemble import map_members, members
+from arena_distill.export.ensemble import map_members, members
+from arena_distill.export.quantize import quantize_model
 from arena_distill.io import read_json
 from arena_distill.logs import script_logging
-from arena_distill.quantize import quantize_model
-from arena_distill.student import calibration_texts
+from arena_distill.student.distillation import calibration_texts
 
 with script_logging(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)

@@ -8,12 +8,12 @@ exported model are loaded from disk; the exported one is also reported as submit
 import pandas as pd
 import torch
 
-from arena_distill.calibration import PairScaling
-from arena_distill.evaluation import holdout_name, holdout_rows, labelled_test_rows
 from arena_distill.io import atomic_path, read_json, write_json
 from arena_distill.logs import script_logging
-from arena_distill.prediction import load_scorers, saved_calibration, scorers_views
-from arena_distill.score_holdout import adapter_model, holdout_scores, scored_rows
+from arena_distill.report.evaluation import holdout_name, holdout_rows, labelled_test_rows
+from arena_distill.report.score_holdout import adapter_model, holdout_scores, scored_rows
+from arena_distill.scoring.calibration import PairScaling
+from arena_distill.serving.prediction import load_scorers, saved_calibration, scorers_views
 
 with script_logging(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)

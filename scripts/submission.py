@@ -6,8 +6,8 @@ import pandas as pd
 from arena_distill import LABELS
 from arena_distill.io import read_parquet
 from arena_distill.logs import script_logging
-from arena_distill.postprocess import apply_shrink, fit_shrink_out_of_fold, no_ties
-from arena_distill.submission import SUBMISSION_COLUMNS, check_submission, write_table
+from arena_distill.scoring.postprocess import apply_shrink, fit_shrink_out_of_fold, no_ties
+from arena_distill.serving.submission import SUBMISSION_COLUMNS, check_submission, write_table
 
 with script_logging(snakemake.log[0]) as log:
     predictions = pd.read_parquet(snakemake.input.predictions)[SUBMISSION_COLUMNS]

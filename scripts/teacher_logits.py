@@ -3,7 +3,7 @@
 import torch
 
 from arena_distill.logs import script_logging
-from arena_distill.stages import teacher_logits
+from arena_distill.training.stages import teacher_logits
 
 with script_logging(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)

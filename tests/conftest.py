@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from arena_distill.workflow import copy_workflow  # noqa: F401 - the tests' private workflow copies
+from arena_distill.workflow.config import copy_workflow  # noqa: F401 - the tests' private workflow copies
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -30,8 +30,8 @@ def arena_train_csv(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from arena_distill.text import format_pair
-    from arena_distill.tokenizer import train_bpe_tokenizer
+    from arena_distill.data.text import format_pair
+    from arena_distill.modeling.tokenizer import train_bpe_tokenizer
 
     pairs = pd.read_parquet(SAMPLE / "train.parquet").sample(n=500, random_state=0)
     texts = [

@@ -42,18 +42,18 @@ import yaml
 from scipy.special import softmax
 from torch.utils.flop_counter import FlopCounterMode
 
-from arena_distill.batching import length_grouped_batches, pad_right, token_budget_batches
-from arena_distill.data import read_pairs
-from arena_distill.inference import predict_logits
-from arena_distill.models import add_lora, build_tiny_model, compile_layers, load_model, save_model
-from arena_distill.packing import model_inputs
-from arena_distill.pairs import encode_rows, with_swaps
-from arena_distill.text import PairEncoder, TextConfig, approximate_lengths, format_pair
-from arena_distill.tokenizer import train_bpe_tokenizer
-from arena_distill.training import BATCH_PLANS, ClassificationTask, Examples, TrainConfig, micro_batches, train
-from arena_distill.workflow import PRESET, copy_workflow, effective_config, rule_resources, with_placeholder_data
+from arena_distill.data.pairs import encode_rows, with_swaps
+from arena_distill.data.tables import read_pairs
+from arena_distill.data.text import PairEncoder, TextConfig, approximate_lengths, format_pair
+from arena_distill.modeling.batching import length_grouped_batches, pad_right, token_budget_batches
+from arena_distill.modeling.inference import predict_logits
+from arena_distill.modeling.models import add_lora, build_tiny_model, compile_layers, load_model, save_model
+from arena_distill.modeling.packing import model_inputs
+from arena_distill.modeling.tokenizer import train_bpe_tokenizer
+from arena_distill.training.loop import BATCH_PLANS, ClassificationTask, Examples, TrainConfig, micro_batches, train
+from arena_distill.workflow.config import PRESET, WORKFLOW_DIR, copy_workflow, effective_config, rule_resources, with_placeholder_data
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = WORKFLOW_DIR
 SAMPLE = REPO / "data" / "sample"
 
 

@@ -11,7 +11,7 @@ settings (text budgets, max lengths, TTA) default to those the workflow exported
 model (`inference.json` in the model directory); flags override them.
 
 `plan` prints, per rule that loads a model, the estimated peak memory per GPU against the
-GPUs the profile gives the rule (`arena_distill.capacity`), and exits 1 when one cannot fit.
+GPUs the profile gives the rule (`arena_distill.workflow.capacity`), and exits 1 when one cannot fit.
 """
 
 from __future__ import annotations
@@ -125,11 +125,11 @@ def model_settings(model_dir: str) -> tuple[dict, dict]:
 def predict(args: argparse.Namespace) -> None:
     import torch
 
-    from arena_distill.data import prepare_test
-    from arena_distill.ensemble import members
-    from arena_distill.prediction import read_calibration, saved_calibration
-    from arena_distill.prediction_workers import predict_on_workers, worker_devices
-    from arena_distill.submission import check_output_path, check_submission, write_table
+    from arena_distill.data.tables import prepare_test
+    from arena_distill.export.ensemble import members
+    from arena_distill.serving.prediction import read_calibration, saved_calibration
+    from arena_distill.serving.prediction_workers import predict_on_workers, worker_devices
+    from arena_distill.serving.submission import check_output_path, check_submission, write_table
 
     devices = worker_devices(args.device, args.workers, torch.cuda.device_count())
     if not (members(args.model)[0] / "config.json").is_file():
@@ -159,9 +159,9 @@ def predict(args: argparse.Namespace) -> None:
 
 def plan(args: argparse.Namespace) -> int:
     """Print the capacity plan; 1 when a rule cannot fit, naming it."""
-    from arena_distill.capacity import plan as capacity_plan
-    from arena_distill.capacity import table
-    from arena_distill.workflow import effective_config  # needs snakemake, which `predict` does not
+    from arena_distill.workflow.capacity import plan as capacity_plan
+    from arena_distill.workflow.capacity import table
+    from arena_distill.workflow.config import effective_config  # needs snakemake, which `predict` does not
 
     estimates = capacity_plan(effective_config(args.configfile), args.profile, args.gpu_memory_gib)
     print(table(estimates))
@@ -178,8 +178,8 @@ def plan(args: argparse.Namespace) -> int:
 
 def download(args: argparse.Namespace) -> int:
     """List the run's hub models and, unless --dry-run, fetch them into the cache."""
-    from arena_distill.download import download_models, hub_models
-    from arena_distill.workflow import effective_config
+    from arena_distill.workflow.config import effective_config
+    from arena_distill.workflow.download import download_models, hub_models
 
     models = hub_models(effective_config(args.configfile))
     for key, repo in models.items():

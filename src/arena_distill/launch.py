@@ -24,10 +24,11 @@ from typing import Any
 
 import torch
 
-from arena_distill import stages, student
-from arena_distill.parallel import close_process_group
+from arena_distill.modeling.parallel import close_process_group
+from arena_distill.student import distillation
+from arena_distill.training import stages
 
-STAGES = {"post_pretrain": stages.post_pretrain, "train_teacher": stages.train_teacher, "distill_student": student.distill_student}
+STAGES = {"post_pretrain": stages.post_pretrain, "train_teacher": stages.train_teacher, "distill_student": distillation.distill_student}
 
 log = logging.getLogger(__name__)
 

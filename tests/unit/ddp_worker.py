@@ -5,9 +5,9 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-from arena_distill.checkpoints import trainable_state
-from arena_distill.parallel import Parallel
-from arena_distill.training import ClassificationTask, TrainConfig, train
+from arena_distill.modeling.parallel import Parallel
+from arena_distill.training.checkpoints import trainable_state
+from arena_distill.training.loop import ClassificationTask, TrainConfig, train
 from tests.unit.synthetic import PAD, marker_pairs, tiny_classifier
 
 out, checkpoints = sys.argv[1], sys.argv[2]

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, LlamaConfig
 
-from arena_distill.models import add_lora
-from arena_distill.training import Examples
+from arena_distill.modeling.models import add_lora
+from arena_distill.training.loop import Examples
 
 VOCAB = 64
 PAD = EOS = 1

@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import torch
 
-from arena_distill import parallel, stages
+from arena_distill.modeling import parallel
+from arena_distill.training import stages
 
 model_dir, pairs, out, timeout = sys.argv[1:]
 parallel.GROUP_TIMEOUT = timedelta(seconds=float(timeout))

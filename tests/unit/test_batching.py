@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from arena_distill.batching import length_grouped_batches, pad_right, token_budget_batches
+from arena_distill.modeling.batching import length_grouped_batches, pad_right, token_budget_batches
 
 
 def test_length_grouped_batches_partition_and_repeat():

@@ -3,9 +3,16 @@
 import numpy as np
 import pytest
 
-from arena_distill.calibration import PairScaling, VectorScaling, calibration_report, fit_pair_scaling, fit_vector_scaling, views_probs
-from arena_distill.metrics import log_loss, logits_log_loss, prior_log_loss
-from arena_distill.pairs import SWAPPED_LABEL
+from arena_distill.data.pairs import SWAPPED_LABEL
+from arena_distill.scoring.calibration import (
+    PairScaling,
+    VectorScaling,
+    calibration_report,
+    fit_pair_scaling,
+    fit_vector_scaling,
+    views_probs,
+)
+from arena_distill.scoring.metrics import log_loss, logits_log_loss, prior_log_loss
 
 
 def calibrated_sample(n: int = 6000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +114,7 @@ def test_method_none_is_the_identity_and_unknown_methods_fail():
 def length_voted_pairs(n: int = 3000, seed: int = 0):
     """Pairs whose votes follow the answers' length difference (the first feature) while the
     model's logits know nothing: the signal only the features calibration can use."""
-    from arena_distill.calibration import Features
+    from arena_distill.scoring.calibration import Features
 
     rng = np.random.default_rng(seed)
     k = 3
@@ -162,7 +169,7 @@ def test_the_features_calibration_treats_a_and_b_alike_and_survives_json():
 def test_the_feature_penalty_is_chosen_on_held_out_rows_of_the_fit():
     """Where the votes follow the features the penalty stays weak; where they follow nothing
     it is stronger, and the fitted weights shrink towards zero."""
-    from arena_distill.calibration import FEATURE_PENALTIES, cross_validated_penalty
+    from arena_distill.scoring.calibration import FEATURE_PENALTIES, cross_validated_penalty
 
     views, labels, features, _ = length_voted_pairs(n=600, seed=2)
     signal = cross_validated_penalty(views, labels, features)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from arena_distill.capacity import plan
 from arena_distill.cli import main
 from arena_distill.errors import ConfigError
-from arena_distill.workflow import effective_config
+from arena_distill.workflow.capacity import plan
+from arena_distill.workflow.config import effective_config
 from tests.conftest import REPO
 
 PRESET = str(REPO / "config" / "presets" / "blackpearl.yaml")

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from arena_distill.config_checks import check_config, check_model_sources, check_models
 from arena_distill.errors import ConfigError
-from arena_distill.workflow import WORKFLOW_DIR, effective_config
+from arena_distill.workflow.config import WORKFLOW_DIR, effective_config
+from arena_distill.workflow.config_checks import check_config, check_model_sources, check_models
 
 PRESET = WORKFLOW_DIR / "config" / "presets" / "blackpearl.yaml"
 

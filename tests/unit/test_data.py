@@ -3,7 +3,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from arena_distill.data import parse_turns, prepare_test, prepare_train, read_pairs
+from arena_distill.data.tables import parse_turns, prepare_test, prepare_train, read_pairs
 from arena_distill.errors import DataError, DuplicateIdError, FieldParseError, LabelError, MissingColumnError
 
 GOOD = {"prompt": '["Hi?"]', "response_a": '["Hello"]', "response_b": '["Hey"]'}

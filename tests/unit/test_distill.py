@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from arena_distill.distill import DistillTask, DistillWeights, distill_loss
 from arena_distill.errors import DataError
-from arena_distill.logits import logits_frame
-from arena_distill.student import teacher_targets
-from arena_distill.training import Examples, TrainConfig, train
+from arena_distill.scoring.logits import logits_frame
+from arena_distill.student.distillation import teacher_targets
+from arena_distill.student.loss import DistillTask, DistillWeights, distill_loss
+from arena_distill.training.loop import Examples, TrainConfig, train
 from tests.unit.synthetic import PAD, marker_pairs, tiny_classifier
 
 

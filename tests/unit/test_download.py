@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-from arena_distill.download import hub_models
-from arena_distill.workflow import PRESET, effective_config
+from arena_distill.workflow.config import PRESET, effective_config
+from arena_distill.workflow.download import hub_models
 
 
 def test_the_preset_fetches_its_three_hub_models_and_the_default_none():

@@ -1,6 +1,7 @@
 """The pinned sets stay in step: requirements.in, requirements.lock and envs/ agree."""
 
 import re
+import tomllib
 
 import yaml
 
@@ -30,7 +31,8 @@ def test_conda_env_matches_requirements():
     env = yaml.safe_load((REPO / "envs" / "arena-distill.yaml").read_text())
     pip_section = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
     conda_pins = pins(pip_section)
-    workflow_only = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "hypothesis", "snakefmt", "mkdocs", "ruff"}
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    workflow_only = {*extras["workflow"], *extras["dev"]}  # the driver's and the developer's, not a rule's
     assert conda_pins == {name: v for name, v in direct.items() if name not in workflow_only}
 
 
@@ -50,7 +52,7 @@ def test_the_cuda_lock_pins_pypis_cuda_torch_of_the_lock():
 def test_setup_refuses_a_cpu_torch_where_cuda_was_asked(monkeypatch):
     import torch
 
-    from arena_distill.cuda_report import report
+    from arena_distill.gpu.cuda_report import report
 
     assert report("cpu")[1]
     monkeypatch.setattr(torch.version, "cuda", None)

@@ -8,11 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arena_distill.calibration import PairScaling
-from arena_distill.evaluation import CALIBRATED, PROBS, holdout_name, labelled_test_metrics, oof_metrics, option_scores, summary_markdown
-from arena_distill.logits import logits_frame
-from arena_distill.pairs import SWAPPED_LABEL
-from arena_distill.score_holdout import holdout_scores
+from arena_distill.data.pairs import SWAPPED_LABEL
+from arena_distill.report.evaluation import (
+    CALIBRATED,
+    PROBS,
+    holdout_name,
+    labelled_test_metrics,
+    oof_metrics,
+    option_scores,
+    summary_markdown,
+)
+from arena_distill.report.score_holdout import holdout_scores
+from arena_distill.scoring.calibration import PairScaling
+from arena_distill.scoring.logits import logits_frame
 
 
 def test_test_rows_are_scored_against_their_labels():
@@ -142,7 +150,9 @@ def test_the_options_table_compares_every_option_on_both_row_sets(tmp_path):
     assert "labelled test rows log loss" in summary and "Shrink factors" in summary
 
 
-@pytest.mark.parametrize("module", ["evaluation", "submission", "postprocess", "heuristic_model", "metrics"])
+@pytest.mark.parametrize(
+    "module", ["report.evaluation", "serving.submission", "scoring.postprocess", "baselines.heuristic_model", "scoring.metrics"]
+)
 def test_the_table_only_rules_start_without_the_model_libraries(module):
     """The modules of the rules that only read tables (evaluate, submission, heuristic_model,
     the fold choice) load no torch, transformers or peft: those cost each such job seconds."""

@@ -12,15 +12,15 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
 from arena_distill import LABELS
-from arena_distill.adapters import average_adapters, best_fold_adapter
-from arena_distill.data import prepare_test
-from arena_distill.ensemble import copy_members, map_members, members
+from arena_distill.data.tables import prepare_test
 from arena_distill.errors import ConfigError
-from arena_distill.models import add_lora, build_tiny_model, load_model, resolve_dtype, save_model
-from arena_distill.package_model import package_model
-from arena_distill.prediction import load_classifier, predict_table
-from arena_distill.quantize import quantize_model
-from arena_distill.student import calibration_texts, merge_student
+from arena_distill.export.ensemble import copy_members, map_members, members
+from arena_distill.export.package_model import package_model
+from arena_distill.export.quantize import quantize_model
+from arena_distill.modeling.models import add_lora, build_tiny_model, load_model, resolve_dtype, save_model
+from arena_distill.serving.prediction import load_classifier, predict_table
+from arena_distill.student.adapters import average_adapters, best_fold_adapter
+from arena_distill.student.distillation import calibration_texts, merge_student
 from tests.conftest import SAMPLE
 
 # GPTQ packs weights in blocks of 32: every projection needs a multiple of 32 outputs.
@@ -225,7 +225,7 @@ def test_a_gptq_model_loads_with_the_kernel_asked(tokenizer, merged, tmp_path):
 
 
 def test_the_model_card_names_each_base_models_licence():
-    from arena_distill.model_card import model_licence
+    from arena_distill.export.model_card import model_licence
 
     assert model_licence("tiny:gemma2")[0] == "apache-2.0"
     assert model_licence("Qwen/Qwen2-72B-Instruct")[0] == "tongyi-qianwen"

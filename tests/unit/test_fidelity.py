@@ -14,7 +14,7 @@ import re
 import pytest
 import yaml
 
-from arena_distill.workflow import effective_config
+from arena_distill.workflow.config import effective_config
 from tests.conftest import REPO
 
 SETTING = re.compile(r"`([\w.*]+) = ([^`]+)`")
@@ -56,7 +56,7 @@ def test_the_preset_runs_the_original_setting(key, expected):
 
 def test_validation_costs_at_most_a_tenth_of_the_training_in_the_preset():
     """At the competition's sizes: 57,477 rows in 5 folds plus the 33k extra set, both orders."""
-    from arena_distill.stages import train_config
+    from arena_distill.training.stages import train_config
 
     config = effective_preset()
     val_rows = 57_477 / 5

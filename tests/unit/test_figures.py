@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arena_distill import figures
-from arena_distill.logits import logits_frame
-from arena_distill.pairs import SWAPPED_LABEL, unswap_probs
+from arena_distill.data.pairs import SWAPPED_LABEL, unswap_probs
+from arena_distill.report import figures
+from arena_distill.scoring.logits import logits_frame
 
 
 def oof_frame(seed: int, n: int = 40, bias: float = 0.0) -> pd.DataFrame:

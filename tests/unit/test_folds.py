@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arena_distill.cleaning import RULES, clean_folds
+from arena_distill.data.cleaning import RULES, clean_folds
+from arena_distill.data.folds import make_folds
 from arena_distill.errors import ConfigError
-from arena_distill.folds import make_folds
 
 
 def synthetic_train(n_prompts=40, rows_per_prompt=6, n_extra=15, seed=0):

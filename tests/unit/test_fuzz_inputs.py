@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from arena_distill import LABELS
-from arena_distill.data import PAIR_COLUMNS, prepare_test, prepare_train
+from arena_distill.data.tables import PAIR_COLUMNS, prepare_test, prepare_train
 from arena_distill.errors import ArenaDistillError
 from arena_distill.io import write_parquet
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from arena_distill import gpu_bench, gpu_benchmarks, gpu_check, gpu_harness
-from arena_distill.gpu_benchmarks import PRESET_LORA, DeadlinePassed, add_lora, empty_bench, random_model
-from arena_distill.workflow import effective_config
+from arena_distill.gpu import benchmarks, check, harness, projection, tables
+from arena_distill.gpu.benchmarks import PRESET_LORA, DeadlinePassed, add_lora, empty_bench, random_model
+from arena_distill.workflow.config import PRESET, effective_config
 
 CPU = torch.device("cpu")
 SIZES = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 256}
@@ -26,45 +26,45 @@ TINY_LLAMA = {**SIZES, "num_hidden_layers": 2}
 def collect() -> tuple[list[str], Callable[[str, dict], None]]:
     """The report rows a benchmark emits, and the `emit` that gathers them."""
     lines: list[str] = []
-    return lines, lambda kind, entry: lines.append(gpu_bench.bench_row(kind, entry))
+    return lines, lambda kind, entry: lines.append(tables.bench_row(kind, entry))
 
 
 def test_the_plan_fits_a_gpu_session_and_makes_every_comparison(capsys):
-    assert gpu_check.planned_seconds() <= gpu_check.BUDGET_SECONDS <= gpu_check.RUN_LIMIT == 600
-    schedule = {phase: (start, end) for phase, start, end in gpu_check.schedule()}
-    assert set(schedule) == set(gpu_harness.PHASE_BUDGETS)
+    assert check.planned_seconds() <= check.BUDGET_SECONDS <= check.RUN_LIMIT == 600
+    schedule = {phase: (start, end) for phase, start, end in check.schedule()}
+    assert set(schedule) == set(harness.PHASE_BUDGETS)
     # The environment and collectives run beside the workflow, the benchmarks after both.
     assert schedule["benchmarks"][0] == max(schedule["workflow"][1], schedule["collectives"][1])
-    assert [m.comparison for m in gpu_harness.MEASUREMENTS] == list("abcde")  # in order of priority
-    assert sum(m.seconds for m in gpu_harness.MEASUREMENTS) <= gpu_harness.PHASE_BUDGETS["benchmarks"]
-    assert set(gpu_benchmarks.RUNNERS) == {m.key for m in gpu_harness.MEASUREMENTS}
-    what = {m.comparison: m.what for m in gpu_harness.MEASUREMENTS}
+    assert [m.comparison for m in harness.MEASUREMENTS] == list("abcde")  # in order of priority
+    assert sum(m.seconds for m in harness.MEASUREMENTS) <= harness.PHASE_BUDGETS["benchmarks"]
+    assert set(benchmarks.RUNNERS) == {m.key for m in harness.MEASUREMENTS}
+    what = {m.comparison: m.what for m in harness.MEASUREMENTS}
     assert all(word in what["a"] for word in ("eager", "flex_attention", "1,024", "2,000"))
     assert all(word in what["b"] for word in ("padded", "packed flex 2,048", "packed eager 2,048", "4,096"))
     assert "fp32 and bf16" in what["c"] and "kbit_upcast" in what["d"] and "GPTQ" in what["e"] and "2,000" in what["e"]
-    assert gpu_check.main(["--plan"]) == 0
+    assert check.main(["--plan"]) == 0
     printed = capsys.readouterr().out
-    assert all(f"| {m.comparison} | {m.key} |" in printed for m in gpu_harness.MEASUREMENTS)
+    assert all(f"| {m.comparison} | {m.key} |" in printed for m in harness.MEASUREMENTS)
     assert "| workflow | 0 | 300 | 300 |" in printed and "| projection | 575 | 580 | 5 |" in printed
 
 
 def test_the_benchmarks_follow_the_preset():
-    settings = gpu_benchmarks.preset_settings()
+    settings = benchmarks.preset_settings()
     assert settings == {"train_length": 1024, "test_length": 2000, "teacher_tokens": 4096, "student_tokens": 2048, "max_tokens": 32768}
-    cases = {case.name: case for case in gpu_benchmarks.student_cases()}
+    cases = {case.name: case for case in benchmarks.student_cases()}
     assert cases["packed flex, 2,048 tokens (the preset)"].settings == {"packing": True, "micro_batch_tokens": 2048}
     assert cases["padded eager, micro-batches of 2 (today)"].settings == {"micro_batch_size": 2}
     assert [case.may_not_fit for case in cases.values()] == [False, False, True, True]
 
 
 def test_rows_take_the_lengths_of_the_real_arena_votes():
-    lengths = gpu_benchmarks.arena_lengths(1024)
+    lengths = benchmarks.arena_lengths(1024)
     assert len(lengths) == 1000 and lengths.max() == 1024 and 580 < lengths.mean() < 630  # mean 606, 22 % at the cap
-    rows = gpu_benchmarks.real_rows(50, 2000, vocab=100, seed=0, pad_id=1)
+    rows = benchmarks.real_rows(50, 2000, vocab=100, seed=0, pad_id=1)
     assert all(2 <= token < 100 for row in rows for token in row)  # never the pad id: the head reads each row's last token
-    assert {len(row) for row in rows} <= set(gpu_benchmarks.arena_lengths(2000))
+    assert {len(row) for row in rows} <= set(benchmarks.arena_lengths(2000))
     # The lengths do not depend on the vocabulary: the flex warm-up's narrow model meets the benchmark's shapes.
-    assert [len(row) for row in rows] == [len(row) for row in gpu_benchmarks.real_rows(50, 2000, vocab=7, seed=0)]
+    assert [len(row) for row in rows] == [len(row) for row in benchmarks.real_rows(50, 2000, vocab=7, seed=0)]
 
 
 def test_student_prediction_scores_the_same_rows_with_eager_and_flex():
@@ -73,7 +73,7 @@ def test_student_prediction_scores_the_same_rows_with_eager_and_flex():
     model = random_model(TINY_GEMMA2, "gemma2", CPU, torch.float32, "eager")
     # Flex uncompiled: inductor's CPU compile takes ~30 s cold, and test_packing covers the compiled forward.
     with torch.compiler.set_stance("force_eager"):
-        gpu_benchmarks.student_prediction(bench, model, None, emit, lambda: 1e9, (64, 96), rows=8)
+        benchmarks.student_prediction(bench, model, None, emit, lambda: 1e9, (64, 96), rows=8)
     entries = bench["student_predict"]
     assert [(e["attn"], e["max_length"]) for e in entries] == [("eager", 64), ("flex_attention", 64), ("eager", 96), ("flex_attention", 96)]
     assert all("error" not in e and e["tokens_per_s"] > 0 and e["real_tokens"] <= e["computed_tokens"] for e in entries)
@@ -85,39 +85,39 @@ def test_student_training_pads_and_packs_the_same_rows(tmp_path):
     bench = empty_bench("cpu", None)
     lines, emit = collect()
     model = add_lora(random_model(TINY_GEMMA2, "gemma2", CPU, torch.float32, "eager"), PRESET_LORA)
-    eager = [case for case in gpu_benchmarks.student_cases() if case.attn == "eager"]  # flex has no backward on the CPU
-    gpu_benchmarks.student_training(bench, model, None, emit, lambda: 1e9, tmp_path, eager, 256, steps=1)
+    eager = [case for case in benchmarks.student_cases() if case.attn == "eager"]  # flex has no backward on the CPU
+    benchmarks.student_training(bench, model, None, emit, lambda: 1e9, tmp_path, eager, 256, steps=1)
     padded, packed = bench["student_train"]
     assert "error" not in padded and "error" not in packed
     assert padded["real_tokens"] == packed["real_tokens"] == packed["computed_tokens"] < padded["computed_tokens"]
     # Micro-batches of 2 rows; the step's 8 rows of at most 256 tokens in one pack of 2,048.
-    assert padded["passes"] == gpu_benchmarks.ROWS_PER_STEP // 2 and packed["passes"] == 1
-    gpu_benchmarks.student_training(bench, model, None, emit, lambda: 0.0, tmp_path, eager[:1], 256, steps=1)
+    assert padded["passes"] == benchmarks.ROWS_PER_STEP // 2 and packed["passes"] == 1
+    benchmarks.student_training(bench, model, None, emit, lambda: 0.0, tmp_path, eager[:1], 256, steps=1)
     assert bench["student_train"][-1]["note"] == "not measured (out of time)"
     assert "not measured" in lines[-1] and lines[0].startswith("| b |")
 
 
 def test_the_gradient_check_passes_a_path_equal_to_eager():
     """SDPA computes a Llama's attention exactly; on the GPU the candidate is flex (no flex backward on the CPU)."""
-    check = gpu_benchmarks.gradient_check(CPU, TINY_LLAMA, "llama", 2, 96, 256, candidate="sdpa", vocab=256)
+    check = benchmarks.gradient_check(CPU, TINY_LLAMA, "llama", 2, 96, 256, candidate="sdpa", vocab=256)
     fp32, bf16 = check["dtypes"]["float32"], check["dtypes"]["bfloat16"]
     assert check["passed"] and check["tokens"] <= 256 and check["rows"] >= 2
     assert fp32["max_error"] < 1e-5 and bf16["eager_max_error"] > 1e-3  # bf16 rounds: its limit is eager's own error
-    assert any("lora_A" in line for line in gpu_bench.gradient_lines(check))
+    assert any("lora_A" in line for line in tables.gradient_lines(check))
 
 
 def test_the_gradient_verdict_tells_rounding_from_a_wrong_path():
-    assert gpu_benchmarks.gradient_verdict({"lora_A": 2e-6, "logits": 1e-6}, None)["passed"]
-    wrong = gpu_benchmarks.gradient_verdict({"lora_A": 0.2, "logits": 1e-6}, None)
+    assert benchmarks.gradient_verdict({"lora_A": 2e-6, "logits": 1e-6}, None)["passed"]
+    wrong = benchmarks.gradient_verdict({"lora_A": 0.2, "logits": 1e-6}, None)
     assert not wrong["passed"] and "lora_A at 2.00e-01" in wrong["error"]
-    assert gpu_benchmarks.gradient_verdict({"lora_A": 0.03, "logits": 0.003}, {"lora_A": 0.015, "logits": 0.0})["passed"]
-    assert not gpu_benchmarks.gradient_verdict({"lora_A": 0.3, "logits": 0.004}, {"lora_A": 0.015, "logits": 0.003})["passed"]
+    assert benchmarks.gradient_verdict({"lora_A": 0.03, "logits": 0.003}, {"lora_A": 0.015, "logits": 0.0})["passed"]
+    assert not benchmarks.gradient_verdict({"lora_A": 0.3, "logits": 0.004}, {"lora_A": 0.015, "logits": 0.003})["passed"]
 
 
 def test_the_teacher_comparison_loads_nf4_twice_and_trains_packed(tmp_path):
     bench = empty_bench("cpu", None)
     lines, emit = collect()
-    gpu_benchmarks.teacher_comparison(bench, CPU, torch.float32, TINY_LLAMA, 2, None, emit, tmp_path, 32, 128, rows=8, steps=1)
+    benchmarks.teacher_comparison(bench, CPU, torch.float32, TINY_LLAMA, 2, None, emit, tmp_path, 32, 128, rows=8, steps=1)
     assert [e["kbit_upcast"] for e in bench["teacher_train"]] == [True, False]
     assert "error" not in bench["teacher_predict"][0]
     assert all("error" not in e and e["micro_batch_tokens"] == 128 for e in bench["teacher_train"])
@@ -127,14 +127,14 @@ def test_the_teacher_comparison_loads_nf4_twice_and_trains_packed(tmp_path):
 
 def test_the_deadline_interrupts_what_runs():
     started = time.monotonic()
-    with pytest.raises(DeadlinePassed), gpu_benchmarks.stop_at(started + 0.2):
+    with pytest.raises(DeadlinePassed), benchmarks.stop_at(started + 0.2):
         time.sleep(5)
     assert time.monotonic() - started < 2
     time.sleep(0.3)  # disarmed: nothing fires later
 
 
 def test_the_projection_takes_the_paths_the_preset_runs():
-    preset = effective_config([gpu_harness.PRESET])
+    preset = effective_config([PRESET])
     bench = empty_bench("NVIDIA H100 80GB HBM3", 989.0)
     bench["student_predict"] = [
         {"attn": attn, "max_length": 2000, "mfu": mfu, "real_tokens": 1, "computed_tokens": 1}
@@ -153,13 +153,13 @@ def test_the_projection_takes_the_paths_the_preset_runs():
     bench["teacher_train"] = [
         {"layers": 4, "kbit_upcast": upcast, "micro_batch_tokens": 4096, "mfu": mfu} for upcast, mfu in ((True, 0.2), (False, 0.25))
     ]
-    measured, sources = gpu_bench.measured_mfus(bench, preset)
-    assert measured == gpu_bench.Measured(0.38, 0.2, 0.5, 0.2)  # the preset keeps kbit_upcast on
+    measured, sources = projection.measured_mfus(bench, preset)
+    assert measured == projection.Measured(0.38, 0.2, 0.5, 0.2)  # the preset keeps kbit_upcast on
     assert "packed flex, 2,048 tokens (the preset)" in sources["student training"]
     bench["student_predict"], bench["student_train"] = bench["student_predict"][:1], [today]
-    measured, sources = gpu_bench.measured_mfus(bench, preset)
+    measured, sources = projection.measured_mfus(bench, preset)
     assert (measured.student_forward, measured.student_train) == (0.25, 0.12) and "(today)" in sources["student training"]
-    assert any("| b |" in line for line in gpu_bench.bench_lines(bench))
+    assert any("| b |" in line for line in tables.bench_lines(bench))
 
 
 def test_the_phase_measures_in_order_records_failures_and_stops_at_the_deadline(tmp_path, monkeypatch):
@@ -167,8 +167,8 @@ def test_the_phase_measures_in_order_records_failures_and_stops_at_the_deadline(
     and is cut at the deadline; (d) and (e) never start; the report says all of it."""
     ran = []
 
-    def runner(key: str, error: Exception | None = None, sleep: float = 0.0) -> Callable[[gpu_benchmarks.Session], None]:
-        def run(session: gpu_benchmarks.Session) -> None:
+    def runner(key: str, error: Exception | None = None, sleep: float = 0.0) -> Callable[[benchmarks.Session], None]:
+        def run(session: benchmarks.Session) -> None:
             ran.append(key)
             if error is not None:
                 raise error
@@ -176,7 +176,7 @@ def test_the_phase_measures_in_order_records_failures_and_stops_at_the_deadline(
 
         return run
 
-    quick = [gpu_harness.Measurement(m.key, m.comparison, m.what, 0.1) for m in gpu_harness.MEASUREMENTS]
+    quick = [harness.Measurement(m.key, m.comparison, m.what, 0.1) for m in harness.MEASUREMENTS]
     runners = {
         "student_predict": runner("student_predict"),
         "student_train": runner("student_train", RuntimeError("boom")),
@@ -185,17 +185,17 @@ def test_the_phase_measures_in_order_records_failures_and_stops_at_the_deadline(
         "gptq": runner("gptq"),
     }
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H100 80GB HBM3")
-    monkeypatch.setattr(gpu_benchmarks, "MEASUREMENTS", quick)
-    monkeypatch.setattr(gpu_benchmarks, "RUNNERS", runners)
+    monkeypatch.setattr(benchmarks, "MEASUREMENTS", quick)
+    monkeypatch.setattr(benchmarks, "RUNNERS", runners)
     warm = {"seconds": {"scoring": 40.0, "training": 70.0}, "graphs": 8, "errors": []}
     (tmp_path / "warm-flex.json").write_text(json.dumps(warm))
     sides = {name: subprocess.Popen([sys.executable, "-c", "pass"]) for name in ("warm-flex", "warm-gptq")}
     sides["warm-gptq"].wait()
     started = time.monotonic()
-    phase = gpu_benchmarks.benchmarks_phase
-    result = gpu_harness.run_phase("benchmarks", lambda r: phase(r, tmp_path, tmp_path, started + 5.0, sides))
+    phase = benchmarks.benchmarks_phase
+    result = harness.run_phase("benchmarks", lambda r: phase(r, tmp_path, tmp_path, started + 5.0, sides))
     assert ran == ["student_predict", "student_train", "gradient_check"] and time.monotonic() - started < 15
-    assert result.status == gpu_harness.FAIL and "student_train: RuntimeError: boom" in result.error
+    assert result.status == harness.FAIL and "student_train: RuntimeError: boom" in result.error
     assert result.data["bench"]["not_measured"] == ["gradient_check (cut at the deadline)"]
     summary = "\n".join(result.lines)
     assert "FAILED: student_train: RuntimeError: boom" in summary and "gradient_check (cut at the deadline)" in summary

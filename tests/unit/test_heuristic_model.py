@@ -6,17 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arena_distill.answer_features import (
-    FEATURES,
-    conciseness_sweet_spot_score,
-    contradiction_ratio,
-    features_of_pair,
-    mediator_quality_score,
-    readability_score,
-    response_features,
-    verbosity_penalty,
-)
-from arena_distill.heuristic_model import (
+from arena_distill.baselines.heuristic_model import (
     both_orders,
     fit_heuristic_model,
     heuristic_logits,
@@ -28,8 +18,18 @@ from arena_distill.heuristic_model import (
     score_test,
     scored_table,
 )
-from arena_distill.metrics import log_loss, prior_log_loss
-from arena_distill.pairs import SWAPPED_LABEL
+from arena_distill.data.answer_features import (
+    FEATURES,
+    conciseness_sweet_spot_score,
+    contradiction_ratio,
+    features_of_pair,
+    mediator_quality_score,
+    readability_score,
+    response_features,
+    verbosity_penalty,
+)
+from arena_distill.data.pairs import SWAPPED_LABEL
+from arena_distill.scoring.metrics import log_loss, prior_log_loss
 
 
 def test_each_named_feature_measures_what_it_says():

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from arena_distill.errors import ConfigError, DeviceError
-from arena_distill.gpu_bench import GEMMA2_9B, KAGGLE_LIMIT_HOURS, Shape
-from arena_distill.kaggle_bundle import competition_budget, time_budget
-from arena_distill.kaggle_wheels import IMAGE_LACKS, find_wheels, required_wheels
-from arena_distill.prediction import TURING_BACKEND, gptq_backend_for
-from arena_distill.prediction_workers import balanced_shares, worker_devices
+from arena_distill.export.kaggle_bundle import KAGGLE_LIMIT_HOURS, competition_budget, time_budget
+from arena_distill.export.kaggle_wheels import IMAGE_LACKS, find_wheels, required_wheels
+from arena_distill.gpu.projection import GEMMA2_9B
+from arena_distill.modeling.flops import Shape
+from arena_distill.serving.prediction import TURING_BACKEND, gptq_backend_for
+from arena_distill.serving.prediction_workers import balanced_shares, worker_devices
 from tests.conftest import REPO
 
 

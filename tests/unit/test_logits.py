@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from arena_distill.errors import DataError, ShardError
-from arena_distill.inference import predict_logits
 from arena_distill.io import write_parquet
-from arena_distill.logits import gather_shards, logits_frame, shard_of
-from arena_distill.student import teacher_targets
+from arena_distill.modeling.inference import predict_logits
+from arena_distill.scoring.logits import gather_shards, logits_frame, shard_of
+from arena_distill.student.distillation import teacher_targets
 from tests.unit.synthetic import PAD, marker_pairs, tiny_classifier
 
 

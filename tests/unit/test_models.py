@@ -3,11 +3,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from arena_distill import LABELS
-from arena_distill.adapters import read_adapter
+from arena_distill.data.text import PairEncoder, TextConfig
 from arena_distill.errors import DataError
-from arena_distill.models import TINY_ARCHS, ModelSpec, add_lora, build_tiny_model, load_adapter, load_model, save_model
-from arena_distill.prediction import load_classifier
-from arena_distill.text import PairEncoder, TextConfig
+from arena_distill.modeling.models import TINY_ARCHS, ModelSpec, add_lora, build_tiny_model, load_adapter, load_model, save_model
+from arena_distill.serving.prediction import load_classifier
+from arena_distill.student.adapters import read_adapter
 
 SIZES = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512
@@ -73,7 +73,7 @@ KBIT = {"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "nu
 
 
 def saved_tiny(tokenizer, path, seed=0, sizes=SMALL):
-    from arena_distill.models import build_tiny_model, save_model
+    from arena_distill.modeling.models import build_tiny_model, save_model
 
     save_model(build_tiny_model("llama", tokenizer, sizes, seed=seed), tokenizer, path)
     return str(path)
@@ -83,7 +83,7 @@ def post_pretrained_adapter(tokenizer, tmp_path, lora):
     """A base and an adapter with every trainable tensor moved away from its init, as after training."""
     import torch
 
-    from arena_distill.models import add_lora, load_model
+    from arena_distill.modeling.models import add_lora, load_model
 
     base = saved_tiny(tokenizer, tmp_path / "base")
     model = add_lora(load_model(base, pad_token_id=tokenizer.eos_token_id, seed=0), lora)
@@ -103,7 +103,7 @@ def test_a_fold_run_starts_from_the_post_pretrained_lora_without_its_head(tokeni
     import torch
     from peft import get_peft_model_state_dict
 
-    from arena_distill.models import add_lora, load_model
+    from arena_distill.modeling.models import add_lora, load_model
 
     base, adapter, trained = post_pretrained_adapter(tokenizer, tmp_path, LORA)
     fresh = add_lora(load_model(base, pad_token_id=tokenizer.eos_token_id, seed=7), LORA)
@@ -119,7 +119,7 @@ def test_a_fold_run_starts_from_the_post_pretrained_lora_without_its_head(tokeni
 
 def test_an_initial_adapter_of_another_shape_is_refused(tokenizer, tmp_path):
     from arena_distill.errors import ConfigError
-    from arena_distill.models import add_lora, load_model
+    from arena_distill.modeling.models import add_lora, load_model
 
     base, adapter, _ = post_pretrained_adapter(tokenizer, tmp_path, LORA)
     model = load_model(base, pad_token_id=tokenizer.eos_token_id, seed=0)
@@ -134,7 +134,7 @@ def test_trainable_modules_keep_fp32_master_weights_on_a_bf16_base(tokenizer, tm
     """The head and extra modules train in fp32 (bf16 would round small Adam updates away)."""
     import torch
 
-    from arena_distill.models import add_lora, load_model
+    from arena_distill.modeling.models import add_lora, load_model
 
     base = saved_tiny(tokenizer, tmp_path / "base")
     model = add_lora(load_model(base, pad_token_id=tokenizer.eos_token_id, seed=0, dtype=torch.bfloat16), LORA)
@@ -150,7 +150,7 @@ def test_k_bit_base_trains_a_lora_adapter_on_cpu(tokenizer, tmp_path, bits, chec
     checkpointing is the non-reentrant kind, as on a full-precision base."""
     import torch
 
-    from arena_distill.models import add_lora, for_inference, load_model
+    from arena_distill.modeling.models import add_lora, for_inference, load_model
 
     base = saved_tiny(tokenizer, tmp_path / "base", sizes=KBIT)
     model = load_model(base, pad_token_id=tokenizer.eos_token_id, seed=0, load_in_bits=bits)
@@ -176,7 +176,7 @@ def test_a_soft_capped_model_runs_an_attention_that_applies_the_cap(tokenizer, t
     import torch
     from transformers import AutoModelForCausalLM
 
-    from arena_distill.models import attention_implementation, build_tiny_model, load_model
+    from arena_distill.modeling.models import attention_implementation, build_tiny_model, load_model
 
     capped = build_tiny_model("gemma2", tokenizer, SMALL, seed=0)
     with torch.no_grad():  # attention logits of a few units, where a cap of 1 bites
@@ -234,7 +234,7 @@ def test_a_k_bit_base_keeps_its_residual_stream_in_bf16_unless_upcast(tokenizer,
     stream follows; `kbit_upcast=False` keeps them in the base's bf16. Trainables are fp32 both ways."""
     import torch
 
-    from arena_distill.models import add_lora, load_model
+    from arena_distill.modeling.models import add_lora, load_model
 
     base = saved_tiny(tokenizer, tmp_path / "base", sizes=KBIT)
     model = load_model(base, pad_token_id=tokenizer.eos_token_id, seed=0, dtype=torch.bfloat16, load_in_bits=4)

@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from arena_distill import answer_features, text
-from arena_distill.calibration import PairScaling
-from arena_distill.package_model import FEATURES_MODULE, FORMAT_MODULE, package_model
-from arena_distill.prediction import saved_calibration
+from arena_distill.data import answer_features, text
+from arena_distill.export.package_model import FEATURES_MODULE, FORMAT_MODULE, package_model
+from arena_distill.scoring.calibration import PairScaling
+from arena_distill.serving.prediction import saved_calibration
 
 FIT = {"method": "symmetric", "ab_scale": 0.8, "tie_scale": 1.1, "tie_bias": 0.9, "rows": 60, "log_loss_before": 1.2}
 

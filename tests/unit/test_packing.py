@@ -11,14 +11,14 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
-from arena_distill.batching import packed_batches
-from arena_distill.checkpoints import trainable_state
 from arena_distill.errors import ConfigError
-from arena_distill.models import add_lora, compile_layers, tiny_config
-from arena_distill.packing import forward_logits, model_inputs, pooled_index
-from arena_distill.parallel import Parallel
-from arena_distill.stages import fingerprint
-from arena_distill.training import ClassificationTask, Examples, TrainConfig, accumulate, micro_batches, train
+from arena_distill.modeling.batching import packed_batches
+from arena_distill.modeling.models import add_lora, compile_layers, tiny_config
+from arena_distill.modeling.packing import forward_logits, model_inputs, pooled_index
+from arena_distill.modeling.parallel import Parallel
+from arena_distill.training.checkpoints import trainable_state
+from arena_distill.training.loop import ClassificationTask, Examples, TrainConfig, accumulate, micro_batches, train
+from arena_distill.training.stages import fingerprint
 from tests.unit.synthetic import PAD, Stop, marker_pairs, stop_at, tiny_classifier
 
 VOCAB, BOS, EOS = 96, 2, 1

@@ -14,13 +14,13 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import save_file
 
-from arena_distill import parallel as parallel_module
-from arena_distill.checkpoints import Checkpoints
-from arena_distill.data import read_pairs
+from arena_distill.data.tables import read_pairs
 from arena_distill.launch import process_count
-from arena_distill.models import build_tiny_model, save_model
-from arena_distill.parallel import Parallel
-from arena_distill.stages import model_training, train_config
+from arena_distill.modeling import parallel as parallel_module
+from arena_distill.modeling.models import build_tiny_model, save_model
+from arena_distill.modeling.parallel import Parallel
+from arena_distill.training.checkpoints import Checkpoints
+from arena_distill.training.stages import model_training, train_config
 from tests.conftest import SAMPLE
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64}

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from arena_distill.metrics import log_loss
-from arena_distill.postprocess import MIN_BIN_ROWS, Shrink, apply_shrink, confidence_bins, fit_shrink, no_ties
+from arena_distill.scoring.metrics import log_loss
+from arena_distill.scoring.postprocess import MIN_BIN_ROWS, Shrink, apply_shrink, confidence_bins, fit_shrink, no_ties
 
 
 def overconfident(rows: int, confidence: float, accuracy: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,13 +13,13 @@ import torch
 
 from arena_distill import LABELS
 from arena_distill.cli import model_settings
-from arena_distill.data import prepare_test
+from arena_distill.data.pairs import swap_pairs
+from arena_distill.data.tables import prepare_test
+from arena_distill.data.text import TextConfig
 from arena_distill.errors import DataError, NumericalError
-from arena_distill.models import build_tiny_model, resolve_dtype, save_model
-from arena_distill.pairs import swap_pairs
-from arena_distill.prediction import load_classifier, pair_probs
-from arena_distill.submission import check_submission, probs_frame
-from arena_distill.text import TextConfig
+from arena_distill.modeling.models import build_tiny_model, resolve_dtype, save_model
+from arena_distill.serving.prediction import load_classifier, pair_probs
+from arena_distill.serving.submission import check_submission, probs_frame
 from tests.conftest import SAMPLE, predict_cli
 
 SIZES = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64}

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from arena_distill.baselines.prompt_judge import INSTRUCTION, VOTES, judge_ids, judge_rows, vote_log_likelihoods, vote_probs
 from arena_distill.errors import ConfigError
-from arena_distill.prompt_judge import INSTRUCTION, VOTES, judge_ids, judge_rows, vote_log_likelihoods, vote_probs
 
 
 def test_votes_become_a_b_and_a_tie_that_sums_ab_and_na():
@@ -17,7 +17,7 @@ def test_votes_become_a_b_and_a_tie_that_sums_ab_and_na():
 
 @pytest.fixture(scope="module")
 def judge(tokenizer):
-    from arena_distill.models import build_tiny_model
+    from arena_distill.modeling.models import build_tiny_model
 
     sizes = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64}
     return build_tiny_model("llama", tokenizer, sizes, seed=0).eval(), tokenizer

@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from arena_distill.pairs import encode_rows, with_swaps
-from arena_distill.text import PairEncoder, TextConfig, first_words, format_pair, trim_pair
+from arena_distill.data.pairs import encode_rows, with_swaps
+from arena_distill.data.text import PairEncoder, TextConfig, first_words, format_pair, trim_pair
 from tests.conftest import SAMPLE
 
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from arena_distill.checkpoints import trainable_state
-from arena_distill.pairs import swap_pairs, with_swaps
-from arena_distill.parallel import Parallel
-from arena_distill.training import ClassificationTask, TrainConfig, classifier_metrics, learning_curve, score, train
+from arena_distill.data.pairs import swap_pairs, with_swaps
+from arena_distill.modeling.parallel import Parallel
+from arena_distill.training.checkpoints import trainable_state
+from arena_distill.training.loop import ClassificationTask, TrainConfig, classifier_metrics, learning_curve, score, train
 from tests.unit.synthetic import PAD, Stop, marker_pairs, stop_at, tiny_classifier
 
 CONFIG = TrainConfig(learning_rate=3e-3, epochs=3, batch_size=16, micro_batch_size=16, eval_every=20, seed=0)
@@ -54,7 +54,7 @@ class Records(logging.Handler):
 def marker_run(tmp_path_factory):
     """One run on the marker task, read by several tests: the model it leaves, its result,
     and the training module's log lines."""
-    logger, records = logging.getLogger("arena_distill.training"), Records()
+    logger, records = logging.getLogger("arena_distill.training.loop"), Records()
     level = logger.level
     logger.addHandler(records)
     logger.setLevel(logging.INFO)
@@ -280,7 +280,7 @@ def test_select_last_keeps_the_last_step_not_the_best(tmp_path):
 
 
 def test_random_batching_covers_every_row_once_per_epoch():
-    from arena_distill.batching import random_batches
+    from arena_distill.modeling.batching import random_batches
 
     batches = random_batches([5] * 50, batch_size=8, seed=0, epoch=1)
     assert sorted(i for batch in batches for i in batch) == list(range(50))

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from arena_distill.workflow import PRESET, WORKFLOW_DIR, copy_workflow, with_placeholder_data
+from arena_distill.workflow.config import PRESET, WORKFLOW_DIR, copy_workflow, with_placeholder_data
 
 SNAPSHOTS = Path(__file__).parent / "dags"
 FIELDS = ("input", "output", "log", "wildcards")

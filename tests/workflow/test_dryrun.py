@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arena_distill.workflow import PRESET, with_placeholder_data
+from arena_distill.workflow.config import PRESET, with_placeholder_data
 from tests.conftest import REPO, copy_workflow, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -141,7 +141,7 @@ def test_missing_preset_data_is_the_only_complaint(tmp_path):
 def test_make_dryrun_preset_plans_the_real_dag_in_a_fresh_clone():
     """`make dryrun-preset` (placeholders in a temporary copy) with the SLURM profile."""
     result = subprocess.run(
-        [sys.executable, "-m", "arena_distill.dryrun_preset", "--profile", "profiles/slurm", "submission"],
+        [sys.executable, "-m", "arena_distill.workflow.dryrun_preset", "--profile", "profiles/slurm", "submission"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from arena_distill.workflow import PRESET, with_placeholder_data
+from arena_distill.workflow.config import PRESET, with_placeholder_data
 from tests.conftest import REPO, copy_workflow
 
 BIN = Path(sys.executable).parent
-GPU_ONLY = ("make gpu-check", "make gpu-check-bundle", "PYTHONPATH=src:.gpu-bundle python3 -m arena_distill.gpu_check")
+GPU_ONLY = ("make gpu-check", "make gpu-check-bundle", "PYTHONPATH=src:.gpu-bundle python3 -m arena_distill.gpu.check")
 """Commands for a GPU node (README: GPU check): not run here."""
 
 

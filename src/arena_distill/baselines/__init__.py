@@ -1,0 +1,1 @@
+"""The source documents' other predictors: the answer-feature model and the prompted judge."""
