@@ -26,4 +26,4 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        get_final_outputs(),
+        plan.final_outputs(),

@@ -2,13 +2,13 @@ rule prepare_data:
     input:
         get_table_sources,
     output:
-        "results/data/{table}.parquet",
+        paths.TABLE,
     log:
-        "results/logs/prepare_data/{table}.log",
+        paths.log("prepare_data", "{table}"),
     priority: PRIORITY["prepare_data"]
     conda:
         "../envs/arena-distill.yaml"
     params:
-        data=get_prepare_params,
+        data=get_prepare_settings,
     script:
         "../scripts/prepare_data.py"

@@ -6,22 +6,22 @@ if DRIVER_RUNS_RULES:
 
 rule quantize_student:
     input:
-        model="results/student/merged",
-        train="results/data/train.parquet",
-        folds="results/folds/folds_clean.json",
+        model=rules.merge_student.output[0],
+        train=paths.table("train"),
+        folds=rules.clean_folds.output[0],
     output:
-        directory("results/student/quantized"),
+        directory(paths.QUANTIZED),
     log:
-        "results/logs/quantize_student.log",
+        paths.log("quantize_student"),
     benchmark:
-        "results/benchmarks/quantize_student.tsv"
+        paths.benchmark("quantize_student")
     priority: PRIORITY["quantize_student"]
     conda:
         "../envs/arena-distill.yaml"
     params:
         quantize=config["quantize"],
         text=config["text"],
-        recipe=model_card_recipe(),
+        recipe=plan.model_card_recipe(),
     script:
         "../scripts/quantize_student.py"
 
@@ -30,13 +30,13 @@ rule package_model:
     input:
         unpack(get_package_inputs),
     output:
-        directory("results/model"),
+        directory(paths.MODEL),
     log:
-        "results/logs/package_model.log",
+        paths.log("package_model"),
     priority: PRIORITY["package_model"]
     conda:
         "../envs/arena-distill.yaml"
     params:
-        predict=predict_params(),
+        predict=plan.predict_settings(),
     script:
         "../scripts/package_model.py"

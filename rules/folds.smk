@@ -7,11 +7,11 @@ if DRIVER_RUNS_RULES:
 
 rule make_folds:
     input:
-        "results/data/train.parquet",
+        paths.table("train"),
     output:
-        "results/folds/folds.json",
+        paths.FOLDS,
     log:
-        "results/logs/make_folds.log",
+        paths.log("make_folds"),
     priority: PRIORITY["make_folds"]
     conda:
         "../envs/arena-distill.yaml"
@@ -23,12 +23,12 @@ rule make_folds:
 
 rule clean_folds:
     input:
-        train="results/data/train.parquet",
-        folds="results/folds/folds.json",
+        train=paths.table("train"),
+        folds=rules.make_folds.output[0],
     output:
-        "results/folds/folds_clean.json",
+        paths.CLEAN_FOLDS,
     log:
-        "results/logs/clean_folds.log",
+        paths.log("clean_folds"),
     priority: PRIORITY["clean_folds"]
     conda:
         "../envs/arena-distill.yaml"

@@ -1,17 +1,17 @@
 rule heuristic_model:
     input:
-        train="results/data/train.parquet",
-        folds="results/folds/folds_clean.json",
+        train=paths.table("train"),
+        folds=rules.clean_folds.output[0],
     output:
-        logits="results/heuristic/fold{fold}/logits.parquet",
-        val_logits="results/heuristic/fold{fold}/val_logits.parquet",
-        scored="results/heuristic/fold{fold}/scored.parquet",
-        model="results/heuristic/fold{fold}/model.json",
-        metrics="results/heuristic/fold{fold}/metrics.json",
+        logits=paths.heuristic_file("logits", "{fold}"),
+        val_logits=paths.heuristic_file("val_logits", "{fold}"),
+        scored=paths.heuristic_file("scored", "{fold}"),
+        model=paths.heuristic_file("model.json", "{fold}"),
+        metrics=paths.heuristic_file("metrics.json", "{fold}"),
     log:
-        "results/logs/heuristic_model/fold{fold}.log",
+        paths.log("heuristic_model", "fold{fold}"),
     benchmark:
-        "results/benchmarks/heuristic_model/fold{fold}.tsv"
+        paths.benchmark("heuristic_model", "fold{fold}")
     priority: PRIORITY["heuristic_model"]
     conda:
         "../envs/arena-distill.yaml"
@@ -23,12 +23,12 @@ rule heuristic_model:
 
 rule heuristic_test:
     input:
-        unpack(labelled_test_inputs),
+        unpack(get_labelled_test),
         model=rules.heuristic_model.output.model,
     output:
-        "results/heuristic/fold{fold}/scored_test.parquet",
+        paths.heuristic_file("scored_test", "{fold}"),
     log:
-        "results/logs/heuristic_test/fold{fold}.log",
+        paths.log("heuristic_test", "fold{fold}"),
     conda:
         "../envs/arena-distill.yaml"
     script:

@@ -1,21 +1,21 @@
 rule prompt_judge:
     input:
         unpack(get_judge_inputs),
-        train="results/data/train.parquet",
-        folds="results/folds/folds_clean.json",
-        test="results/data/test.parquet",
+        train=paths.table("train"),
+        folds=rules.clean_folds.output[0],
+        test=paths.table("test"),
     output:
-        predictions="results/judge/predictions.parquet",
-        scored="results/judge/scored.parquet",
+        predictions=paths.JUDGE_PREDICTIONS,
+        scored=paths.JUDGE_SCORED,
     log:
-        "results/logs/prompt_judge.log",
+        paths.log("prompt_judge"),
     benchmark:
-        "results/benchmarks/prompt_judge.tsv"
+        paths.benchmark("prompt_judge")
     priority: PRIORITY["prompt_judge"]
     conda:
         "../envs/arena-distill.yaml"
     params:
-        model=judge_model(),
+        model=plan.judge_model(),
         judge={
             k: v for k, v in config["judge"].items() if k not in ("enabled", "model")
         },

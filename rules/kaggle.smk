@@ -7,21 +7,21 @@ if DRIVER_RUNS_RULES:
 rule kaggle_bundle:
     input:
         unpack(get_kaggle_inputs),
-        model="results/model",
-        train="results/data/train.parquet",
+        model=rules.package_model.output[0],
+        train=paths.table("train"),
         pyproject="pyproject.toml",
         readme="README.md",
     output:
-        directory("results/kaggle"),
+        directory(paths.KAGGLE),
     log:
-        "results/logs/kaggle_bundle.log",
+        paths.log("kaggle_bundle"),
     conda:
         "../envs/arena-distill.yaml"
     params:
-        wheels=kaggle_wheels(),
+        wheels=plan.kaggle_wheels(),
         student=config["student"],
         tokenizer=config["tokenizer"],
         text=config["text"],
-        predict=predict_params(),
+        predict=plan.predict_settings(),
     script:
         "../scripts/kaggle_bundle.py"

@@ -1,17 +1,19 @@
 rule init_model:
     input:
-        "results/data/train.parquet",
+        paths.table("train"),
     output:
-        directory("results/models/{model}/base"),
+        directory(paths.MODEL_BASE),
     log:
-        "results/logs/init_model/{model}.log",
+        paths.log("init_model", "{model}"),
     benchmark:
-        "results/benchmarks/init_model/{model}.tsv"
+        paths.benchmark("init_model", "{model}")
     priority: PRIORITY["init_model"]
     conda:
         "../envs/arena-distill.yaml"
     params:
-        spec=lambda wildcards: model_slice(wildcards.model, "model", "seed", "tiny"),
+        spec=lambda wildcards: plan.model_slice(
+            wildcards.model, "model", "seed", "tiny"
+        ),
         tokenizer=config["tokenizer"],
     script:
         "../scripts/init_model.py"
@@ -20,26 +22,28 @@ rule init_model:
 rule post_pretrain:
     input:
         source=get_model_source,
-        pairs="results/data/post_pretrain.parquet",
+        pairs=paths.table("post_pretrain"),
     output:
-        adapter=directory("results/models/{model}/post_pretrain/adapter"),
-        metrics="results/models/{model}/post_pretrain/metrics.json",
-        dev_logits="results/models/{model}/post_pretrain/dev_logits.parquet",
+        adapter=directory(paths.post_pretrained_adapter("{model}")),
+        metrics=f"{paths.POST_PRETRAIN}/metrics.json",
+        dev_logits=f"{paths.POST_PRETRAIN}/dev_logits.parquet",
     log:
-        "results/logs/post_pretrain/{model}.log",
+        paths.log("post_pretrain", "{model}"),
     benchmark:
-        "results/benchmarks/post_pretrain/{model}.tsv"
+        paths.benchmark("post_pretrain", "{model}")
     priority: PRIORITY["post_pretrain"]
     conda:
         "../envs/arena-distill.yaml"
     params:
-        source=lambda wildcards: {"path": source_path(wildcards.model)},
-        spec=lambda wildcards: model_slice(
+        source=lambda wildcards: {"path": plan.source_path(wildcards.model)},
+        spec=lambda wildcards: plan.model_slice(
             wildcards.model, "seed", "load_in_bits", "lora", "training"
         ),
-        settings=lambda wildcards: post_pretrain_settings(wildcards.model),
+        settings=lambda wildcards: plan.post_pretrain_settings(wildcards.model),
         training=config["training"],
         text=config["text"],
-        checkpoints=lambda wildcards: checkpoint_dir("post_pretrain", wildcards.model),
+        checkpoints=lambda wildcards: paths.checkpoint_dir(
+            "post_pretrain", wildcards.model
+        ),
     script:
         "../scripts/post_pretrain.py"

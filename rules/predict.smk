@@ -8,16 +8,16 @@ rule calibrate_submission:
     input:
         unpack(get_calibration_inputs),
     output:
-        "results/calibration/calibration.json",
+        paths.CALIBRATION_FIT,
     log:
-        "results/logs/calibrate_submission.log",
+        paths.log("calibrate_submission"),
     benchmark:
-        "results/benchmarks/calibrate_submission.tsv"
+        paths.benchmark("calibrate_submission")
     priority: PRIORITY["calibrate_submission"]
     conda:
         "../envs/arena-distill.yaml"
     params:
-        predict=predict_params(),
+        predict=plan.predict_settings(),
         text=config["text"],
     script:
         "../scripts/calibrate_submission.py"
@@ -25,18 +25,18 @@ rule calibrate_submission:
 
 rule predict:
     input:
-        model="results/model",
-        test="results/data/test.parquet",
+        model=rules.package_model.output[0],
+        test=paths.table("test"),
     output:
-        "results/predictions/test.parquet",
+        paths.PREDICTIONS,
     log:
-        "results/logs/predict.log",
+        paths.log("predict"),
     benchmark:
-        "results/benchmarks/predict.tsv"
+        paths.benchmark("predict")
     conda:
         "../envs/arena-distill.yaml"
     params:
-        predict=predict_params(),
+        predict=plan.predict_settings(),
         text=config["text"],
     script:
         "../scripts/predict.py"
@@ -45,12 +45,12 @@ rule predict:
 rule submission:
     input:
         unpack(get_submission_inputs),
-        predictions="results/predictions/test.parquet",
-        test="results/data/test.parquet",
+        predictions=rules.predict.output[0],
+        test=paths.table("test"),
     output:
-        "results/submission.csv",
+        paths.SUBMISSION,
     log:
-        "results/logs/submission.log",
+        paths.log("submission"),
     conda:
         "../envs/arena-distill.yaml"
     params:

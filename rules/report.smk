@@ -8,28 +8,28 @@ if DRIVER_RUNS_RULES:
 rule score_holdout:
     input:
         unpack(get_score_holdout_inputs),
-        train="results/data/train.parquet",
-        folds="results/folds/folds_clean.json",
+        train=paths.table("train"),
+        folds=rules.clean_folds.output[0],
     output:
-        metrics="results/eval/holdout/{scored}.json",
-        probs="results/eval/holdout/{scored}.parquet",
+        metrics=paths.holdout_scores("{scored}"),
+        probs=paths.holdout_scores("{scored}", ".parquet"),
     log:
-        "results/logs/score_holdout/{scored}.log",
+        paths.log("score_holdout", "{scored}"),
     benchmark:
-        "results/benchmarks/score_holdout/{scored}.tsv"
+        paths.benchmark("score_holdout", "{scored}")
     wildcard_constraints:
         scored=HOLDOUT_SCORED,
     conda:
         "../envs/arena-distill.yaml"
     params:
-        student_base=source_path("student"),
+        student_base=plan.source_path("student"),
         # The fresh-init comparison averages its folds (best_fold and ensemble are the main run's).
         average_method=(
             "mean"
             if config["average"]["method"] in ("best_fold", "ensemble")
             else config["average"]["method"]
         ),
-        predict=predict_params(),
+        predict=plan.predict_settings(),
         text=config["text"],
     script:
         "../scripts/score_holdout.py"
@@ -39,15 +39,15 @@ rule evaluate:
     input:
         unpack(get_evaluate_inputs),
     output:
-        metrics="results/eval/metrics.json",
-        summary="results/eval/summary.md",
+        metrics=paths.METRICS,
+        summary=paths.SUMMARY,
     log:
-        "results/logs/evaluate.log",
+        paths.log("evaluate"),
     conda:
         "../envs/arena-distill.yaml"
     params:
         teacher_val_logits={
-            teacher: teacher_val_logits(teacher) for teacher in teachers()
+            teacher: plan.teacher_val_logits(teacher) for teacher in plan.teachers()
         },
     script:
         "../scripts/evaluate.py"
@@ -58,58 +58,58 @@ rule figures:
         unpack(get_figures_inputs),
     output:
         data_labels=report(
-            FIGURES["data_labels"],
+            paths.figure("data_labels"),
             caption="../report/data_labels.rst",
             category="Data",
         ),
         teacher_curves=report(
-            FIGURES["teacher_curves"],
+            paths.figure("teacher_curves"),
             caption="../report/learning_curves.rst",
             category="Teachers",
         ),
         student_curves=report(
-            FIGURES["student_curves"],
+            paths.figure("student_curves"),
             caption="../report/learning_curves.rst",
             category="Student",
         ),
         reliability=report(
-            FIGURES["reliability"],
+            paths.figure("reliability"),
             caption="../report/reliability.rst",
             category="Student",
         ),
         confusion=report(
-            FIGURES["confusion"],
+            paths.figure("confusion"),
             caption="../report/confusion.rst",
             category="Student",
         ),
         position_bias=report(
-            FIGURES["position_bias"],
+            paths.figure("position_bias"),
             caption="../report/position_bias.rst",
             category="Student",
         ),
         cv=report(
-            FIGURES["cv"],
+            paths.figure("cv"),
             caption="../report/cv.rst",
             category="Final model",
         ),
         class_shares=report(
-            FIGURES["class_shares"],
+            paths.figure("class_shares"),
             caption="../report/class_shares.rst",
             category="Final model",
         ),
         job_resources=report(
-            FIGURES["job_resources"],
+            paths.figure("job_resources"),
             caption="../report/job_resources.rst",
             category="Run",
         ),
     log:
-        "results/logs/figures.log",
+        paths.log("figures"),
     conda:
         "../envs/arena-distill.yaml"
     params:
-        runs=training_runs(),
+        runs=plan.training_runs(),
         # Read at run time: every benchmarked job of the DAG has finished before the
         # evaluation this rule waits for.
-        benchmarks="results/benchmarks",
+        benchmarks=paths.BENCHMARKS,
     script:
         "../scripts/figures.py"

@@ -2,28 +2,28 @@ rule distill_student:
     input:
         unpack(get_distill_inputs),
         base=get_student_base_inputs,
-        train="results/data/train.parquet",
-        folds="results/folds/folds_clean.json",
+        train=paths.table("train"),
+        folds=rules.clean_folds.output[0],
     output:
-        adapter=directory("results/{student_run}/fold{fold}/adapter"),
-        metrics="results/{student_run}/fold{fold}/metrics.json",
-        val_logits="results/{student_run}/fold{fold}/val_logits.parquet",
+        adapter=directory(f"{paths.STUDENT_FOLD}/adapter"),
+        metrics=f"{paths.STUDENT_FOLD}/metrics.json",
+        val_logits=f"{paths.STUDENT_FOLD}/val_logits.parquet",
     log:
-        "results/logs/distill_student/{student_run}/fold{fold}.log",
+        paths.log("distill_student", "{student_run}", "fold{fold}"),
     benchmark:
-        "results/benchmarks/distill_student/{student_run}/fold{fold}.tsv"
+        paths.benchmark("distill_student", "{student_run}", "fold{fold}")
     priority: PRIORITY["distill_student"]
     conda:
         "../envs/arena-distill.yaml"
     params:
-        base=student_base,
-        teacher_logits=get_teacher_logit_tables,
-        calibrations=get_teacher_calibrations(),
+        base=lambda wildcards: plan.student_base(wildcards.student_run),
+        teacher_logits=lambda wildcards: plan.teacher_logit_tables(wildcards.fold),
+        calibrations=plan.teacher_calibrations(),
         spec=config["student"],
         training=config["training"],
-        distill=student_distill_params(),
+        distill=plan.distill_settings(),
         text=config["text"],
-        checkpoints=lambda wildcards: checkpoint_dir(
+        checkpoints=lambda wildcards: paths.checkpoint_dir(
             "distill_student", wildcards.student_run, f"fold{wildcards.fold}"
         ),
     script:
@@ -32,12 +32,12 @@ rule distill_student:
 
 rule average_adapters:
     input:
-        adapters=student_adapters(),
-        val_logits=student_val_logits(),
+        adapters=plan.student_adapters(),
+        val_logits=plan.student_val_logits(),
     output:
-        directory("results/student/averaged"),
+        directory(paths.AVERAGED),
     log:
-        "results/logs/average_adapters.log",
+        paths.log("average_adapters"),
     priority: PRIORITY["average_adapters"]
     conda:
         "../envs/arena-distill.yaml"
@@ -50,19 +50,19 @@ rule average_adapters:
 rule merge_student:
     input:
         base=get_student_base_inputs,
-        adapter="results/student/averaged",
+        adapter=rules.average_adapters.output[0],
     output:
-        directory("results/student/merged"),
+        directory(paths.MERGED),
     log:
-        "results/logs/merge_student.log",
+        paths.log("merge_student"),
     benchmark:
-        "results/benchmarks/merge_student.tsv"
+        paths.benchmark("merge_student")
     priority: PRIORITY["merge_student"]
     conda:
         "../envs/arena-distill.yaml"
     params:
-        base=base_of("student"),
-        spec=model_slice("student", "seed"),
+        base=plan.base_of("student"),
+        spec=plan.model_slice("student", "seed"),
         dtype=config["merge"]["dtype"],
     script:
         "../scripts/merge_student.py"

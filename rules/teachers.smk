@@ -8,25 +8,25 @@ if DRIVER_RUNS_RULES:
 rule train_teacher:
     input:
         base=get_base_inputs,
-        train="results/data/train.parquet",
-        folds="results/folds/folds_clean.json",
+        train=paths.table("train"),
+        folds=rules.clean_folds.output[0],
     output:
-        adapter=directory("results/teachers/{teacher}/fold{fold}/adapter"),
-        metrics="results/teachers/{teacher}/fold{fold}/metrics.json",
-        val_logits="results/teachers/{teacher}/fold{fold}/val_logits.parquet",
+        adapter=directory(f"{paths.TEACHER_FOLD}/adapter"),
+        metrics=f"{paths.TEACHER_FOLD}/metrics.json",
+        val_logits=f"{paths.TEACHER_FOLD}/val_logits.parquet",
     log:
-        "results/logs/train_teacher/{teacher}/fold{fold}.log",
+        paths.log("train_teacher", "{teacher}", "fold{fold}"),
     benchmark:
-        "results/benchmarks/train_teacher/{teacher}/fold{fold}.tsv"
+        paths.benchmark("train_teacher", "{teacher}", "fold{fold}")
     priority: PRIORITY["train_teacher"]
     conda:
         "../envs/arena-distill.yaml"
     params:
-        base=lambda wildcards: base_of(wildcards.teacher),
+        base=lambda wildcards: plan.base_of(wildcards.teacher),
         spec=lambda wildcards: config["teachers"][wildcards.teacher],
         training=config["training"],
         text=config["text"],
-        checkpoints=lambda wildcards: checkpoint_dir(
+        checkpoints=lambda wildcards: paths.checkpoint_dir(
             "train_teacher", wildcards.teacher, f"fold{wildcards.fold}"
         ),
     script:
@@ -36,20 +36,20 @@ rule train_teacher:
 rule teacher_logits:
     input:
         base=get_base_inputs,
-        adapter="results/teachers/{teacher}/fold{fold}/adapter",
-        train="results/data/train.parquet",
-        folds="results/folds/folds_clean.json",
+        adapter=rules.train_teacher.output.adapter,
+        train=paths.table("train"),
+        folds=rules.clean_folds.output[0],
     output:
-        "results/teachers/{teacher}/fold{fold}/logits/shard{shard}.parquet",
+        paths.logit_shard("{teacher}", "{fold}", "{shard}"),
     log:
-        "results/logs/teacher_logits/{teacher}/fold{fold}/shard{shard}.log",
+        paths.log("teacher_logits", "{teacher}", "fold{fold}", "shard{shard}"),
     benchmark:
-        "results/benchmarks/teacher_logits/{teacher}/fold{fold}/shard{shard}.tsv"
+        paths.benchmark("teacher_logits", "{teacher}", "fold{fold}", "shard{shard}")
     priority: PRIORITY["teacher_logits"]
     conda:
         "../envs/arena-distill.yaml"
     params:
-        base=lambda wildcards: base_of(wildcards.teacher),
+        base=lambda wildcards: plan.base_of(wildcards.teacher),
         spec=lambda wildcards: config["teachers"][wildcards.teacher],
         text=config["text"],
         logits=config["teacher_logits"],
@@ -61,11 +61,11 @@ rule teacher_logits:
 rule gather_logits:
     input:
         shards=get_logit_shards,
-        folds="results/folds/folds_clean.json",
+        folds=rules.clean_folds.output[0],
     output:
-        "results/teachers/{teacher}/fold{fold}/logits.parquet",
+        f"{paths.TEACHER_FOLD}/logits.parquet",
     log:
-        "results/logs/gather_logits/{teacher}/fold{fold}.log",
+        paths.log("gather_logits", "{teacher}", "fold{fold}"),
     priority: PRIORITY["gather_logits"]
     conda:
         "../envs/arena-distill.yaml"
@@ -79,9 +79,9 @@ rule calibrate_teacher:
     input:
         get_teacher_val_logits,
     output:
-        "results/teachers/{teacher}/calibration.json",
+        paths.TEACHER_CALIBRATION,
     log:
-        "results/logs/calibrate_teacher/{teacher}.log",
+        paths.log("calibrate_teacher", "{teacher}"),
     priority: PRIORITY["calibrate_teacher"]
     conda:
         "../envs/arena-distill.yaml"

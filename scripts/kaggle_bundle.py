@@ -12,7 +12,7 @@ from arena_distill.export.kaggle_bundle import build_project_wheel, competition_
 from arena_distill.export.kaggle_wheels import find_wheels
 from arena_distill.logs import script_logging
 from arena_distill.modeling.flops import Shape
-from arena_distill.workflow.capacity import model_config
+from arena_distill.workflow.memory_model import model_config
 
 with script_logging(snakemake.log[0]) as log:
     predict = snakemake.params.predict

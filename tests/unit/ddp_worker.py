@@ -7,7 +7,9 @@ from safetensors.torch import save_file
 
 from arena_distill.modeling.parallel import Parallel
 from arena_distill.training.checkpoints import trainable_state
-from arena_distill.training.loop import ClassificationTask, TrainConfig, train
+from arena_distill.training.config import TrainConfig
+from arena_distill.training.loop import train
+from arena_distill.training.tasks import ClassificationTask
 from tests.unit.synthetic import PAD, marker_pairs, tiny_classifier
 
 out, checkpoints = sys.argv[1], sys.argv[2]

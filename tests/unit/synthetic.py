@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, LlamaConfig
 
 from arena_distill.modeling.models import add_lora
-from arena_distill.training.loop import Examples
+from arena_distill.training.tasks import Examples
 
 VOCAB = 64
 PAD = EOS = 1

@@ -12,7 +12,9 @@ from arena_distill.errors import DataError
 from arena_distill.scoring.logits import logits_frame
 from arena_distill.student.distillation import teacher_targets
 from arena_distill.student.loss import DistillTask, DistillWeights, distill_loss
-from arena_distill.training.loop import Examples, TrainConfig, train
+from arena_distill.training.config import TrainConfig
+from arena_distill.training.loop import train
+from arena_distill.training.tasks import Examples
 from tests.unit.synthetic import PAD, marker_pairs, tiny_classifier
 
 

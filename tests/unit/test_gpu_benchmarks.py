@@ -12,8 +12,21 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from arena_distill.gpu import benchmarks, check, harness, projection, tables
-from arena_distill.gpu.benchmarks import PRESET_LORA, DeadlinePassed, add_lora, empty_bench, random_model
+from arena_distill.gpu import (
+    bench_session,
+    benchmarks_phase,
+    check,
+    gradient_check,
+    harness,
+    projection,
+    speed_comparisons,
+    tables,
+    workload,
+)
+from arena_distill.gpu.bench_session import empty_bench
+from arena_distill.gpu.benchmarks_phase import DeadlinePassed
+from arena_distill.gpu.workload import PRESET_LORA, random_model
+from arena_distill.modeling.models import add_lora
 from arena_distill.workflow.config import PRESET, effective_config
 
 CPU = torch.device("cpu")
@@ -37,7 +50,7 @@ def test_the_plan_fits_a_gpu_session_and_makes_every_comparison(capsys):
     assert schedule["benchmarks"][0] == max(schedule["workflow"][1], schedule["collectives"][1])
     assert [m.comparison for m in harness.MEASUREMENTS] == list("abcde")  # in order of priority
     assert sum(m.seconds for m in harness.MEASUREMENTS) <= harness.PHASE_BUDGETS["benchmarks"]
-    assert set(benchmarks.RUNNERS) == {m.key for m in harness.MEASUREMENTS}
+    assert set(benchmarks_phase.RUNNERS) == {m.key for m in harness.MEASUREMENTS}
     what = {m.comparison: m.what for m in harness.MEASUREMENTS}
     assert all(word in what["a"] for word in ("eager", "flex_attention", "1,024", "2,000"))
     assert all(word in what["b"] for word in ("padded", "packed flex 2,048", "packed eager 2,048", "4,096"))
@@ -49,22 +62,22 @@ def test_the_plan_fits_a_gpu_session_and_makes_every_comparison(capsys):
 
 
 def test_the_benchmarks_follow_the_preset():
-    settings = benchmarks.preset_settings()
+    settings = workload.preset_settings()
     assert settings == {"train_length": 1024, "test_length": 2000, "teacher_tokens": 4096, "student_tokens": 2048, "max_tokens": 32768}
-    cases = {case.name: case for case in benchmarks.student_cases()}
+    cases = {case.name: case for case in speed_comparisons.student_cases()}
     assert cases["packed flex, 2,048 tokens (the preset)"].settings == {"packing": True, "micro_batch_tokens": 2048}
     assert cases["padded eager, micro-batches of 2 (today)"].settings == {"micro_batch_size": 2}
     assert [case.may_not_fit for case in cases.values()] == [False, False, True, True]
 
 
 def test_rows_take_the_lengths_of_the_real_arena_votes():
-    lengths = benchmarks.arena_lengths(1024)
+    lengths = workload.arena_lengths(1024)
     assert len(lengths) == 1000 and lengths.max() == 1024 and 580 < lengths.mean() < 630  # mean 606, 22 % at the cap
-    rows = benchmarks.real_rows(50, 2000, vocab=100, seed=0, pad_id=1)
+    rows = workload.real_rows(50, 2000, vocab=100, seed=0, pad_id=1)
     assert all(2 <= token < 100 for row in rows for token in row)  # never the pad id: the head reads each row's last token
-    assert {len(row) for row in rows} <= set(benchmarks.arena_lengths(2000))
+    assert {len(row) for row in rows} <= set(workload.arena_lengths(2000))
     # The lengths do not depend on the vocabulary: the flex warm-up's narrow model meets the benchmark's shapes.
-    assert [len(row) for row in rows] == [len(row) for row in benchmarks.real_rows(50, 2000, vocab=7, seed=0)]
+    assert [len(row) for row in rows] == [len(row) for row in workload.real_rows(50, 2000, vocab=7, seed=0)]
 
 
 def test_student_prediction_scores_the_same_rows_with_eager_and_flex():
@@ -73,7 +86,7 @@ def test_student_prediction_scores_the_same_rows_with_eager_and_flex():
     model = random_model(TINY_GEMMA2, "gemma2", CPU, torch.float32, "eager")
     # Flex uncompiled: inductor's CPU compile takes ~30 s cold, and test_packing covers the compiled forward.
     with torch.compiler.set_stance("force_eager"):
-        benchmarks.student_prediction(bench, model, None, emit, lambda: 1e9, (64, 96), rows=8)
+        speed_comparisons.student_prediction(bench, model, None, emit, lambda: 1e9, (64, 96), rows=8)
     entries = bench["student_predict"]
     assert [(e["attn"], e["max_length"]) for e in entries] == [("eager", 64), ("flex_attention", 64), ("eager", 96), ("flex_attention", 96)]
     assert all("error" not in e and e["tokens_per_s"] > 0 and e["real_tokens"] <= e["computed_tokens"] for e in entries)
@@ -85,21 +98,21 @@ def test_student_training_pads_and_packs_the_same_rows(tmp_path):
     bench = empty_bench("cpu", None)
     lines, emit = collect()
     model = add_lora(random_model(TINY_GEMMA2, "gemma2", CPU, torch.float32, "eager"), PRESET_LORA)
-    eager = [case for case in benchmarks.student_cases() if case.attn == "eager"]  # flex has no backward on the CPU
-    benchmarks.student_training(bench, model, None, emit, lambda: 1e9, tmp_path, eager, 256, steps=1)
+    eager = [case for case in speed_comparisons.student_cases() if case.attn == "eager"]  # flex has no backward on the CPU
+    speed_comparisons.student_training(bench, model, None, emit, lambda: 1e9, tmp_path, eager, 256, steps=1)
     padded, packed = bench["student_train"]
     assert "error" not in padded and "error" not in packed
     assert padded["real_tokens"] == packed["real_tokens"] == packed["computed_tokens"] < padded["computed_tokens"]
     # Micro-batches of 2 rows; the step's 8 rows of at most 256 tokens in one pack of 2,048.
-    assert padded["passes"] == benchmarks.ROWS_PER_STEP // 2 and packed["passes"] == 1
-    benchmarks.student_training(bench, model, None, emit, lambda: 0.0, tmp_path, eager[:1], 256, steps=1)
+    assert padded["passes"] == workload.ROWS_PER_STEP // 2 and packed["passes"] == 1
+    speed_comparisons.student_training(bench, model, None, emit, lambda: 0.0, tmp_path, eager[:1], 256, steps=1)
     assert bench["student_train"][-1]["note"] == "not measured (out of time)"
     assert "not measured" in lines[-1] and lines[0].startswith("| b |")
 
 
 def test_the_gradient_check_passes_a_path_equal_to_eager():
     """SDPA computes a Llama's attention exactly; on the GPU the candidate is flex (no flex backward on the CPU)."""
-    check = benchmarks.gradient_check(CPU, TINY_LLAMA, "llama", 2, 96, 256, candidate="sdpa", vocab=256)
+    check = gradient_check.gradient_check(CPU, TINY_LLAMA, "llama", 2, 96, 256, candidate="sdpa", vocab=256)
     fp32, bf16 = check["dtypes"]["float32"], check["dtypes"]["bfloat16"]
     assert check["passed"] and check["tokens"] <= 256 and check["rows"] >= 2
     assert fp32["max_error"] < 1e-5 and bf16["eager_max_error"] > 1e-3  # bf16 rounds: its limit is eager's own error
@@ -107,17 +120,17 @@ def test_the_gradient_check_passes_a_path_equal_to_eager():
 
 
 def test_the_gradient_verdict_tells_rounding_from_a_wrong_path():
-    assert benchmarks.gradient_verdict({"lora_A": 2e-6, "logits": 1e-6}, None)["passed"]
-    wrong = benchmarks.gradient_verdict({"lora_A": 0.2, "logits": 1e-6}, None)
+    assert gradient_check.gradient_verdict({"lora_A": 2e-6, "logits": 1e-6}, None)["passed"]
+    wrong = gradient_check.gradient_verdict({"lora_A": 0.2, "logits": 1e-6}, None)
     assert not wrong["passed"] and "lora_A at 2.00e-01" in wrong["error"]
-    assert benchmarks.gradient_verdict({"lora_A": 0.03, "logits": 0.003}, {"lora_A": 0.015, "logits": 0.0})["passed"]
-    assert not benchmarks.gradient_verdict({"lora_A": 0.3, "logits": 0.004}, {"lora_A": 0.015, "logits": 0.003})["passed"]
+    assert gradient_check.gradient_verdict({"lora_A": 0.03, "logits": 0.003}, {"lora_A": 0.015, "logits": 0.0})["passed"]
+    assert not gradient_check.gradient_verdict({"lora_A": 0.3, "logits": 0.004}, {"lora_A": 0.015, "logits": 0.003})["passed"]
 
 
 def test_the_teacher_comparison_loads_nf4_twice_and_trains_packed(tmp_path):
     bench = empty_bench("cpu", None)
     lines, emit = collect()
-    benchmarks.teacher_comparison(bench, CPU, torch.float32, TINY_LLAMA, 2, None, emit, tmp_path, 32, 128, rows=8, steps=1)
+    speed_comparisons.teacher_comparison(bench, CPU, torch.float32, TINY_LLAMA, 2, None, emit, tmp_path, 32, 128, rows=8, steps=1)
     assert [e["kbit_upcast"] for e in bench["teacher_train"]] == [True, False]
     assert "error" not in bench["teacher_predict"][0]
     assert all("error" not in e and e["micro_batch_tokens"] == 128 for e in bench["teacher_train"])
@@ -127,7 +140,7 @@ def test_the_teacher_comparison_loads_nf4_twice_and_trains_packed(tmp_path):
 
 def test_the_deadline_interrupts_what_runs():
     started = time.monotonic()
-    with pytest.raises(DeadlinePassed), benchmarks.stop_at(started + 0.2):
+    with pytest.raises(DeadlinePassed), benchmarks_phase.stop_at(started + 0.2):
         time.sleep(5)
     assert time.monotonic() - started < 2
     time.sleep(0.3)  # disarmed: nothing fires later
@@ -167,8 +180,8 @@ def test_the_phase_measures_in_order_records_failures_and_stops_at_the_deadline(
     and is cut at the deadline; (d) and (e) never start; the report says all of it."""
     ran = []
 
-    def runner(key: str, error: Exception | None = None, sleep: float = 0.0) -> Callable[[benchmarks.Session], None]:
-        def run(session: benchmarks.Session) -> None:
+    def runner(key: str, error: Exception | None = None, sleep: float = 0.0) -> Callable[[bench_session.Session], None]:
+        def run(session: bench_session.Session) -> None:
             ran.append(key)
             if error is not None:
                 raise error
@@ -185,14 +198,14 @@ def test_the_phase_measures_in_order_records_failures_and_stops_at_the_deadline(
         "gptq": runner("gptq"),
     }
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H100 80GB HBM3")
-    monkeypatch.setattr(benchmarks, "MEASUREMENTS", quick)
-    monkeypatch.setattr(benchmarks, "RUNNERS", runners)
+    monkeypatch.setattr(benchmarks_phase, "MEASUREMENTS", quick)
+    monkeypatch.setattr(benchmarks_phase, "RUNNERS", runners)
     warm = {"seconds": {"scoring": 40.0, "training": 70.0}, "graphs": 8, "errors": []}
     (tmp_path / "warm-flex.json").write_text(json.dumps(warm))
     sides = {name: subprocess.Popen([sys.executable, "-c", "pass"]) for name in ("warm-flex", "warm-gptq")}
     sides["warm-gptq"].wait()
     started = time.monotonic()
-    phase = benchmarks.benchmarks_phase
+    phase = benchmarks_phase.benchmarks_phase
     result = harness.run_phase("benchmarks", lambda r: phase(r, tmp_path, tmp_path, started + 5.0, sides))
     assert ran == ["student_predict", "student_train", "gradient_check"] and time.monotonic() - started < 15
     assert result.status == harness.FAIL and "student_train: RuntimeError: boom" in result.error

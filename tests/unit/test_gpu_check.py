@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from arena_distill.gpu import benchmarks, check, harness, phases, projection, tables
+from arena_distill.gpu import check, collectives, harness, projection, side_processes, smoke_workflow, tables
 from arena_distill.gpu.harness import FAIL, PASS, Result, run_phase, start_logged, wait_or_kill
 from arena_distill.modeling import flops
 from arena_distill.workflow.config import PRESET, effective_config
@@ -36,7 +36,7 @@ def test_the_smoke_overlay_validates_on_the_embedded_default(tmp_path):
     student = config["student"]["tiny"]
     assert student["hidden_size"] // student["num_attention_heads"] == 256  # gemma-2-9b's head_dim
     shrunk = tmp_path / "cpu.yaml"
-    shrunk.write_text(yaml.safe_dump(phases.shrunk(yaml.safe_load((REPO / harness.SMOKE_CONFIG).read_text()))))
+    shrunk.write_text(yaml.safe_dump(smoke_workflow.shrunk(yaml.safe_load((REPO / harness.SMOKE_CONFIG).read_text()))))
     assert effective_config([REPO / harness.SMOKE_CONFIG, shrunk])["teachers"]["llama"]["tiny"]["hidden_size"] == 64
 
 
@@ -82,7 +82,7 @@ def test_projection_of_the_preset_on_known_numbers():
 
 
 def test_collectives_phase_runs_on_gloo(tmp_path):
-    result = run_phase("collectives", lambda r: phases.collectives_phase(r, tmp_path / "b"))
+    result = run_phase("collectives", lambda r: collectives.collectives_phase(r, tmp_path / "b"))
     assert result.status == PASS, result.error
     data = result.data
     assert data["backend"] == "gloo" and data["gradient_all_reduce"] == data["steps"] == 4
@@ -93,7 +93,7 @@ def test_collectives_phase_runs_on_gloo(tmp_path):
 
 def test_collectives_phase_fails_when_train_issues_none(tmp_path):
     """A one-process Parallel issues no collectives: the phase must say so, not pass."""
-    result = run_phase("collectives", lambda r: phases.collectives_phase(r, tmp_path / "b", world=1))
+    result = run_phase("collectives", lambda r: collectives.collectives_phase(r, tmp_path / "b", world=1))
     assert result.status == FAIL and "did not issue the collectives" in result.error
 
 
@@ -102,10 +102,10 @@ def test_a_collective_on_another_device_than_the_loops_is_a_problem():
     counts = {"gradient_all_reduce": 2, "float64_all_reduce": 2, "barriers": 3}
     on_gpu = {"device": torch.device("cuda", 0), "dtype": torch.float32, "numel": 10, "kwargs": {}}
     totals_on_cpu = {**on_gpu, "device": torch.device("cpu"), "dtype": torch.float64, "numel": 2}
-    assert phases.collective_problems([on_gpu, on_gpu], torch.device("cuda", 0), counts, [1.0, 0.9]) == []
-    problems = phases.collective_problems([on_gpu, totals_on_cpu], torch.device("cuda", 0), counts, [1.0, 0.9])
+    assert collectives.collective_problems([on_gpu, on_gpu], torch.device("cuda", 0), counts, [1.0, 0.9]) == []
+    problems = collectives.collective_problems([on_gpu, totals_on_cpu], torch.device("cuda", 0), counts, [1.0, 0.9])
     assert problems == ["collectives got tensors on ['cpu'], not on the loop's device cuda:0"]
-    assert "not finite" in phases.collective_problems([on_gpu], torch.device("cuda", 0), counts, [1.0, math.nan])[0]
+    assert "not finite" in collectives.collective_problems([on_gpu], torch.device("cuda", 0), counts, [1.0, math.nan])[0]
 
 
 def test_summary_records_a_failed_phase_and_the_next_one_runs(tmp_path):
@@ -124,12 +124,12 @@ def test_a_kernel_warmup_that_fails_or_overruns_is_reported_and_not_waited_for(t
     def started(code: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
 
-    assert benchmarks.finish_side(started("raise SystemExit(3)"), tmp_path, "warm-gptq", 60) == {"error": "exit 3, see warm-gptq.log"}
+    assert side_processes.finish_side(started("raise SystemExit(3)"), tmp_path, "warm-gptq", 60) == {"error": "exit 3, see warm-gptq.log"}
     slow = started("import time; time.sleep(60)")
-    assert "still running" in benchmarks.finish_side(slow, tmp_path, "warm-flex", 0.5)["error"]
+    assert "still running" in side_processes.finish_side(slow, tmp_path, "warm-flex", 0.5)["error"]
     assert slow.poll() is not None  # killed, not left running beside the next phase
     (tmp_path / "warm-gptq.json").write_text(json.dumps({"seconds": 121.0, "kernels": ["MarlinLinear"], "export_seconds": 40.0}))
-    done = benchmarks.finish_side(started("pass"), tmp_path, "warm-gptq", 60)
+    done = side_processes.finish_side(started("pass"), tmp_path, "warm-gptq", 60)
     line = tables.warmup_lines({"gptq": done})[0]
     assert "121 s" in line and "MarlinLinear" in line and "exported in 40 s" in line
 
@@ -137,7 +137,7 @@ def test_a_kernel_warmup_that_fails_or_overruns_is_reported_and_not_waited_for(t
 def test_a_workflow_past_its_budget_fails_with_how_far_it_got(tmp_path):
     (tmp_path / "snakemake.log").write_text("Building DAG of jobs...\n28 of 33 steps (85%) done\n29 of 33 steps (88%) done\n")
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
-    result = run_phase("workflow", lambda r: phases.workflow_phase(r, process, ["python", "-m", "snakemake"], tmp_path, 0.5))
+    result = run_phase("workflow", lambda r: smoke_workflow.workflow_phase(r, process, ["python", "-m", "snakemake"], tmp_path, 0.5))
     assert result.status == FAIL and "ran past its 0 s at 29 of 33 steps (88%) done" in result.error
     assert process.poll() is not None and result.data["progress"] == "29 of 33 steps (88%) done"
 
@@ -147,9 +147,9 @@ def test_the_smoke_workflow_at_cpu_sizes_plans_every_rule_and_builds_a_4bit_teac
     """The GPU smoke overlay, shrunk to CPU sizes: the whole DAG planned, and the model-building
     rules of a 4-bit teacher (init_model, post_pretrain) run for real. The full run takes about
     2.5 minutes on 2 cores, too long for the suite; the GPU check runs it in full."""
-    overlay = phases.prepare_workflow(tmp_path / "w", phases.SMOKE_PROMPTS, cpu_sizes=True)
+    overlay = smoke_workflow.prepare_workflow(tmp_path / "w", smoke_workflow.SMOKE_PROMPTS, cpu_sizes=True)
     workdir = tmp_path / "w"
-    dry = phases.snakemake_command(overlay, 2, 1, "-n", *phases.SMOKE_TARGETS)
+    dry = smoke_workflow.snakemake_command(overlay, 2, 1, "-n", *smoke_workflow.SMOKE_TARGETS)
     assert wait_or_kill(start_logged(dry, workdir, tmp_path / "dry.log"), 300) == 0
     counts = job_counts((tmp_path / "dry.log").read_text())
     assert counts == {
@@ -174,11 +174,11 @@ def test_the_smoke_workflow_at_cpu_sizes_plans_every_rule_and_builds_a_4bit_teac
         "evaluate": 1,
     }
     target = "results/models/llama/post_pretrain/metrics.json"
-    code = wait_or_kill(start_logged(phases.snakemake_command(overlay, 2, 1, target), workdir, tmp_path / "run.log"), 600)
+    code = wait_or_kill(start_logged(smoke_workflow.snakemake_command(overlay, 2, 1, target), workdir, tmp_path / "run.log"), 600)
     assert code == 0, (tmp_path / "run.log").read_text()[-3000:]
     metrics = json.loads((workdir / target).read_text())
     assert math.isfinite(metrics["train_loss_last"]) and metrics["steps"] > 0
     log = (workdir / "results/logs/post_pretrain/llama.log").read_text()
     assert "fp32 on cpu" in log  # where the GPU check trains in bf16
     assert "in forward passes of packs of at most 768 tokens" in log  # the teachers pack, as the preset's
-    assert set(phases.rule_timings(workdir)) == {"init_model", "post_pretrain"}
+    assert set(smoke_workflow.rule_timings(workdir)) == {"init_model", "post_pretrain"}

@@ -17,8 +17,10 @@ from arena_distill.modeling.models import add_lora, compile_layers, tiny_config
 from arena_distill.modeling.packing import forward_logits, model_inputs, pooled_index
 from arena_distill.modeling.parallel import Parallel
 from arena_distill.training.checkpoints import trainable_state
-from arena_distill.training.loop import ClassificationTask, Examples, TrainConfig, accumulate, micro_batches, train
+from arena_distill.training.config import TrainConfig, micro_batches
+from arena_distill.training.loop import accumulate, train
 from arena_distill.training.stages import fingerprint
+from arena_distill.training.tasks import ClassificationTask, Examples
 from tests.unit.synthetic import PAD, Stop, marker_pairs, stop_at, tiny_classifier
 
 VOCAB, BOS, EOS = 96, 2, 1

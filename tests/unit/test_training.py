@@ -17,7 +17,9 @@ from safetensors.torch import load_file
 from arena_distill.data.pairs import swap_pairs, with_swaps
 from arena_distill.modeling.parallel import Parallel
 from arena_distill.training.checkpoints import trainable_state
-from arena_distill.training.loop import ClassificationTask, TrainConfig, classifier_metrics, learning_curve, score, train
+from arena_distill.training.config import TrainConfig
+from arena_distill.training.loop import learning_curve, train
+from arena_distill.training.tasks import ClassificationTask, classifier_metrics, score
 from tests.unit.synthetic import PAD, Stop, marker_pairs, stop_at, tiny_classifier
 
 CONFIG = TrainConfig(learning_rate=3e-3, epochs=3, batch_size=16, micro_batch_size=16, eval_every=20, seed=0)

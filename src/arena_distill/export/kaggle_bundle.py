@@ -42,7 +42,7 @@ KAGGLE_LIMIT_HOURS = 9.0
 ASSUMED_UTILISATION = 0.25
 """The share of a T4's fp16 peak the time budget assumes a scoring run reaches: an assumption
 (dequantizing 8-bit weights and short batches cost), not a measurement on a T4; the GPU
-check projects the same test at the MFU it measures on an H100 (`gpu_bench.projections`)."""
+check projects the same test at the MFU it measures on an H100 (`gpu.projection.project`)."""
 
 ENTRY_POINT = '''\
 """Score a test file of the LMSYS Chatbot Arena schema with the bundled model:
@@ -93,7 +93,7 @@ def time_budget(
     gpus: int = 2,
     utilisation: float = ASSUMED_UTILISATION,
 ) -> TimeBudget:
-    """Forward FLOPs (`gpu_bench.Shape.forward_flops`) of scoring `pairs` pairs `views` times
+    """Forward FLOPs (`modeling.flops.Shape.forward_flops`) of scoring `pairs` pairs `views` times
     (TTA, several lengths) at `tokens_per_pair` tokens, over `gpus` T4s at `utilisation` of
     their fp16 peak."""
     flops_per_token = shape.forward_flops(round(tokens_per_pair))

@@ -11,7 +11,7 @@ Phases, each with its own time budget under one overall deadline (`schedule` has
 - environment: versions, the GPU, a real bitsandbytes NF4 matmul, nvcc, GPTQModel kernels;
 - collectives: the training loop's collectives on an NCCL process group;
 - benchmarks: random-init models of the real configs on rows of the real arena lengths, each
-  new path against today's (`arena_distill.gpu.benchmarks`, in the order of `MEASUREMENTS`);
+  new path against today's (`arena_distill.gpu.benchmarks_phase`, in the order of `MEASUREMENTS`);
 - projection: the preset's wall time per stage from the benchmarks.
 
 A phase that fails is recorded as FAIL with its error and the next one still runs; the
@@ -141,12 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     # No machine of the check reaches the network: GPTQModel must not try to fetch CUTLASS.
     os.environ.setdefault("GPTQMODEL_OFFLINE", "1")
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-    from arena_distill.gpu import phases
+    from arena_distill.gpu import environment, orchestration
 
     args.out.mkdir(parents=True, exist_ok=True)
-    results = phases.run_all(args.out.resolve(), deadline, run_phase)
+    results = orchestration.run_all(args.out.resolve(), deadline, run_phase)
     header = [
-        f"{stamp}, {platform.node()}, {phases.device_line()}",
+        f"{stamp}, {platform.node()}, {environment.device_line()}",
         "",
         f"Budget {args.budget:.0f} s; took {time.monotonic() - started:.0f} s.",
     ]

@@ -1,7 +1,7 @@
 """What every phase of the GPU check shares: its result record, the check's deadline, running a
 phase so that a failure is reported and the next phase still runs, and the subprocesses a phase
-starts (in their own session, killed whole at their deadline). `gpu_check` plans and reports the
-phases, `gpu_phases` runs them; both import this, neither the other at import time.
+starts (in their own session, killed whole at their deadline). `check` plans and reports the
+phases, `orchestration` runs them; both import this, neither the other at import time.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Wall-time projections of the preset's heavy stages from the MFUs the GPU check measured
-(`arena_distill.gpu.benchmarks`): the FLOPs of each stage (`arena_distill.modeling.flops`) over GPUs x peak x
+(`arena_distill.gpu.benchmarks_phase`): the FLOPs of each stage (`arena_distill.modeling.flops`) over GPUs x peak x
 the MFU of the path the preset runs. Pure arithmetic, no GPU.
 """
 

@@ -17,8 +17,8 @@ from arena_distill.modeling.models import load_adapter, load_model, load_tokeniz
 from arena_distill.scoring.calibration import VectorScaling
 from arena_distill.scoring.logits import LOGIT_COLUMNS
 from arena_distill.student.loss import DistillTask, DistillWeights
-from arena_distill.training.loop import Examples
 from arena_distill.training.stages import ClassifierOutputs, FoldJob, examples_digest, fingerprint, model_fingerprint
+from arena_distill.training.tasks import Examples
 
 log = logging.getLogger(__name__)
 

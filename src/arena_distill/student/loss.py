@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from arena_distill.modeling.packing import forward_logits
-from arena_distill.training.loop import ClassificationTask
+from arena_distill.training.tasks import ClassificationTask
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """The training loop shared by post-pretraining, teachers and the student.
 
-One loop, two tasks (classification, distillation): a task turns a padded batch into a
-summed loss; the loop owns everything else, and reads in the order it
-happens — set-up (optimizer, schedule, resume), one optimizer step (accumulate micro-
-batches, sum gradients across processes, clip, step), then every `eval_every` steps an
-evaluation that may keep the best weights and always writes the resumable checkpoint.
+One loop, two tasks (classification, distillation; `arena_distill.training.tasks`): a task
+turns a padded batch into a summed loss; the loop owns everything else, and reads in the
+order it happens — set-up (optimizer, schedule, resume), one optimizer step (accumulate
+micro-batches, sum gradients across processes, clip, step), then every `eval_every` steps an
+evaluation that may keep the best weights and always writes the resumable checkpoint. Its
+settings and batch plans: `arena_distill.training.config`.
 
 Data parallelism (`arena_distill.modeling.parallel`): under `torchrun` every process takes every
 `world`-th row of each global batch, the loss is normalized by the global batch's row count,
@@ -19,163 +20,20 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import get_cosine_schedule_with_warmup
 
-from arena_distill.errors import ConfigError
-from arena_distill.modeling.batching import length_grouped_batches, packed_batches, random_batches, token_budget_batches
-from arena_distill.modeling.packing import forward_logits, model_inputs
 from arena_distill.modeling.parallel import Parallel, sync_gradients, use_bf16
-from arena_distill.scoring.metrics import accuracy, logits_log_loss
 from arena_distill.training.checkpoints import Checkpoints, TrainState
-
-BATCH_PLANS = {"length_grouped": length_grouped_batches, "random": random_batches}
+from arena_distill.training.config import BATCH_PLANS, TrainConfig, micro_batches
+from arena_distill.training.tasks import Examples, Task, classifier_metrics, score
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Examples:
-    """Token sequences and per-row targets (`targets[name][i]` belongs to `ids[i]`)."""
-
-    ids: list[list[int]]
-    targets: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @cached_property
-    def lengths(self) -> np.ndarray:
-        """Tokens per row, counted once: every step's micro-batches and every epoch's plan read them."""
-        return np.fromiter((len(seq) for seq in self.ids), dtype=np.int64, count=len(self.ids))
-
-    def batch(self, rows: list[int], pad_id: int, device: torch.device, packed: bool = False) -> dict[str, torch.Tensor]:
-        """The model inputs of `rows` and their targets: right-padded rows, or one pack
-        (`arena_distill.modeling.packing`) whose logits come out in the order of `rows` all the same."""
-        batch = model_inputs([self.ids[i] for i in rows], pad_id, device, packed)
-        for name, values in self.targets.items():
-            batch[name] = torch.as_tensor(values[rows]).to(device)
-        return batch
-
-
-class Task(Protocol):
-    """What a training stage computes from a batch; the loop does the rest. Every task trains
-    the 3-way classifier, so evaluation is the classifier's: log loss against `label`."""
-
-    def loss(self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The loss summed (not averaged) over the batch's rows."""
-
-
-class ClassificationTask:
-    """Cross-entropy of the 3-way head against `label`."""
-
-    def __init__(self, label_smoothing: float = 0.0):
-        self.label_smoothing = label_smoothing
-
-    def loss(self, model, batch):
-        logits = forward_logits(model, batch)
-        return F.cross_entropy(logits, batch["label"], reduction="sum", label_smoothing=self.label_smoothing)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimization settings of one training run (a config block plus the model's own keys)."""
-
-    learning_rate: float
-    epochs: float = 1.0
-    schedule_epochs: float | None = None
-    """Length of the cosine schedule in epochs; None = `epochs`. The original's teachers stop
-    after 1 epoch of a 2-epoch schedule (the LR is still at half its peak)."""
-    select: str = "best"
-    """Weights the run ends with: `best` validation loss or `last` step."""
-    batch_size: int = 32
-    micro_batch_size: int = 32
-    packing: bool = False
-    """Each micro-batch one sequence of packed rows under `micro_batch_tokens` (no padding);
-    the same rows per optimizer step either way."""
-    micro_batch_tokens: int = 4096
-    """Tokens of one packed micro-batch (replaces `micro_batch_size` when packing)."""
-    warmup_ratio: float = 0.05
-    warmup_steps: int | None = None
-    """Warmup in optimizer steps; when set it replaces `warmup_ratio` (the original: 100)."""
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    batching: str = "length_grouped"
-    """`length_grouped` (similar lengths per batch, less padding) or `random` (the original)."""
-    eval_every: int = 100
-    log_every: int = 0
-    """Steps between progress lines (loss, rate, ETA) and points of the learning curve in
-    `metrics.json`; 0 = every tenth of the run."""
-    eval_max_tokens: int = 65536
-    precision: str = "auto"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "adam_betas", tuple(self.adam_betas))
-        if self.select not in ("best", "last"):
-            raise ConfigError(f"select must be best or last, got {self.select!r}", key="select")
-        if self.batching not in BATCH_PLANS:
-            raise ConfigError(f"batching must be one of {sorted(BATCH_PLANS)}, got {self.batching!r}", key="batching")
-
-    def schedule(self, steps_per_epoch: int) -> tuple[int, int, int]:
-        """(steps to run, steps of the cosine schedule, warmup steps)."""
-        run = max(1, math.ceil(self.epochs * steps_per_epoch))
-        length = max(run, math.ceil((self.schedule_epochs or self.epochs) * steps_per_epoch))
-        warmup = self.warmup_steps if self.warmup_steps is not None else round(self.warmup_ratio * length)
-        return run, length, min(warmup, length)
-
-    def validation_share(self, steps_per_epoch: int, train_tokens: float, val_tokens: float) -> float:
-        """Compute of the run's validations as a share of its training compute.
-
-        A validation is a forward pass over `val_tokens` (2 FLOPs per parameter and token);
-        training costs 6 per trained token (forward and backward), `train_tokens` per epoch.
-        Validating every 100 steps, as the original did, costs about 60 % on top of training
-        at the competition's fold sizes; `eval_every` sets the cadence.
-        """
-        run, _, _ = self.schedule(steps_per_epoch)
-        validations = math.ceil(run / self.eval_every)
-        return validations * 2 * val_tokens / (6 * run / steps_per_epoch * train_tokens)
-
-
-def score(
-    model: torch.nn.Module,
-    examples: Examples,
-    pad_id: int,
-    device: torch.device,
-    parallel: Parallel,
-    max_tokens: int,
-    bf16: bool,
-) -> np.ndarray:
-    """Logits (rows × labels, float32) of every row of `examples`, on every process.
-
-    Each process scores every `world`-th row in length-sorted, token-budgeted batches (sorted
-    rows pad almost nothing, so scoring does not pack); one sum then gathers the rows (each
-    row is zero on all processes but its own), so no process scores alone while the others wait.
-    """
-    rows = np.arange(parallel.rank, len(examples), parallel.world)
-    logits = torch.zeros((len(examples), model.config.num_labels), dtype=torch.float32)
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        for batch_rows in token_budget_batches(examples.lengths[rows], max_tokens):
-            chosen = rows[batch_rows]
-            logits[chosen] = forward_logits(model, examples.batch(chosen.tolist(), pad_id, device)).cpu()
-    model.train(was_training)
-    return parallel.sum(logits).cpu().numpy()
-
-
-def classifier_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Validation loss (log loss) and accuracy of a classifier's logits."""
-    return {"loss": logits_log_loss(logits, labels), "accuracy": accuracy(logits, labels)}
 
 
 @dataclass
@@ -443,14 +301,6 @@ def accumulate(
         loss_sum += loss.item()
         tokens += int(examples.lengths[micro].sum())
     return loss_sum, tokens
-
-
-def micro_batches(rows: list[int], lengths: np.ndarray, config: TrainConfig) -> list[list[int]]:
-    """One process's rows of a step as forward passes: `micro_batch_size` rows in order, or
-    packs of at most `micro_batch_tokens` tokens."""
-    if config.packing:
-        return [[rows[i] for i in pack] for pack in packed_batches(lengths[rows], config.micro_batch_tokens)]
-    return [rows[start : start + config.micro_batch_size] for start in range(0, len(rows), config.micro_batch_size)]
 
 
 def learning_curve(losses: list[float], every: int) -> list[dict[str, float]]:

@@ -28,7 +28,9 @@ from arena_distill.modeling.parallel import Parallel, use_bf16
 from arena_distill.scoring.logits import logits_frame, shard_of
 from arena_distill.scoring.metrics import validation_metrics
 from arena_distill.training.checkpoints import discard_checkpoints
-from arena_distill.training.loop import ClassificationTask, Examples, TrainConfig, TrainResult, score, train
+from arena_distill.training.config import TrainConfig
+from arena_distill.training.loop import TrainResult, train
+from arena_distill.training.tasks import ClassificationTask, Examples, score
 
 log = logging.getLogger(__name__)
 

@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonschema import ValidationError
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
+from arena_distill.errors import ConfigError
 from arena_distill.workflow.config_checks import data_files
 
 WORKFLOW_DIR = Path(__file__).resolve().parents[3]
 """The repository root: the Snakefile's directory, where relative config paths point."""
 
 REMOVABLE = (("teachers",), ("data", "extra"))
-"""Mappings whose entries a config file removes with null (as rules/common.smk does)."""
+"""Mappings whose entries a config file removes with null (a preset dropping a teacher or an extra set)."""
 
 FIRST_ATTEMPT = re.compile(r"^\s*(\d+)\s*\*\s*attempt\s*$")
 
@@ -50,13 +53,28 @@ def effective_config(configfiles: Sequence[str | Path] = ()) -> dict[str, Any]:
     config = yaml.safe_load((WORKFLOW_DIR / "config" / "config.yaml").read_text())
     for path in configfiles:
         update_config(config, yaml.safe_load(Path(path).read_text()) or {})
+    return validated(config, WORKFLOW_DIR / "config" / "schema.yaml")
+
+
+def validated(config: dict[str, Any], schema: str | Path) -> dict[str, Any]:
+    """`config` (already overlaid) with the entries a null removes dropped, checked against the
+    schema, defaults filled in place. A violation is a ConfigError naming the key in one line
+    (the library's own message also prints the whole schema). Snakemake's run and the commands
+    that reason about a run before it starts both come through here."""
     for keys in REMOVABLE:
         mapping = config
         for key in keys:
             mapping = mapping.get(key) or {}
         for name in [name for name, value in mapping.items() if value is None]:
             del mapping[name]
-    validate(config, str(WORKFLOW_DIR / "config" / "schema.yaml"))
+    try:
+        validate(config, str(schema))
+    except WorkflowError as error:
+        cause = error.__context__
+        if not isinstance(cause, ValidationError):
+            raise
+        key = ".".join(map(str, cause.absolute_path)) or "(top level)"
+        raise ConfigError(f"invalid config: {cause.message}", key=key) from None
     return config
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from arena_distill.errors import ConfigError
+from arena_distill.workflow.plan import RunPlan
 
 DEFAULT_TINY_POSITIONS = 2048
 """`max_position_embeddings` of a tiny model whose sizes leave it out (the transformers default)."""
@@ -204,9 +205,29 @@ def check_postprocessing(config: Mapping[str, Any]) -> None:
         )
 
 
+def check_topology(config: Mapping[str, Any]) -> None:
+    """Switches that name what the run lacks: post-pretraining overrides for models it does not
+    have, post-pretraining without its data, a calibration fitted on rows the config does not give."""
+    plan = RunPlan(config)
+    unknown = set(config["post_pretrain"].get("models", {})) - set(plan.models())
+    if unknown:
+        raise ConfigError(f"post_pretrain.models names {sorted(unknown)}, which are not models of this config", key="post_pretrain.models")
+    if any(map(plan.post_pretraining, plan.used_models())) and not config["post_pretrain"].get("data"):
+        raise ConfigError(
+            "post-pretraining needs labelled pairs: set post_pretrain.data or post_pretrain.enabled: false", key="post_pretrain.data"
+        )
+    if plan.calibrating() and config["predict"]["calibrate_on"] == "calibration_data" and not config["data"].get("calibration"):
+        raise ConfigError(
+            "predict.calibrate_on: calibration_data needs labelled rows: set data.calibration, calibrate_on: oof or "
+            "predict.calibration: none",
+            key="data.calibration",
+        )
+
+
 def check_config(config: Mapping[str, Any], workflow_dir: str | Path) -> None:
     """Every start-up check; raises ConfigError naming the key."""
     check_postprocessing(config)
     check_data_files(config)
     check_model_sources(config)
     check_models(config, workflow_dir)
+    check_topology(config)
