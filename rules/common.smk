@@ -83,17 +83,15 @@ def get_prepare_settings(wildcards):
 
 
 def get_model_source(wildcards):
-    return inputs.workflow_files({"path": plan.source_path(wildcards.model)})
+    return inputs.named("source", {"path": plan.source_path(wildcards.model)})
 
 
 def get_base_inputs(wildcards):
-    return inputs.workflow_files(plan.base_of(wildcards.teacher))
+    return inputs.named("base", plan.base_of(wildcards.teacher))
 
 
-def get_student_base_inputs(wildcards):
-    return inputs.workflow_files(
-        plan.student_base(getattr(wildcards, "student_run", "student"))
-    )
+def get_merge_base_inputs(wildcards):
+    return inputs.named("base", plan.base_of("student"))
 
 
 def get_logit_shards(wildcards):
@@ -105,7 +103,7 @@ def get_teacher_val_logits(wildcards):
 
 
 def get_distill_inputs(wildcards):
-    return inputs.distill(plan, wildcards.fold)
+    return inputs.distill(plan, wildcards.student_run, wildcards.fold)
 
 
 def get_labelled_test(wildcards):

@@ -15,7 +15,7 @@ rule prompt_judge:
     conda:
         "../envs/arena-distill.yaml"
     params:
-        model=plan.judge_model(),
+        model=lambda wildcards, input: input.get("model", plan.judge_model()),
         judge={
             k: v for k, v in config["judge"].items() if k not in ("enabled", "model")
         },

@@ -21,7 +21,7 @@ rule init_model:
 
 rule post_pretrain:
     input:
-        source=get_model_source,
+        unpack(get_model_source),
         pairs=paths.table("post_pretrain"),
     output:
         adapter=directory(paths.post_pretrained_adapter("{model}")),
@@ -35,7 +35,9 @@ rule post_pretrain:
     conda:
         "../envs/arena-distill.yaml"
     params:
-        source=lambda wildcards: {"path": plan.source_path(wildcards.model)},
+        source=lambda wildcards, input: inputs.as_seen(
+            "source", {"path": plan.source_path(wildcards.model)}, input
+        ),
         spec=lambda wildcards: plan.model_slice(
             wildcards.model, "seed", "load_in_bits", "lora", "training"
         ),

@@ -22,7 +22,9 @@ rule score_holdout:
     conda:
         "../envs/arena-distill.yaml"
     params:
-        student_base=plan.source_path("student"),
+        student_base=lambda wildcards, input: inputs.as_seen(
+            "student_base", {"path": plan.source_path("student")}, input
+        )["path"],
         # The fresh-init comparison averages its folds (best_fold and ensemble are the main run's).
         average_method=(
             "mean"
@@ -46,9 +48,9 @@ rule evaluate:
     conda:
         "../envs/arena-distill.yaml"
     params:
-        teacher_val_logits={
-            teacher: plan.teacher_val_logits(teacher) for teacher in plan.teachers()
-        },
+        teacher_val_logits=lambda wildcards, input: inputs.teacher_val_logits_seen(
+            plan, input
+        ),
     script:
         "../scripts/evaluate.py"
 
@@ -107,9 +109,8 @@ rule figures:
     conda:
         "../envs/arena-distill.yaml"
     params:
-        runs=plan.training_runs(),
-        # Read at run time: every benchmarked job of the DAG has finished before the
-        # evaluation this rule waits for.
-        benchmarks=paths.BENCHMARKS,
+        runs=lambda wildcards, input: inputs.training_runs_seen(
+            plan, input.training_metrics
+        ),
     script:
         "../scripts/figures.py"

@@ -1,7 +1,6 @@
 rule distill_student:
     input:
         unpack(get_distill_inputs),
-        base=get_student_base_inputs,
         train=paths.table("train"),
         folds=rules.clean_folds.output[0],
     output:
@@ -16,9 +15,13 @@ rule distill_student:
     conda:
         "../envs/arena-distill.yaml"
     params:
-        base=lambda wildcards: plan.student_base(wildcards.student_run),
-        teacher_logits=lambda wildcards: plan.teacher_logit_tables(wildcards.fold),
-        calibrations=plan.teacher_calibrations(),
+        base=lambda wildcards, input: inputs.as_seen(
+            "base", plan.student_base(wildcards.student_run), input
+        ),
+        teacher_logits=lambda wildcards, input: inputs.teacher_logits_seen(
+            plan, wildcards.fold, input
+        ),
+        calibrations=lambda wildcards, input: inputs.calibrations_seen(plan, input),
         spec=config["student"],
         training=config["training"],
         distill=plan.distill_settings(),
@@ -49,7 +52,7 @@ rule average_adapters:
 
 rule merge_student:
     input:
-        base=get_student_base_inputs,
+        unpack(get_merge_base_inputs),
         adapter=rules.average_adapters.output[0],
     output:
         directory(paths.MERGED),
@@ -61,7 +64,9 @@ rule merge_student:
     conda:
         "../envs/arena-distill.yaml"
     params:
-        base=plan.base_of("student"),
+        base=lambda wildcards, input: inputs.as_seen(
+            "base", plan.base_of("student"), input
+        ),
         spec=plan.model_slice("student", "seed"),
         dtype=config["merge"]["dtype"],
     script:

@@ -7,7 +7,7 @@ if DRIVER_RUNS_RULES:
 
 rule train_teacher:
     input:
-        base=get_base_inputs,
+        unpack(get_base_inputs),
         train=paths.table("train"),
         folds=rules.clean_folds.output[0],
     output:
@@ -22,7 +22,9 @@ rule train_teacher:
     conda:
         "../envs/arena-distill.yaml"
     params:
-        base=lambda wildcards: plan.base_of(wildcards.teacher),
+        base=lambda wildcards, input: inputs.as_seen(
+            "base", plan.base_of(wildcards.teacher), input
+        ),
         spec=lambda wildcards: config["teachers"][wildcards.teacher],
         training=config["training"],
         text=config["text"],
@@ -35,7 +37,7 @@ rule train_teacher:
 
 rule teacher_logits:
     input:
-        base=get_base_inputs,
+        unpack(get_base_inputs),
         adapter=rules.train_teacher.output.adapter,
         train=paths.table("train"),
         folds=rules.clean_folds.output[0],
@@ -49,7 +51,9 @@ rule teacher_logits:
     conda:
         "../envs/arena-distill.yaml"
     params:
-        base=lambda wildcards: plan.base_of(wildcards.teacher),
+        base=lambda wildcards, input: inputs.as_seen(
+            "base", plan.base_of(wildcards.teacher), input
+        ),
         spec=lambda wildcards: config["teachers"][wildcards.teacher],
         text=config["text"],
         logits=config["teacher_logits"],

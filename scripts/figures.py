@@ -35,7 +35,7 @@ with script_logging(snakemake.log[0]) as log:
         out.confusion: figures.confusion_figure(figures.probs_of(oof, "t"), oof["label"].to_numpy()),
         out.position_bias: figures.position_bias_figure(oof),
         out.class_shares: figures.class_shares_figure(shares),
-        out.job_resources: figures.job_resources_figure(figures.read_benchmarks(snakemake.params.benchmarks)),
+        out.job_resources: figures.job_resources_figure(figures.read_benchmarks(snakemake.input.benchmarks)),
     }
     for path, fig in drawn.items():
         figures.save(fig, path)

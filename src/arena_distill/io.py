@@ -148,3 +148,20 @@ def ragged_line(path: Path) -> int:
                 return start
             start = reader.line_num + 1
     return start
+
+
+def read_benchmark(path: str | os.PathLike) -> dict[str, float | None] | None:
+    """The last row of a Snakemake `benchmark:` file as {"seconds", "max_rss_mib"} (None where
+    Snakemake measured nothing: it writes "-" or "NA"); None for a file without rows."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if not rows:
+        return None
+
+    def value(text: str) -> float | None:
+        try:
+            return float(text)
+        except ValueError:
+            return None
+
+    return {"seconds": value(rows[-1]["s"]), "max_rss_mib": value(rows[-1]["max_rss"])}

@@ -61,10 +61,15 @@ def test_every_figure_is_written_as_a_png(tmp_path):
         "train_curve": [{"step": 5, "train_loss": 1.0}, {"step": 10, "train_loss": 0.7}],
         "history": [{"step": 10, "val_loss": 0.8}],
     }
-    (tmp_path / "bench" / "train_teacher").mkdir(parents=True)
-    (tmp_path / "bench" / "train_teacher" / "fold0.tsv").write_text("s\th:m:s\tmax_rss\n12.5\t0:00:12\t900.1\n")
-    jobs = figures.read_benchmarks(tmp_path / "bench")
-    assert jobs.to_dict("records") == [{"job": "train_teacher/fold0", "seconds": 12.5, "max_rss_mib": 900.1}]
+    benchmarks = tmp_path / "results" / "benchmarks"
+    (benchmarks / "train_teacher").mkdir(parents=True)
+    (benchmarks / "train_teacher" / "fold0.tsv").write_text("s\th:m:s\tmax_rss\n12.5\t0:00:12\t900.1\n")
+    (benchmarks / "predict.tsv").write_text("s\th:m:s\tmax_rss\n3.0\t0:00:03\t-\n")
+    jobs = figures.read_benchmarks([benchmarks / "train_teacher" / "fold0.tsv", benchmarks / "predict.tsv"])
+    assert jobs.fillna(-1).to_dict("records") == [
+        {"job": "predict", "seconds": 3.0, "max_rss_mib": -1},  # Snakemake's "-": not measured
+        {"job": "train_teacher/fold0", "seconds": 12.5, "max_rss_mib": 900.1},
+    ]
     drawn = {
         "data_labels": figures.data_labels_figure({"train": labels, "calibration": np.array([2, 2, 0])}),
         "curves": figures.learning_curves_figure({"llama fold 0": run}),

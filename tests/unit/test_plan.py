@@ -60,7 +60,8 @@ def test_supplied_teacher_logits_replace_the_trained_teachers(default):
     plan = changed(default, distill={"teacher_logits": {"big": "data/big.parquet"}})
     assert plan.teachers() == [] and plan.teacher_logit_tables("0")["big"] == ["data/big.parquet"]
     assert plan.teacher_calibrations() == {} and plan.model_card_recipe()["teachers"] == {"big": "precomputed logits"}
-    assert inputs.evaluate(plan)["teacher_val_logits"] == []
+    assert not [key for key in inputs.evaluate(plan) if key.startswith("teacher_val_logits")]
+    assert "results/benchmarks/train_teacher/llama/fold0.tsv" not in plan.benchmarks()
 
 
 def test_the_fresh_init_comparison_adds_a_student_run_and_its_holdout_scores(default):
@@ -69,7 +70,8 @@ def test_the_fresh_init_comparison_adds_a_student_run_and_its_holdout_scores(def
     assert "results/eval/holdout/student_fresh_init/average.json" in plan.holdout_scorings()
     assert plan.student_base("student_fresh_init")["init_adapter"] is None
     fresh = inputs.score_holdout(plan, "student_fresh_init/fold1")
-    assert fresh["adapters"] == ["results/student_fresh_init/fold1/adapter"] and fresh["student_base"] == ["results/models/student/base"]
+    assert fresh["adapters"] == ["results/student_fresh_init/fold1/adapter"] and fresh["student_base_path"] == "results/models/student/base"
+    assert "student_base_init_adapter" not in fresh  # a fresh LoRA starts from no adapter
 
 
 def test_the_submission_calibration_reads_what_the_config_names(default):
@@ -110,3 +112,18 @@ def test_a_switch_naming_what_the_run_lacks_is_a_config_error(default, sections,
     with pytest.raises(ConfigError) as error:
         check_topology(changed(default, **sections).config)
     assert error.value.key == key
+
+
+def test_a_built_file_reaches_a_script_through_the_jobs_inputs(default):
+    """A params function reads a built part of a base from the job's `input` (where a storage
+    plugin puts its copy); a given part (a hub id) stays as configured."""
+    base = {"path": "google/gemma-2-9b", "init_adapter": "results/models/student/post_pretrain/adapter"}
+    assert inputs.named("base", base) == {"base_init_adapter": base["init_adapter"]}
+    job_input = {"base_init_adapter": "/local/copy/adapter"}
+    assert inputs.as_seen("base", base, job_input) == {"path": "google/gemma-2-9b", "init_adapter": "/local/copy/adapter"}
+    plan = RunPlan(default)
+    distill = inputs.distill(plan, "student", "0")
+    assert inputs.teacher_logits_seen(plan, "0", distill) == plan.teacher_logit_tables("0")
+    assert inputs.calibrations_seen(plan, distill) == plan.teacher_calibrations()
+    metrics = inputs.figures(plan)["training_metrics"]
+    assert inputs.training_runs_seen(plan, metrics) == plan.training_runs()

@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from arena_distill.workflow.config import effective_config
+from arena_distill.workflow.plan import RunPlan
 from tests.conftest import copy_of_run, copy_workflow, job_counts, predict_cli, snakemake
 from tests.tiny import CALIBRATION_ROWS, N_FOLDS, STUDENT_SIDE, TEACHERS
 
@@ -33,6 +35,12 @@ def test_tables_follow_the_contract(finished_run):
     assert set(train["label"]) == {0, 1, 2}
     assert list(test.columns) == ["id", "prompt", "response_a", "response_b", "group"] and len(test) == 100
     assert len(pairs) == sizes["post_pretrain"] and not set(pairs["group"]) & set(train["group"])
+
+
+def test_the_resource_figure_reads_the_benchmark_of_every_benchmarked_job(finished_run):
+    """`RunPlan.benchmarks` (the figures rule's inputs) names exactly the files the run's jobs wrote."""
+    written = {path.relative_to(finished_run).as_posix() for path in (finished_run / "results" / "benchmarks").rglob("*.tsv")}
+    assert set(RunPlan(effective_config([finished_run / "small.yaml"])).benchmarks()) == written
 
 
 def test_folds_are_grouped_cleaned_and_logged(finished_run):

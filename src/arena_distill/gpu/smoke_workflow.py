@@ -7,7 +7,6 @@ is how the test suite plans the whole DAG and runs its 4-bit teacher rules witho
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import shutil
@@ -22,6 +21,7 @@ import pandas as pd
 import yaml
 
 from arena_distill.gpu.harness import SMOKE_CONFIG, Result, start_logged, wait_or_kill
+from arena_distill.io import read_benchmark
 from arena_distill.workflow.config import copy_workflow
 
 SMOKE_PROMPTS = {"train": 6, "extra": 3, "post_pretrain": 3}
@@ -116,26 +116,18 @@ def snakemake_command(overlay: str, cores: int, gpu_jobs: int, *extra: str) -> l
     ]
 
 
-def number(text: str) -> float:
-    """A benchmark-file value; Snakemake writes "-" or "NA" where it measured nothing."""
-    try:
-        return float(text)
-    except ValueError:
-        return 0.0
-
-
 def rule_timings(workdir: Path) -> dict[str, dict[str, float]]:
     """Snakemake's per-job benchmark files, per rule: jobs, summed and longest seconds, peak RSS."""
     timings: dict[str, dict[str, float]] = {}
     for path in sorted((workdir / "results/benchmarks").rglob("*.tsv")):
         rule = path.relative_to(workdir / "results/benchmarks").parts[0].removesuffix(".tsv")
-        with path.open() as handle:
-            row = next(csv.DictReader(handle, delimiter="\t"))
+        measured = read_benchmark(path) or {}
+        seconds, rss = measured.get("seconds") or 0.0, measured.get("max_rss_mib") or 0.0
         entry = timings.setdefault(rule, {"jobs": 0, "seconds": 0.0, "longest": 0.0, "max_rss_mb": 0.0})
         entry["jobs"] += 1
-        entry["seconds"] += number(row["s"])
-        entry["longest"] = max(entry["longest"], number(row["s"]))
-        entry["max_rss_mb"] = max(entry["max_rss_mb"], number(row["max_rss"]))
+        entry["seconds"] += seconds
+        entry["longest"] = max(entry["longest"], seconds)
+        entry["max_rss_mb"] = max(entry["max_rss_mb"], rss)
     return timings
 
 

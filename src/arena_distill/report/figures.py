@@ -9,7 +9,8 @@ the position bias are read from them directly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from scipy.special import softmax
 
 from arena_distill import LABELS
 from arena_distill.data.pairs import unswap_probs
-from arena_distill.io import atomic_path
+from arena_distill.io import atomic_path, read_benchmark
 from arena_distill.scoring.logits import LOGIT_COLUMNS
 
 CLASS_NAMES = dict(zip(LABELS, ("A wins", "B wins", "tie")))
@@ -194,19 +195,15 @@ def position_bias_figure(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def read_benchmarks(root: str | Path) -> pd.DataFrame:
-    """One row per benchmarked job: its name (the path under `root`), wall seconds and max RSS."""
+def read_benchmarks(files: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per benchmarked job: its name (the path under `results/benchmarks`), wall seconds
+    and max RSS (NaN where not measured)."""
     rows = []
-    for path in sorted(Path(root).rglob("*.tsv")):
-        table = pd.read_csv(path, sep="\t")
-        if len(table):
-            rows.append(
-                {
-                    "job": str(path.relative_to(root).with_suffix("")),
-                    "seconds": float(table["s"].iloc[-1]),
-                    "max_rss_mib": float(pd.to_numeric(table["max_rss"], errors="coerce").iloc[-1]),
-                }
-            )
+    for path in sorted(map(Path, files)):
+        measured = read_benchmark(path)
+        if measured:
+            job = path.with_suffix("").as_posix().split("benchmarks/", 1)[-1]
+            rows.append({"job": job, **{key: math.nan if value is None else value for key, value in measured.items()}})
     return pd.DataFrame(rows, columns=["job", "seconds", "max_rss_mib"])
 
 

@@ -15,9 +15,26 @@ from arena_distill.workflow import paths
 from arena_distill.workflow.plan import RunPlan
 
 
+def built(path: str | None) -> bool:
+    """Whether a rule of this workflow builds `path` (else the config gives it: a hub id, a file)."""
+    return bool(path) and path.startswith(f"{paths.RESULTS}/")
+
+
 def workflow_files(base: dict[str, str | None]) -> list[str]:
     """The parts of a base that a rule of this workflow builds (the rest are given)."""
-    return [path for path in base.values() if path and path.startswith(f"{paths.RESULTS}/")]
+    return [path for path in base.values() if built(path)]
+
+
+def named(prefix: str, parts: dict[str, str | None]) -> dict[str, str]:
+    """The built parts of `parts` as named inputs `<prefix>_<part>` (e.g. `base_init_adapter`)."""
+    return {f"{prefix}_{part}": path for part, path in parts.items() if built(path)}
+
+
+def as_seen(prefix: str, parts: dict[str, str | None], job_input: Any) -> dict[str, str | None]:
+    """`parts` as a job sees them: each built part read from the job's own `input` (where a
+    storage plugin puts its local copy), the given ones as configured. For params functions
+    `lambda wildcards, input: ...`, so no path reaches a script other than through its inputs."""
+    return {part: job_input[key] if (key := f"{prefix}_{part}") in job_input.keys() else path for part, path in parts.items()}
 
 
 def table_sources(plan: RunPlan, table: str) -> list[str]:
@@ -43,13 +60,22 @@ def judge(plan: RunPlan) -> dict[str, str]:
     return {**built, **labelled_test(plan)}
 
 
-def distill(plan: RunPlan, fold: str) -> dict[str, list[str]]:
-    """The teachers' logits (trained, supplied or heuristic) and calibrations a fold student learns from."""
-    tables = plan.teacher_logit_tables(fold)
-    return {
-        "logits": [path for files in tables.values() for path in files],
-        "calibrations": list(plan.teacher_calibrations().values()),
-    }
+def distill(plan: RunPlan, run: str, fold: str) -> dict[str, Any]:
+    """What a fold student starts from and learns from: its base, each teacher's logits (trained,
+    supplied or heuristic) as `logits_<teacher>`, each calibration as `calibration_<teacher>`."""
+    logits = {f"logits_{teacher}": files for teacher, files in plan.teacher_logit_tables(fold).items()}
+    calibrations = {f"calibration_{teacher}": path for teacher, path in plan.teacher_calibrations().items()}
+    return {**named("base", plan.student_base(run)), **logits, **calibrations}
+
+
+def teacher_logits_seen(plan: RunPlan, fold: str, job_input: Any) -> dict[str, list[str]]:
+    """teacher -> its logits tables, from a distill_student job's inputs (`distill`)."""
+    return {teacher: list(job_input[f"logits_{teacher}"]) for teacher in plan.teacher_logit_tables(fold)}
+
+
+def calibrations_seen(plan: RunPlan, job_input: Any) -> dict[str, str]:
+    """teacher -> its calibration.json, from a distill_student job's inputs (`distill`)."""
+    return {teacher: job_input[f"calibration_{teacher}"] for teacher in plan.teacher_calibrations()}
 
 
 def calibration(plan: RunPlan) -> dict[str, Any]:
@@ -92,7 +118,7 @@ def score_holdout(plan: RunPlan, scored: str) -> dict[str, Any]:
     adapters = plan.student_adapters(run)
     if part != "average":
         adapters = [adapters[int(part.removeprefix("fold"))]]
-    return {"adapters": adapters, "student_base": workflow_files(plan.base_of("student", fresh=run != "student")), **test}
+    return {"adapters": adapters, **named("student_base", plan.base_of("student", fresh=run != "student")), **test}
 
 
 def submission(plan: RunPlan) -> dict[str, list[str]]:
@@ -106,7 +132,7 @@ def evaluate(plan: RunPlan) -> dict[str, Any]:
     config = plan.config
     fresh = "student_fresh_init" in plan.student_runs()
     found: dict[str, Any] = {
-        "teacher_val_logits": [path for teacher in plan.teachers() for path in plan.teacher_val_logits(teacher)],
+        **{f"teacher_val_logits_{teacher}": plan.teacher_val_logits(teacher) for teacher in plan.teachers()},
         "student_val_logits": plan.student_val_logits(),
         "fresh_init_val_logits": plan.student_val_logits("student_fresh_init") if fresh else [],
         "submission": paths.SUBMISSION,
@@ -125,6 +151,11 @@ def evaluate(plan: RunPlan) -> dict[str, Any]:
     return found
 
 
+def teacher_val_logits_seen(plan: RunPlan, job_input: Any) -> dict[str, list[str]]:
+    """teacher -> its folds' validation logits, from the evaluate job's inputs (`evaluate`)."""
+    return {teacher: list(job_input[f"teacher_val_logits_{teacher}"]) for teacher in plan.teachers()}
+
+
 def figures(plan: RunPlan) -> dict[str, Any]:
     """What the report's figures are drawn from: files the run has written, nothing rescored."""
     config = plan.config
@@ -135,6 +166,7 @@ def figures(plan: RunPlan) -> dict[str, Any]:
         "submission": paths.SUBMISSION,
         "student_val_logits": plan.student_val_logits(),
         "training_metrics": [path for panel in plan.training_runs().values() for path in panel.values()],
+        "benchmarks": plan.benchmarks(),
     }
     if any(plan.post_pretraining(name) for name in plan.used_models()):
         found["post_pretrain"] = paths.table("post_pretrain")
@@ -143,3 +175,10 @@ def figures(plan: RunPlan) -> dict[str, Any]:
     if config["data"].get("test_labels"):
         found["test_labels"] = config["data"]["test_labels"]
     return found
+
+
+def training_runs_seen(plan: RunPlan, metrics: Any) -> dict[str, dict[str, str]]:
+    """`plan.training_runs()` with each path read from the figures job's `training_metrics`
+    input, which lists them in the same order."""
+    seen = iter(metrics)
+    return {panel: {name: next(seen) for name in runs} for panel, runs in plan.training_runs().items()}

@@ -174,14 +174,17 @@ class RunPlan:
             return {}
         return {teacher: paths.TEACHER_CALIBRATION.format(teacher=teacher) for teacher in self.teachers()}
 
-    def holdout_scorings(self) -> list[str]:
-        """Every student fold as soon as it is trained, the merged and the exported model; with the
-        fresh-init comparison also its folds and their average (the post-pretrained average is
-        the merged model)."""
+    def holdout_scored(self) -> list[str]:
+        """What score_holdout scores, one job each: every student fold as soon as it is trained,
+        the merged and the exported model; with the fresh-init comparison also its folds and
+        their average (the post-pretrained average is the merged model)."""
         scored = [f"{run}/fold{fold}" for run in self.student_runs() for fold in self.folds()]
         if "student_fresh_init" in self.student_runs():
             scored.append("student_fresh_init/average")
-        return [paths.holdout_scores(name) for name in [*scored, "merged", "submission"]]
+        return [*scored, "merged", "submission"]
+
+    def holdout_scorings(self) -> list[str]:
+        return [paths.holdout_scores(name) for name in self.holdout_scored()]
 
     def training_runs(self) -> dict[str, dict[str, str]]:
         """The metrics file of every training run, by report panel and run name: each model's
@@ -198,6 +201,26 @@ class RunPlan:
             for fold in self.folds():
                 runs["student"][f"{run} fold {fold}"] = paths.student_file(run, fold, "metrics.json")
         return runs
+
+    def benchmarks(self) -> list[str]:
+        """The `benchmark:` file of every job of the run that has one: what the report's resource
+        figure reads. The same jobs the rules plan (a file listed here that no planned job writes
+        would add a job, which the DAG snapshots would show)."""
+        judge = self.config["judge"]
+        built = [name for name in self.models() if self.source_path(name).startswith(f"{paths.RESULTS}/")]
+        needed = set(self.used_models()) | ({judge["model"]} if judge["enabled"] else set())
+        jobs = [("init_model", name) for name in built if name in needed]
+        jobs += [("post_pretrain", name) for name in self.used_models() if self.post_pretraining(name)]
+        for teacher in self.teachers():
+            jobs += [("train_teacher", teacher, f"fold{fold}") for fold in self.folds()]
+            jobs += [("teacher_logits", teacher, f"fold{fold}", f"shard{shard}") for fold in self.folds() for shard in self.shards()]
+        jobs += [("heuristic_model", f"fold{fold}") for fold in self.folds()]
+        jobs += [("distill_student", run, f"fold{fold}") for run in self.student_runs() for fold in self.folds()]
+        jobs += [("merge_student",), ("quantize_student",), ("predict",)]
+        jobs += [("calibrate_submission",)] * self.calibrating() + [("prompt_judge",)] * bool(judge["enabled"])
+        if self.config["folds"]["holdout"]:
+            jobs += [("score_holdout", *scored.split("/")) for scored in self.holdout_scored()]
+        return [paths.benchmark(*job) for job in jobs]
 
     def figures(self) -> dict[str, str]:
         return {name: paths.figure(name) for name in paths.FIGURE_NAMES}
