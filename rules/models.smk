@@ -47,5 +47,6 @@ rule post_pretrain:
         checkpoints=lambda wildcards: paths.checkpoint_dir(
             "post_pretrain", wildcards.model
         ),
+        curves=lambda wildcards: paths.curves_dir("post_pretrain", wildcards.model),
     script:
         "../scripts/post_pretrain.py"

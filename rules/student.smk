@@ -29,6 +29,9 @@ rule distill_student:
         checkpoints=lambda wildcards: paths.checkpoint_dir(
             "distill_student", wildcards.student_run, f"fold{wildcards.fold}"
         ),
+        curves=lambda wildcards: paths.curves_dir(
+            "distill_student", wildcards.student_run, f"fold{wildcards.fold}"
+        ),
     script:
         "../scripts/distill_student.py"
 

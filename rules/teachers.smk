@@ -31,6 +31,9 @@ rule train_teacher:
         checkpoints=lambda wildcards: paths.checkpoint_dir(
             "train_teacher", wildcards.teacher, f"fold{wildcards.fold}"
         ),
+        curves=lambda wildcards: paths.curves_dir(
+            "train_teacher", wildcards.teacher, f"fold{wildcards.fold}"
+        ),
     script:
         "../scripts/train_teacher.py"
 

@@ -18,6 +18,7 @@ with script_logging(snakemake.log[0]):
                 metrics=snakemake.output.metrics,
                 val_logits=snakemake.output.dev_logits,
                 checkpoint_dir=snakemake.params.checkpoints,
+                curves_dir=snakemake.params.curves,
             ),
         ),
         processes=process_count(snakemake.resources),

@@ -53,7 +53,13 @@ class Records(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def marker_run(tmp_path_factory):
+def marker_curves(tmp_path_factory) -> Path:
+    """Where the marker run writes its TensorBoard curves."""
+    return tmp_path_factory.mktemp("curves") / "run"
+
+
+@pytest.fixture(scope="module")
+def marker_run(tmp_path_factory, marker_curves):
     """One run on the marker task, read by several tests: the model it leaves, its result,
     and the training module's log lines."""
     logger, records = logging.getLogger("arena_distill.training.loop"), Records()
@@ -61,11 +67,20 @@ def marker_run(tmp_path_factory):
     logger.addHandler(records)
     logger.setLevel(logging.INFO)
     try:
-        model, result = run(tmp_path_factory.mktemp("marker"))
+        model, result = run(tmp_path_factory.mktemp("marker"), curves_dir=marker_curves)
     finally:
         logger.removeHandler(records)
         logger.setLevel(level)
     return model, result, records.messages
+
+
+def scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
+    """tag -> (step, value) of every TensorBoard scalar under `logdir`, as TensorBoard reads them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
 def test_training_learns_the_marker(marker_run):
@@ -96,6 +111,21 @@ def test_the_run_logs_its_pace_and_keeps_a_learning_curve(marker_run):
     curve = result.metrics["train_curve"]
     assert [point["step"] for point in curve] == list(range(30, 301, 30))
     assert curve[-1]["train_loss"] < curve[0]["train_loss"] / 3
+
+
+def test_the_run_writes_live_tensorboard_curves(marker_run, marker_curves):
+    """Every `log_every` steps (a tenth of the run here) the training loss, learning rate and
+    tokens/s, and every validation's metrics: the values the run records, read by TensorBoard."""
+    _, result, _ = marker_run
+    curves = scalars(marker_curves)
+    train_curve = [(point["step"], point["train_loss"]) for point in result.metrics["train_curve"]]
+    assert [step for step, _ in curves["train/loss"]] == [step for step, _ in train_curve] == list(range(30, 301, 30))
+    np.testing.assert_allclose([value for _, value in curves["train/loss"]], [value for _, value in train_curve], rtol=1e-6)
+    history = result.metrics["history"]
+    assert curves["val/loss"] == [(h["step"], pytest.approx(h["val_loss"], rel=1e-6)) for h in history]
+    assert curves["val/accuracy"] == [(h["step"], pytest.approx(h["val_accuracy"], rel=1e-6)) for h in history]
+    rates = [value for _, value in curves["train/learning_rate"]]
+    assert rates[0] > rates[-1] >= 0 and len(curves["train/tokens_per_second"]) == 10
 
 
 def test_learning_curve_windows():
@@ -148,8 +178,10 @@ def test_resume_after_interruption_is_bitwise_identical(tmp_path):
     config = TrainConfig(learning_rate=3e-3, epochs=1, batch_size=16, micro_batch_size=8, eval_every=10, seed=0)
     straight, straight_result = run(tmp_path / "straight", config, rows=640)
     with pytest.raises(Stop):
-        run(tmp_path / "resumed", config, rows=640, on_checkpoint=stop_at(20))
-    resumed, resumed_result = run(tmp_path / "resumed", config, rows=640)
+        run(tmp_path / "resumed", config, rows=640, on_checkpoint=stop_at(20), curves_dir=tmp_path / "curves")
+    resumed, resumed_result = run(tmp_path / "resumed", config, rows=640, curves_dir=tmp_path / "curves")
+    # The curves of the stopped attempt are continued, not restarted.
+    assert [step for step, _ in scalars(tmp_path / "curves")["val/loss"]] == [10, 20, 30, 40]
     assert straight_result.metrics["steps"] == 40
     assert resumed_result.state.resumed_from == [20]
     a, b = trainable_state(straight), trainable_state(resumed)

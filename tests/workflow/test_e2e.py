@@ -43,6 +43,27 @@ def test_the_resource_figure_reads_the_benchmark_of_every_benchmarked_job(finish
     assert set(RunPlan(effective_config([finished_run / "small.yaml"])).benchmarks()) == written
 
 
+def test_every_training_job_writes_tensorboard_curves(finished_run):
+    """`tensorboard --logdir results/tensorboard` shows each post-pretraining, teacher fold and
+    student fold run, with the validation losses its metrics.json records."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    plan = RunPlan(effective_config([finished_run / "small.yaml"]))
+    runs = plan.training_runs()
+    written = {path.parent for path in (finished_run / "results" / "tensorboard").rglob("events.*")}
+    assert len(written) == len(runs["teachers"]) + len(runs["student"])
+    for metrics_file in [path for panel in runs.values() for path in panel.values()]:
+        parts = Path(metrics_file).parent.relative_to("results").parts  # models/<m>/post_pretrain, teachers/<t>/fold<k>, <run>/fold<k>
+        rule, names = {"models": ("post_pretrain", parts[1:2]), "teachers": ("train_teacher", parts[1:])}.get(
+            parts[0], ("distill_student", parts)
+        )
+        events = EventAccumulator(str(finished_run / "results" / "tensorboard" / rule / Path(*names)))
+        events.Reload()
+        assert {"train/loss", "train/learning_rate", "train/tokens_per_second", "val/loss", "val/accuracy"} <= set(events.Tags()["scalars"])
+        history = json.loads((finished_run / metrics_file).read_text())["history"]
+        assert [(e.step, round(e.value, 5)) for e in events.Scalars("val/loss")] == [(h["step"], round(h["val_loss"], 5)) for h in history]
+
+
 def test_folds_are_grouped_cleaned_and_logged(finished_run):
     raw = json.loads((finished_run / "results/folds/folds.json").read_text())
     clean = json.loads((finished_run / "results/folds/folds_clean.json").read_text())

@@ -72,7 +72,8 @@ def test_the_readme_has_the_commands_this_test_knows():
     commands = readme_commands()
     assert "make demo" in commands and "make test" in commands and len(commands) > 15
     assert all(
-        command.split()[0] in ("make", ".venv/bin/snakemake", "snakemake", ".venv/bin/arena-distill", "sbatch") or command in GPU_ONLY
+        command.split()[0] in ("make", ".venv/bin/snakemake", "snakemake", ".venv/bin/arena-distill", "sbatch", ".venv/bin/tensorboard")
+        or command in GPU_ONLY
         for command in commands
     ), commands
 
@@ -123,9 +124,23 @@ def test_the_capacity_plan_runs(workflow_copy, command):
     assert "train_teacher" in result.stdout
 
 
+@pytest.mark.parametrize("command", [c for c in readme_commands() if c.startswith(".venv/bin/tensorboard")])
+def test_tensorboard_reads_the_curves_of_a_finished_run(tiny_local_run, command):
+    """The serving command inspected instead of served (`--inspect` reads every event file and exits)."""
+    args = [arg for arg in shlex.split(command)[1:] if arg not in ("--port", "6006")]
+    result = run([str(BIN / "tensorboard"), *args, "--inspect"], tiny_local_run)
+    assert "scalars" in result.stdout and "num_steps" in result.stdout and "train_teacher" in result.stdout
+
+
 def test_every_command_kind_appears_in_the_pages():
     commands = readme_commands()
-    for start in (".venv/bin/arena-distill predict", ".venv/bin/arena-distill download", ".venv/bin/arena-distill plan", "sbatch "):
+    for start in (
+        ".venv/bin/arena-distill predict",
+        ".venv/bin/arena-distill download",
+        ".venv/bin/arena-distill plan",
+        "sbatch ",
+        ".venv/bin/tensorboard",
+    ):
         assert any(c.startswith(start) for c in commands), start
 
 

@@ -31,6 +31,7 @@ from transformers import get_cosine_schedule_with_warmup
 from arena_distill.modeling.parallel import Parallel, sync_gradients, use_bf16
 from arena_distill.training.checkpoints import Checkpoints, TrainState
 from arena_distill.training.config import BATCH_PLANS, TrainConfig, micro_batches
+from arena_distill.training.curves import Curves
 from arena_distill.training.tasks import Examples, Task, classifier_metrics, score
 
 log = logging.getLogger(__name__)
@@ -227,13 +228,15 @@ def train(
     checkpoint_dir: str | Path,
     fingerprint: str,
     parallel: Parallel | None = None,
+    curves_dir: str | Path | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train the trainable parameters of `model`; leave the best-val-loss weights in it
     (`config.select == "best"`) or those of the last step.
 
-    `on_checkpoint(step)` runs after each checkpoint is written (tests use it to stop a
-    run mid-way). Returns the metrics that `metrics.json` records.
+    `curves_dir` receives the run's TensorBoard curves (`curves.Curves`). `on_checkpoint(step)`
+    runs after each checkpoint is written (tests use it to stop a run mid-way). Returns the
+    metrics that `metrics.json` records.
     """
     run = start_run(
         model,
@@ -253,22 +256,29 @@ def train(
     interval_losses: list[float] = []
     log_every = config.log_every or max(1, run.total_steps // 10)
     pace = Pace(state.step, time.perf_counter())
-    while state.step < run.total_steps:
-        # The batch plan is a pure function of (seed, epoch): a resumed run replays it.
-        epoch, position = divmod(state.step, run.steps_per_epoch)
-        if epoch_plan[0] != epoch:
-            epoch_plan = (epoch, run.plan_batches(train_set.lengths, config.batch_size, config.seed, epoch))
-        step_loss = optimizer_step(run, epoch_plan[1][position])
-        state.losses.append(step_loss)
-        interval_losses.append(step_loss)
-        if run.parallel.is_main and (state.step % log_every == 0 or state.step == run.total_steps):
-            log_progress(run, pace, log_every)
-        # Every eval_every steps and at the end: validate, keep the best, checkpoint.
-        if state.step % config.eval_every == 0 or state.step == run.total_steps:
-            evaluate_and_checkpoint(run, float(np.mean(interval_losses)), started)
-            interval_losses = []
-            if on_checkpoint is not None:
-                on_checkpoint(state.step)
+    curves = Curves(curves_dir if run.parallel.is_main else None, log_every, fresh=state.step == 0)
+    try:
+        while state.step < run.total_steps:
+            # The batch plan is a pure function of (seed, epoch): a resumed run replays it.
+            epoch, position = divmod(state.step, run.steps_per_epoch)
+            if epoch_plan[0] != epoch:
+                epoch_plan = (epoch, run.plan_batches(train_set.lengths, config.batch_size, config.seed, epoch))
+            step_loss = optimizer_step(run, epoch_plan[1][position])
+            state.losses.append(step_loss)
+            interval_losses.append(step_loss)
+            last = state.step == run.total_steps
+            if run.parallel.is_main and (state.step % log_every == 0 or last):
+                log_progress(run, pace, log_every)
+            curves.step(state.step, step_loss, run.scheduler.get_last_lr()[0], state.tokens / max(state.train_seconds, 1e-9), last)
+            # Every eval_every steps and at the end: validate, keep the best, checkpoint.
+            if state.step % config.eval_every == 0 or last:
+                evaluate_and_checkpoint(run, float(np.mean(interval_losses)), started)
+                curves.validation(state.step, {k.removeprefix("val_"): v for k, v in state.history[-1].items() if k.startswith("val_")})
+                interval_losses = []
+                if on_checkpoint is not None:
+                    on_checkpoint(state.step)
+    finally:
+        curves.close()
     # The validation logits of the weights kept: nothing is scored twice.
     kept_logits = run.checkpoints.load_best(model) if config.select == "best" else run.last_logits
     metrics = {**summarize_run(state, run.steps_per_epoch, config.select, log_every), "validation_share": run.validation_share}

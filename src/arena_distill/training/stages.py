@@ -120,7 +120,8 @@ def load_base(base: Mapping[str, Any], spec: Mapping[str, Any], device: torch.de
 
 @dataclass(frozen=True)
 class ClassifierOutputs:
-    """Where a classifier-training job writes (the rule's outputs) and keeps its checkpoints.
+    """Where a classifier-training job writes (the rule's outputs), keeps its checkpoints and
+    its TensorBoard curves.
 
     Built at the boundary from the plain mapping the launcher passes on to workers.
     """
@@ -129,6 +130,7 @@ class ClassifierOutputs:
     metrics: str
     val_logits: str
     checkpoint_dir: str
+    curves_dir: str | None = None
 
 
 def classification_examples(encoder: PairEncoder, rows: pd.DataFrame) -> Examples:
@@ -207,6 +209,7 @@ class FoldJob:
             checkpoint_dir=outputs.checkpoint_dir,
             fingerprint=fingerprint,
             parallel=self.parallel,
+            curves_dir=outputs.curves_dir,
         )
 
     def train_classifier(self, outputs: ClassifierOutputs, run: tuple, metrics: Mapping[str, Any] | None = None) -> None:

@@ -39,6 +39,7 @@ HOLDOUT = "results/eval/holdout/{scored}"
 METRICS = "results/eval/metrics.json"
 SUMMARY = "results/eval/summary.md"
 BENCHMARKS = "results/benchmarks"
+TENSORBOARD = "results/tensorboard"
 FIGURE = "results/report/{name}.png"
 FIGURE_NAMES = (
     "data_labels",
@@ -98,6 +99,12 @@ def log(rule: str, *names: str) -> str:
 def benchmark(rule: str, *names: str) -> str:
     """The benchmark table of a job: results/benchmarks/<rule>[/<name>...].tsv."""
     return "/".join([BENCHMARKS, rule, *names]) + ".tsv"
+
+
+def curves_dir(rule: str, *names: str) -> str:
+    """Where a training job writes its TensorBoard curves (`tensorboard --logdir results/tensorboard`):
+    outside its outputs, so a requeued job appends to them instead of starting them over."""
+    return "/".join([TENSORBOARD, rule, *names])
 
 
 def checkpoint_dir(rule: str, *names: str) -> str:
