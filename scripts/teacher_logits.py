@@ -20,6 +20,7 @@ with script_logging(snakemake.log[0]):
         spec=snakemake.params.spec,
         text=snakemake.params.text,
         max_tokens=settings["max_tokens"],
+        max_rows=settings.get("max_rows"),
         precision=snakemake.params.precision,
         out=snakemake.output[0],
     )

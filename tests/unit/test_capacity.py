@@ -13,6 +13,7 @@ from tests.conftest import REPO
 
 PRESET = str(REPO / "config" / "presets" / "blackpearl.yaml")
 PROFILE = str(REPO / "profiles" / "slurm")
+BUDGET = str(REPO / "config" / "presets" / "budget.yaml")
 
 
 def overlay(tmp_path, settings: dict) -> str:
@@ -43,6 +44,16 @@ def test_the_preset_fits_every_rule_within_the_audited_bands():
     assert estimates[("teacher_logits", "llama")].gpus == 1
     assert estimates[("merge_student", "student")].gpus == 0  # CPU: host RAM against the rule's mem_mb
     assert ("score_holdout", "student") not in estimates  # holdout 0: no job scores models
+
+
+@pytest.mark.parametrize("gpu_memory_gib", [32, 80])
+def test_the_budget_preset_fits_32_and_80_gb_gpus(gpu_memory_gib):
+    """The seed team's run: an 8B QLoRA teacher and the 16-bit 9B student, on the profile's nodes."""
+    estimates = by_rule(plan(effective_config([BUDGET]), PROFILE, gpu_memory_gib))
+    assert all(e.verdict == "fits" for e in estimates.values()), {k: (e.total_gib, e.verdict) for k, e in estimates.items()}
+    assert {model for _, model in estimates} == {"llama", "student"}  # Qwen skipped
+    assert estimates[("distill_student", "student")].total_gib < 0.9 * 32
+    assert round(estimates[("train_teacher", "llama")].params / 1e9, 1) == 7.5
 
 
 def test_teachers_without_gradient_checkpointing_do_not_fit(tmp_path, capsys):

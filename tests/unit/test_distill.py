@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from arena_distill.data.pairs import sample_pairs
 from arena_distill.errors import DataError
 from arena_distill.scoring.logits import logits_frame
-from arena_distill.student.distillation import teacher_targets
+from arena_distill.student.distillation import covered_rows, teacher_targets
 from arena_distill.student.loss import DistillTask, DistillWeights, distill_loss
 from arena_distill.training.config import TrainConfig
 from arena_distill.training.loop import train
@@ -107,3 +108,19 @@ def test_teacher_targets_align_by_row_and_order_and_name_a_missing_row(tmp_path)
     assert targets[0, 1].tolist() == [18, 20, 23]
     with pytest.raises(DataError, match=r"teacher 'a' has no logits .* row id 3"):
         teacher_targets(pd.DataFrame({"id": [1, 3], "swapped": [False, False]}), {"a": [str(tmp_path / "t.parquet")]}, {})
+
+
+def test_a_budget_student_learns_the_rows_every_teacher_scored(tmp_path):
+    """`teacher_logits.max_rows`: the subset drawn with one seed is the same for every teacher,
+    and the student keeps the rows (by id and order) that every teacher's tables score."""
+    pairs = pd.DataFrame({"id": np.arange(10, 20)})
+    subset = sample_pairs(pairs, 4, seed=0)
+    assert len(subset) == 4 and subset.equals(sample_pairs(pairs, 4, seed=0)) and subset.index.is_monotonic_increasing
+    assert sample_pairs(pairs, None, seed=0) is pairs and sample_pairs(pairs, 99, seed=0) is pairs
+    a = pd.DataFrame({"id": [1, 1, 2, 2, 3], "swapped": [False, True, False, True, False]})
+    b = pd.DataFrame({"id": [1, 2, 3], "swapped": [False, True, False]})
+    logits_frame(a, np.zeros((5, 3), dtype=np.float32)).to_parquet(tmp_path / "a.parquet")
+    logits_frame(b, np.zeros((3, 3), dtype=np.float32)).to_parquet(tmp_path / "b.parquet")
+    rows = pd.DataFrame({"id": [1, 1, 2, 2, 3, 3], "swapped": [False, True, False, True, False, True]})
+    mask = covered_rows(rows, {"a": [str(tmp_path / "a.parquet")], "b": [str(tmp_path / "b.parquet")]})
+    assert mask.tolist() == [True, False, False, True, True, False]

@@ -20,14 +20,19 @@ from tests.conftest import REPO
 SETTING = re.compile(r"`([\w.*]+) = ([^`]+)`")
 
 
-def effective_preset() -> dict:
-    return effective_config([REPO / "config" / "presets" / "blackpearl.yaml"])
+BUDGET_SECTION = "## The seed team's budget run"
 
 
-def fidelity_rows() -> list[list[str]]:
-    text = (REPO / "docs" / "fidelity.md").read_text()
+def effective_preset(name: str = "blackpearl") -> dict:
+    return effective_config([REPO / "config" / "presets" / f"{name}.yaml"])
+
+
+def fidelity_rows(section: str = "original") -> list[list[str]]:
+    """The table rows of the original's section (`original`) or of the budget run's."""
+    original, budget = (REPO / "docs" / "fidelity.md").read_text().split(BUDGET_SECTION)
+    text, cells = (original, 5) if section == "original" else (budget, 4)
     rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
-    return [row for row in rows[1:] if len(row) == 5]
+    return [row for row in rows[1:] if len(row) == cells]
 
 
 def lookup(config: dict, key: str) -> list:
@@ -38,8 +43,9 @@ def lookup(config: dict, key: str) -> list:
     return values
 
 
-def settings() -> list[tuple[str, object]]:
-    return [(key, yaml.safe_load(value)) for row in fidelity_rows() for key, value in SETTING.findall(row[3])]
+def settings(section: str = "original") -> list[tuple[str, object]]:
+    column = 3 if section == "original" else 2
+    return [(key, yaml.safe_load(value)) for row in fidelity_rows(section) for key, value in SETTING.findall(row[column])]
 
 
 def test_the_table_covers_every_ranked_deviation_of_the_audit():
@@ -52,6 +58,19 @@ def test_the_table_covers_every_ranked_deviation_of_the_audit():
 def test_the_preset_runs_the_original_setting(key, expected):
     values = lookup(effective_preset(), key)
     assert values and all(value == expected for value in values), f"{key}: {values} != {expected}"
+
+
+@pytest.mark.parametrize("key,expected", settings("budget"), ids=[key for key, _ in settings("budget")])
+def test_the_budget_preset_runs_what_its_table_says(key, expected):
+    values = lookup(effective_preset("budget"), key)
+    assert values and all(value == expected for value in values), f"{key}: {values} != {expected}"
+
+
+def test_the_budget_table_covers_every_step_of_the_document():
+    steps = [row[0] for row in fidelity_rows("budget")]
+    assert {"models", "1", "2", "2.5", "3", "4", "4.5", "5", "6", "7", "8", "9–10"} <= set(steps)
+    assert len(settings("budget")) >= 30
+    assert set(effective_preset("budget")["teachers"]) == {"llama"}  # the one trained teacher
 
 
 def test_validation_costs_at_most_a_tenth_of_the_training_in_the_preset():

@@ -287,6 +287,13 @@ def test_schedule_longer_than_the_run_stops_mid_cosine():
     assert TrainConfig(learning_rate=1e-5, epochs=2, warmup_ratio=0.05).schedule(400) == (800, 800, 40)
 
 
+def test_max_steps_replace_the_epochs_and_end_the_schedule():
+    """The seed team's teachers: 300 steps, whatever an epoch is; the cosine ends with them
+    unless a longer schedule is asked for."""
+    assert TrainConfig(learning_rate=1e-5, epochs=1, max_steps=300, warmup_steps=10).schedule(steps_per_epoch=1250) == (300, 300, 10)
+    assert TrainConfig(learning_rate=1e-5, max_steps=300, schedule_epochs=1, warmup_steps=10).schedule(1250) == (300, 1250, 10)
+
+
 def test_select_last_keeps_the_last_step_not_the_best(tmp_path):
     """With a schedule cut mid-way and `select: last`, the model ends with the last step's weights."""
     config = TrainConfig(

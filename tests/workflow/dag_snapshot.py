@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from arena_distill.workflow.config import PRESET, WORKFLOW_DIR, copy_workflow, with_placeholder_data
+from arena_distill.workflow.config import WORKFLOW_DIR, copy_workflow, with_placeholder_data
 
 SNAPSHOTS = Path(__file__).parent / "dags"
 FIELDS = ("input", "output", "log", "wildcards")
@@ -27,6 +27,7 @@ CONFIGURATIONS = {
     "default": ("--profile", "profiles/local"),
     "small": ("--directory", ".test", "--configfile", ".test/small.yaml", "--cores", "2"),
     "preset": ("--configfile", "config/presets/blackpearl.yaml", "--cores", "2"),
+    "budget": ("--configfile", "config/presets/budget.yaml", "--cores", "2"),
 }
 JOB = re.compile(r"^(?:local)?rule (\w+):$")
 
@@ -55,8 +56,8 @@ def planned_dag(name: str, workdir: Path) -> list[dict[str, object]]:
     """Plan configuration `name` in a workflow copy at `workdir` (from scratch: nothing built)."""
     if name == "small" and not (workdir / ".test").exists():
         shutil.copytree(WORKFLOW_DIR / ".test", workdir / ".test", symlinks=True)
-    if name == "preset":
-        with_placeholder_data(workdir, [PRESET])
+    if name in ("preset", "budget"):
+        with_placeholder_data(workdir, [WORKFLOW_DIR / CONFIGURATIONS[name][1]])  # the preset's data: empty placeholders
     snakemake = Path(sys.executable).parent / "snakemake"
     result = subprocess.run(
         [str(snakemake), "-n", "--forceall", *CONFIGURATIONS[name]],

@@ -106,6 +106,26 @@ def test_preset_plans_the_real_dag_without_weights(workflow_copy):
     assert "data/sample/extra.parquet" not in result.stdout  # removed by the preset's null
 
 
+def test_the_budget_preset_plans_three_folds_one_teacher_and_the_best_fold(workflow_copy):
+    """The seed team's run: Llama alone on 3 folds, its logits in 5 shards, one student per fold,
+    the best fold's adapter served (no averaging job reads the others' weights into one)."""
+    with_placeholder_data(workflow_copy, [REPO / "config" / "presets" / "budget.yaml"])
+    result = snakemake(workflow_copy, "-n", "--configfile", "config/presets/budget.yaml")
+    assert job_counts(result.stdout) == {
+        "prepare_data": 3,
+        "make_folds": 1,
+        "clean_folds": 1,
+        "post_pretrain": 2,  # Llama and the student only
+        "train_teacher": 3,
+        "teacher_logits": 3 * 5,
+        "gather_logits": 3,
+        "heuristic_model": 3,
+        **STUDENT_SIDE(3, holdout=False),
+        "all": 1,
+    }
+    assert "results/teachers/qwen" not in result.stdout and "meta-llama/Llama-3.1-8B-Instruct" not in result.stdout
+
+
 def test_the_preset_starts_every_fold_run_from_its_post_pretrained_adapter(workflow_copy):
     """Post-pretraining is a classifier stage whose adapter feeds every teacher and student fold job."""
     preset_copy(workflow_copy)

@@ -399,6 +399,23 @@ def test_a_killed_teacher_job_resumes_from_its_checkpoint(finished_run, tmp_path
     assert not state.parent.exists()  # checkpoints go once the job succeeds
 
 
+def test_a_budget_run_trains_scores_and_distils_subsets(finished_run, tmp_path):
+    """The seed team's budget settings: a teacher trained on a subset of the fold for a fixed
+    number of steps, every teacher scoring the same subset of pairs, the student distilled on
+    exactly those pairs (in both orders)."""
+    run = copy_of_run(finished_run, tmp_path / "run")
+    overlay = tmp_path / "budget.yaml"
+    overlay.write_text("teachers: {llama: {train_rows: 60, max_steps: 5}}\nteacher_logits: {max_rows: 40}\n")
+    target = "results/student/fold0/metrics.json"
+    snakemake(run, target, "--profile", "profiles/local", "--cores", "2", "--configfile", "small.yaml", str(overlay))
+    teacher = json.loads((run / "results/teachers/llama/fold0/metrics.json").read_text())
+    assert teacher["steps"] == 5 and teacher["train_rows"] == 2 * 60
+    scored = {name: pd.read_parquet(run / f"results/teachers/{name}/fold0/logits.parquet", columns=["id", "swapped"]) for name in TEACHERS}
+    pairs = [set(map(tuple, frame.to_numpy().tolist())) for frame in scored.values()]
+    assert all(len(rows) == 2 * 40 for rows in pairs) and all(rows == pairs[0] for rows in pairs)
+    assert json.loads((run / target).read_text())["train_rows"] == 2 * 40
+
+
 def test_the_command_line_applies_a_calibration_as_the_workflow_does(finished_run, tmp_path):
     """The fit compared in the run, given to the command line: its test probabilities are the
     ones the submission's scoring wrote for it (the served one is the submission itself)."""

@@ -33,6 +33,19 @@ def fold_rows(table: pd.DataFrame, folds: Mapping[str, Any], fold: int, side: st
     return table.set_index("id").loc[fold_ids(folds, fold, side)].reset_index()
 
 
+def sample_pairs(rows: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """`n` of `rows` drawn with `seed`, in their table order (every row when `n` is None or not
+    smaller): a budget run's subset, the same for every job that draws it with the same seed."""
+    if n is None or n >= len(rows):
+        return rows
+    return rows.sample(n=n, random_state=seed).sort_index()
+
+
+LOGIT_ROWS_SEED = 0
+"""The seed of `teacher_logits.max_rows`: one subset for every teacher, so the student's rows
+have every teacher's logits."""
+
+
 def swap_pairs(rows: pd.DataFrame) -> pd.DataFrame:
     """The mirrored copy of `rows`: responses exchanged, labels mapped, `swapped` set."""
     swapped = rows.copy()

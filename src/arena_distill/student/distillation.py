@@ -23,6 +23,17 @@ from arena_distill.training.tasks import Examples
 log = logging.getLogger(__name__)
 
 
+def covered_rows(rows: pd.DataFrame, tables: Mapping[str, Sequence[str]]) -> np.ndarray:
+    """Which of `rows` (by id and order) every teacher's logits tables score: the rows a student
+    can learn from when the teachers scored a subset (`teacher_logits.max_rows`)."""
+    key = pd.MultiIndex.from_arrays([rows["id"].to_numpy(), rows["swapped"].to_numpy(dtype=bool)])
+    mask = np.ones(len(rows), dtype=bool)
+    for paths in tables.values():
+        scored = pd.concat([read_parquet(p, columns=["id", "swapped"]) for p in paths], ignore_index=True)
+        mask &= key.isin(pd.MultiIndex.from_frame(scored.astype({"swapped": bool})))
+    return mask
+
+
 def teacher_targets(rows: pd.DataFrame, tables: Mapping[str, Sequence[str]], calibrations: Mapping[str, str]) -> np.ndarray:
     """Each teacher's logits for every (id, swapped) of `rows`: rows × teachers × classes.
 
@@ -68,10 +79,19 @@ def distill_student(
     """The student's LoRA classifier on the fold's train rows, taught by labels and teachers.
 
     Outputs mirror a teacher's: the best-val adapter, `metrics.json` and the fold's
-    out-of-fold logits in both orders.
+    out-of-fold logits in both orders. With `distill["teacher_rows"]` the teachers scored a
+    subset of the rows, and the student trains on the rows every teacher scored.
     """
     job = FoldJob.for_fold(base, spec, training, text, train_table, folds, fold)
     train_rows, val_rows = job.train_rows, job.val_rows
+    if distill.get("teacher_rows"):
+        train_rows = train_rows[covered_rows(train_rows, teacher_logits)]
+        log.info(
+            "fold %d: the teachers scored %d of the fold's %d train rows: the student learns those",
+            fold,
+            len(train_rows),
+            len(job.train_rows),
+        )
     targets = teacher_targets(train_rows, teacher_logits, calibrations)
     train_set = Examples(
         encode_rows(job.encoder, train_rows), {"label": train_rows["label"].to_numpy(dtype=np.int64), "teacher_logits": targets}

@@ -26,6 +26,9 @@ class TrainConfig:
 
     learning_rate: float
     epochs: float = 1.0
+    max_steps: int | None = None
+    """Optimizer steps of the run; when set it replaces `epochs` (the seed team's 300-step
+    teachers), and the cosine schedule spans exactly these steps unless `schedule_epochs` is longer."""
     schedule_epochs: float | None = None
     """Length of the cosine schedule in epochs; None = `epochs`. The original's teachers stop
     after 1 epoch of a 2-epoch schedule (the LR is still at half its peak)."""
@@ -63,8 +66,9 @@ class TrainConfig:
 
     def schedule(self, steps_per_epoch: int) -> tuple[int, int, int]:
         """(steps to run, steps of the cosine schedule, warmup steps)."""
-        run = max(1, math.ceil(self.epochs * steps_per_epoch))
-        length = max(run, math.ceil((self.schedule_epochs or self.epochs) * steps_per_epoch))
+        run = self.max_steps or max(1, math.ceil(self.epochs * steps_per_epoch))
+        scheduled = self.schedule_epochs or (None if self.max_steps else self.epochs)
+        length = max(run, math.ceil(scheduled * steps_per_epoch)) if scheduled else run
         warmup = self.warmup_steps if self.warmup_steps is not None else round(self.warmup_ratio * length)
         return run, length, min(warmup, length)
 

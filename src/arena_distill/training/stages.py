@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from arena_distill.data.pairs import encode_rows, fold_rows, with_swaps
+from arena_distill.data.pairs import LOGIT_ROWS_SEED, encode_rows, fold_rows, sample_pairs, with_swaps
 from arena_distill.data.text import PairEncoder, TextConfig
 from arena_distill.io import atomic_path, read_json, write_json, write_parquet
 from arena_distill.modeling.inference import predict_logits
@@ -185,18 +185,12 @@ class FoldJob:
 
     @classmethod
     def for_fold(cls, base, spec, training, text, train_table: str, folds: str, fold: int) -> "FoldJob":
-        """A fold run: the fold's train and validation rows of the train table."""
+        """A fold run: the fold's train rows (`spec["train_rows"]` of them when set, drawn with the
+        model's seed) and its validation rows."""
         table = pd.read_parquet(train_table)
         split = read_json(folds)
-        return cls.start(
-            base,
-            spec,
-            training,
-            text,
-            fold_rows(table, split, fold, "train"),
-            fold_rows(table, split, fold, "val"),
-            train_config(training, spec),
-        )
+        train_rows = sample_pairs(fold_rows(table, split, fold, "train"), spec.get("train_rows"), spec.get("seed", 0))
+        return cls.start(base, spec, training, text, train_rows, fold_rows(table, split, fold, "val"), train_config(training, spec))
 
     def train(self, task, train_set: Examples, val_set: Examples, outputs: ClassifierOutputs, fingerprint: str):
         return train(
@@ -333,19 +327,21 @@ def teacher_logits(
     max_tokens: int,
     precision: str,
     out: str,
+    max_rows: int | None = None,
 ) -> None:
     """Raw logits of one shard of the rows a fold's teacher labels for the student.
 
     `rows` = "train": the fold's training rows in both orders (in-sample, the original's
     choice: the student learns the teacher's view of exactly the rows it trains on);
-    "val": its validation rows (out-of-fold).
+    "val": its validation rows (out-of-fold). `max_rows`: only that many pairs of them (both
+    orders), the same for every teacher.
     """
     device = Parallel().device()
     bf16 = use_bf16(precision, device)
     tokenizer, model = load_base(base, spec, device, bf16)
     model = for_inference(load_adapter(model, adapter))
     table = pd.read_parquet(train_table)
-    selected = with_swaps(fold_rows(table, read_json(folds), fold, rows))
+    selected = with_swaps(sample_pairs(fold_rows(table, read_json(folds), fold, rows), max_rows, LOGIT_ROWS_SEED))
     part = shard_of(selected, n_shards, shard)
     encoder = PairEncoder(tokenizer, TextConfig.of(text, text["train_max_length"]))
     logits = predict_logits(model, encode_rows(encoder, part), pad_id=tokenizer.pad_token_id, max_tokens=max_tokens, bf16=bf16)

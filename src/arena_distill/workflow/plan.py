@@ -116,8 +116,11 @@ class RunPlan:
 
     def distill_settings(self) -> dict[str, Any]:
         """The loss settings of distill_student (the teachers, supplied, trained or heuristic,
-        travel as inputs)."""
-        return {k: v for k, v in self.config["distill"].items() if k not in ("teacher_logits", "heuristic_teacher")}
+        travel as inputs), and `teacher_rows` when the teachers score only a subset of the rows
+        (`teacher_logits.max_rows`): the student then trains on that subset."""
+        settings = {k: v for k, v in self.config["distill"].items() if k not in ("teacher_logits", "heuristic_teacher")}
+        subset = self.config["teacher_logits"].get("max_rows")
+        return {**settings, "teacher_rows": subset} if subset else settings
 
     def predict_settings(self) -> dict[str, Any]:
         return {"max_lengths": [self.config["text"]["test_max_length"]], **self.config["predict"]}
