@@ -13,9 +13,11 @@ os.environ.update(
     )
 )
 
+from arena_distill.modeling.model_lock import LOCK_ENV, read_lock
 from arena_distill.workflow import inputs, paths
 from arena_distill.workflow.config import validated
 from arena_distill.workflow.config_checks import check_config
+from arena_distill.workflow.download import check_models_locked
 from arena_distill.workflow.plan import HOLDOUT_SCORED, STUDENT_RUNS, TABLES, RunPlan
 
 # The schema with its defaults, then what the schema cannot see (a GPTQ group that does not
@@ -23,7 +25,21 @@ from arena_distill.workflow.plan import HOLDOUT_SCORED, STUDENT_RUNS, TABLES, Ru
 # the run lacks): each fails here naming the key, not hours later.
 validated(config, Path(workflow.basedir) / "config" / "schema.yaml")
 check_config(config, workflow.basedir)
-plan = RunPlan(config)
+locked = {
+    model: entry["revision"]
+    for model, entry in read_lock(config["models_lock"]).items()
+}
+plan = RunPlan(config, locked)
+
+# Every job that loads a hub model checks the cached snapshot against the lock first
+# (arena_distill.modeling.model_lock); a real run (not a dry run) stops before its first job
+# when a hub model of the run is not in the lock, with the command that writes it.
+os.environ[LOCK_ENV] = str(Path(config["models_lock"]).resolve())
+
+
+onstart:
+    check_models_locked(config, " ".join(map(str, workflow.overwrite_configfiles)))
+
 
 # Hugging Face's loading and saving bars redraw with carriage returns: in a job's log (a
 # SLURM output file, the local run's terminal record) they are noise. A user who wants them

@@ -2,7 +2,8 @@
 
     arena-distill predict --model results/model --input pairs.csv --output preds.csv
     arena-distill plan --configfile config/presets/blackpearl.yaml --profile profiles/slurm
-    arena-distill download --configfile config/presets/blackpearl.yaml   # on a login node
+    arena-distill download --configfile config/presets/blackpearl.yaml   # on a login node: fetch, write the lock
+    arena-distill verify --configfile config/presets/blackpearl.yaml     # the cache against the lock, every sha256
 
 (`python -m arena_distill` is the same command.)
 Input: the Kaggle test schema (`id, prompt, response_a, response_b`, fields as JSON lists
@@ -105,6 +106,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="config files overlaid on config/config.yaml in order, as snakemake --configfile",
     )
     download.add_argument("--dry-run", action="store_true", help="list the models and fetch nothing")
+    verify = commands.add_parser("verify", help="check the cached hub models of a run against its lock, every file's sha256")
+    verify.add_argument(
+        "--configfile",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="config files overlaid on config/config.yaml in order, as snakemake --configfile",
+    )
     return parser.parse_args(argv)
 
 
@@ -178,24 +187,44 @@ def plan(args: argparse.Namespace) -> int:
 
 def download(args: argparse.Namespace) -> int:
     """List the run's hub models and, unless --dry-run, fetch them into the cache."""
+    from arena_distill.modeling.model_lock import write_lock
     from arena_distill.workflow.config import effective_config
-    from arena_distill.workflow.download import download_models, hub_models
+    from arena_distill.workflow.download import download_models, hub_models, pinned_revisions
 
-    models = hub_models(effective_config(args.configfile))
+    config = effective_config(args.configfile)
+    models = hub_models(config)
     for key, repo in models.items():
         print(f"{key}: {repo}")
     if not models:
         print("nothing to download: every model is tiny: or a local directory")
     if models and not args.dry_run:
         try:
-            snapshots = download_models(models, token=os.environ.get("HF_TOKEN"))
+            entries = download_models(models, token=os.environ.get("HF_TOKEN"), revisions=pinned_revisions(config))
         except Exception as error:  # the hub client's errors (network, gated, missing) share no base class
             raise DownloadError(
                 f"{type(error).__name__}: {error} (a gated model needs HF_TOKEN and its licence "
                 "accepted on the hub; this command needs the network)"
             ) from error
+        write_lock(config["models_lock"], entries)
+        for repo, entry in entries.items():
+            print(f"locked {repo} at {entry['revision']} ({len(entry['files'])} files)")
         home = os.environ.get("HF_HOME", "~/.cache/huggingface")
-        print(f"fetched {len(snapshots)} models into {home}: give the jobs the same HF_HOME")
+        print(f"fetched {len(entries)} models into {home}: give the jobs the same HF_HOME; commit {config['models_lock']}")
+    return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    """Check every hub model of the run in the cache against the lock, every file's sha256."""
+    from arena_distill.modeling.model_lock import read_lock, verify_snapshot
+    from arena_distill.workflow.config import effective_config
+    from arena_distill.workflow.download import check_models_locked, hub_models
+
+    config = effective_config(args.configfile)
+    check_models_locked(config, " ".join(map(str, args.configfile)))
+    lock = read_lock(config["models_lock"])
+    for repo in hub_models(config).values():
+        snapshot = verify_snapshot(repo, lock[repo], full=True)
+        print(f"{repo} {lock[repo]['revision']}: {len(lock[repo]['files'])} files as locked ({snapshot})")
     return 0
 
 
@@ -207,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             return plan(args)
         if args.command == "download":
             return download(args)
+        if args.command == "verify":
+            return verify(args)
         predict(args)
     except (ArenaDistillError, FileNotFoundError, ValueError) as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)

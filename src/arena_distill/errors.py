@@ -71,3 +71,13 @@ class NumericalError(ArenaDistillError, ArithmeticError):
 
 class DeviceError(ArenaDistillError, RuntimeError):
     """The device asked for is not there (no GPU visible, more workers than GPUs)."""
+
+
+class ModelLockError(ArenaDistillError, RuntimeError):
+    """A hub model's cached snapshot is not what the run's lock pins (or the lock lacks it)."""
+
+    def __init__(self, message: str, *, model: str, file: str | None = None):
+        self.model = model
+        self.file = file
+        where = f"model {model}" + (f", file {file}" if file else "")
+        super().__init__(f"{message} ({where})")

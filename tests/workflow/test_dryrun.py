@@ -126,6 +126,21 @@ def test_the_budget_preset_plans_three_folds_one_teacher_and_the_best_fold(workf
     assert "results/teachers/qwen" not in result.stdout and "meta-llama/Llama-3.1-8B-Instruct" not in result.stdout
 
 
+def test_a_run_with_unlocked_hub_models_plans_but_does_not_start(workflow_copy, tmp_path):
+    """A dry run plans without the lock (no machine here can read the hub); the real run stops
+    before its first job, naming the model and the command that writes the lock."""
+    overlay = tmp_path / "hub.yaml"
+    overlay.write_text("student: {model: google/gemma-2-9b-it}\n")
+    assert "prepare_data" in job_counts(snakemake(workflow_copy, "-n", "--configfile", str(overlay)).stdout)
+    result = snakemake(workflow_copy, "results/data/train.parquet", "--cores", "1", "--configfile", str(overlay), check=False)
+    assert result.returncode != 0
+    assert (
+        f"google/gemma-2-9b-it not in the lock config/models.lock.json: run `arena-distill download --configfile {overlay}`"
+        in result.stdout
+    )
+    assert not (workflow_copy / "results" / "data" / "train.parquet").exists()
+
+
 def test_the_preset_starts_every_fold_run_from_its_post_pretrained_adapter(workflow_copy):
     """Post-pretraining is a classifier stage whose adapter feeds every teacher and student fold job."""
     preset_copy(workflow_copy)

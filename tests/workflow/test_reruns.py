@@ -44,6 +44,7 @@ BLOCKS = {
     "predict": "predict: {max_tokens: 4096}",
     "judge": "judge: {max_length: 200}",
     "kaggle": "kaggle: {wheels: []}",
+    "models_lock": "models_lock: config/other.lock.json",
 }
 """Each top-level config block by one of its keys, changed from the tiny run's value."""
 

@@ -21,6 +21,7 @@ from arena_distill.data.pairs import SWAPPED_LABEL
 from arena_distill.data.text import join_turns
 from arena_distill.errors import ConfigError
 from arena_distill.modeling.batching import token_budget_batches
+from arena_distill.modeling.model_lock import locked_path
 from arena_distill.modeling.models import load_tokenizer
 
 VOTES = ("A", "B", "AB", "NA")
@@ -33,7 +34,9 @@ PARTS = ("Prompt:\n", "\n\nResponse A:\n", "\n\nResponse B:\n", "\n\nVote:")
 
 
 def load_judge(path: str, dtype: torch.dtype = torch.float32):
-    """The causal LM and its tokenizer; a missing local path is an error, not a download."""
+    """The causal LM and its tokenizer; a missing local path is an error, not a download, and a
+    hub id is loaded from its locked snapshot."""
+    path = locked_path(path)
     tokenizer = load_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
     return model, tokenizer

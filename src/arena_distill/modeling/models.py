@@ -43,6 +43,7 @@ from transformers import (
 from arena_distill import LABELS
 from arena_distill.errors import ConfigError
 from arena_distill.io import atomic_path, named_load
+from arena_distill.modeling.model_lock import locked_path
 
 TINY_PREFIX = "tiny:"
 TINY_ARCHS: dict[str, type[PretrainedConfig]] = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma2": Gemma2Config}
@@ -124,7 +125,7 @@ DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """The model's tokenizer, right-padded with EOS as pad (the original's convention)."""
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="right")
+    tokenizer = AutoTokenizer.from_pretrained(locked_path(path), padding_side="right")
     if tokenizer.eos_token_id is None:
         raise ConfigError(f"the tokenizer of {path} has no EOS token; the text format needs one", key="model")
     tokenizer.pad_token = tokenizer.eos_token
@@ -183,7 +184,9 @@ def load_model(
     Loading a causal-LM checkpoint as a sequence classifier creates a fresh `score` head;
     `seed` makes that head (and so every run) reproducible. Nothing is ever merged into the
     base here: a k-bit base would re-quantize the merged weights and erase most of an update.
+    A hub id is loaded from its locked snapshot (`model_lock.locked_path`).
     """
+    path = locked_path(path)
     torch.manual_seed(seed)
     kwargs: dict[str, Any] = {
         "dtype": dtype,
@@ -215,7 +218,7 @@ def attention_implementation(path: str | Path, requested: str | None = None) -> 
     PyTorch's SDPA kernel cannot do: some transformers releases pick SDPA anyway and drop
     the cap silently, so a soft-capped model gets `eager` by name (or `flex_attention`, exact
     too, when asked for) and SDPA asked for such a model is refused; others get `sdpa`."""
-    config = AutoConfig.from_pretrained(path)
+    config = AutoConfig.from_pretrained(locked_path(path))
     if requested == "sdpa" and getattr(config, "attn_logit_softcapping", None):
         raise ConfigError(f"sdpa cannot soft-cap the attention logits of {path}; use flex_attention or eager", key="attn_implementation")
     return requested or config_attention(config)

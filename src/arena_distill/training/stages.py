@@ -86,8 +86,9 @@ def fingerprint(*parts: Any) -> str:
 
 
 def model_fingerprint(base: Mapping[str, Any]) -> list:
-    """Names, sizes and mtimes of a model directory's files (the path itself for a hub id)."""
-    entries = []
+    """Names, sizes and mtimes of a model directory's files (the path itself for a hub id, with
+    its locked revision: a checkpoint of other weights is not resumed)."""
+    entries = [base["revision"]] if base.get("revision") else []
     for key in ("path", "init_adapter"):
         path = base.get(key)
         if path and Path(path).is_dir():

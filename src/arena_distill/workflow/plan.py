@@ -24,8 +24,10 @@ merged model, the exported (quantized) model."""
 class RunPlan:
     """Questions about one run, answered from its config (validated, defaults filled)."""
 
-    def __init__(self, config: Mapping[str, Any]):
+    def __init__(self, config: Mapping[str, Any], locked: Mapping[str, str] | None = None):
+        """`locked`: hub id -> the revision the run's lock pins (`model_lock.read_lock`)."""
         self.config = config
+        self.locked = dict(locked or {})
 
     # -- models, teachers, folds --------------------------------------------------------------
 
@@ -76,14 +78,17 @@ class RunPlan:
 
     def base_of(self, name: str, fresh: bool = False) -> dict[str, str | None]:
         """`{path, init_adapter}` a fine-tuning job of model `name` starts from: its weights and
-        the LoRA it starts with (post-pretrained here, supplied, or none: a fresh one)."""
+        the LoRA it starts with (post-pretrained here, supplied, or none: a fresh one); and the
+        `revision` the lock pins for a hub model, so that a new revision reruns the jobs on it."""
         if fresh:
             init = None
         elif self.post_pretraining(name):
             init = paths.post_pretrained_adapter(name)
         else:
             init = self.models()[name].get("post_pretrained")
-        return {"path": self.source_path(name), "init_adapter": init}
+        path = self.source_path(name)
+        revision = {"revision": self.locked[path]} if path in self.locked else {}
+        return {"path": path, "init_adapter": init, **revision}
 
     def student_runs(self) -> list[str]:
         """The student fold runs: from the post-pretrained LoRA and, when compared, from a fresh one."""
