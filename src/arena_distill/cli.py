@@ -37,6 +37,17 @@ text budgets, lengths, TTA and fitted calibration the workflow used, so the outp
 workflow's submission. Exit status 2: bad input or arguments."""
 
 
+def add_configfiles(command: argparse.ArgumentParser) -> None:
+    """`--configfile` of the commands that read a run's config, as snakemake takes it."""
+    command.add_argument(
+        "--configfile",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="config files overlaid on config/config.yaml in order, as snakemake --configfile",
+    )
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="arena-distill",
@@ -84,13 +95,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="processes scoring shares of the pairs, one per GPU (default: every visible GPU with --device cuda, else 1)",
     )
     plan = commands.add_parser("plan", help="estimated peak GPU memory per rule of a run, against the profile's GPUs")
-    plan.add_argument(
-        "--configfile",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="config files overlaid on config/config.yaml in order, as snakemake --configfile",
-    )
+    add_configfiles(plan)
     plan.add_argument("--profile", default="profiles/slurm", help="Snakemake profile whose set-resources give each rule its GPUs")
     plan.add_argument("--gpu-memory-gib", type=float, default=80.0, help="memory of one GPU")
     download = commands.add_parser(
@@ -98,22 +103,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="fetch the run's hub models into the Hugging Face cache (HF_HOME), "
         "with HF_TOKEN for gated ones: on a login node, before the jobs run offline",
     )
-    download.add_argument(
-        "--configfile",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="config files overlaid on config/config.yaml in order, as snakemake --configfile",
-    )
+    add_configfiles(download)
     download.add_argument("--dry-run", action="store_true", help="list the models and fetch nothing")
     verify = commands.add_parser("verify", help="check the cached hub models of a run against its lock, every file's sha256")
-    verify.add_argument(
-        "--configfile",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="config files overlaid on config/config.yaml in order, as snakemake --configfile",
-    )
+    add_configfiles(verify)
     return parser.parse_args(argv)
 
 
