@@ -5,11 +5,12 @@ from pathlib import Path
 from arena_distill.io import atomic_path, read_json, write_json
 from arena_distill.logs import script_logging
 from arena_distill.report.evaluation import evaluate_run, summary_markdown
+from arena_distill.workflow import paths
 
 
 def scored_name(path: str) -> str:
     """`results/eval/holdout/student/fold0.parquet` -> `student/fold0`, the scoring's wildcard."""
-    return Path(path).relative_to("results/eval/holdout").with_suffix("").as_posix()
+    return Path(path).relative_to(paths.HOLDOUT.format(scored="")).with_suffix("").as_posix()
 
 
 with script_logging(snakemake.log[0]) as log:

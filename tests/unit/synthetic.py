@@ -37,8 +37,9 @@ def marker_pairs(n: int, seed: int) -> Examples:
     return Examples(ids, {"label": np.array(labels, dtype=np.int64)})
 
 
-def tiny_classifier(seed: int = 0, lora: bool = True) -> torch.nn.Module:
-    """A 2-layer Llama classifier (pad = EOS) with a full-rank LoRA, as the tiny default trains."""
+def tiny_classifier(seed: int = 0, lora: bool = True, dropout: float = 0.0) -> torch.nn.Module:
+    """A 2-layer Llama classifier (pad = EOS) with a full-rank LoRA, as the tiny default trains
+    (`dropout`: the LoRA dropout; the presets train at 0.05, which draws random numbers every step)."""
     config = LlamaConfig(
         vocab_size=VOCAB,
         hidden_size=32,
@@ -56,7 +57,7 @@ def tiny_classifier(seed: int = 0, lora: bool = True) -> torch.nn.Module:
     model = AutoModelForSequenceClassification.from_config(config)
     if not lora:
         return model
-    return add_lora(model, {"r": 32, "alpha": 64, "dropout": 0.0, "modules_to_save": ["embed_tokens"]})
+    return add_lora(model, {"r": 32, "alpha": 64, "dropout": dropout, "modules_to_save": ["embed_tokens"]})
 
 
 class Stop(Exception):

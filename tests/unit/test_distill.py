@@ -51,6 +51,52 @@ def test_the_original_loss_is_the_mean_of_five_terms():
     assert torch.allclose(distill_loss(student, teacher, labels), expected)
 
 
+def reference_loss(student, teachers, labels, temperature, weights, smoothing) -> float:
+    """The distillation loss recomputed row by row in plain numpy from its definition: the
+    smoothed cross-entropy at T = 1, and per teacher T² · KL(p_T ‖ q_T) and 1 − cos(p_T, q_T) of
+    the distributions at temperature T, over the weight total."""
+
+    def softmax(x):
+        e = np.exp(x - x.max())
+        return e / e.sum()
+
+    student, teachers, labels = student.numpy(), teachers.numpy(), labels.numpy()
+    classes, total = student.shape[1], weights.ce + teachers.shape[1] * (weights.kl + weights.cosine)
+    loss = 0.0
+    for row in range(len(student)):
+        target = np.full(classes, smoothing / classes)
+        target[labels[row]] += 1 - smoothing
+        terms = weights.ce * -(target * np.log(softmax(student[row]))).sum()
+        q = softmax(student[row] / temperature)
+        for teacher in teachers[row]:
+            p = softmax(teacher / temperature)
+            kl = temperature**2 * (p * np.log(p / q)).sum()
+            cosine = 1 - p @ q / np.sqrt((p @ p) * (q @ q))
+            terms += weights.kl * kl + weights.cosine * cosine
+        loss += terms / total
+    return loss
+
+
+@pytest.mark.parametrize("n_teachers", [1, 3])
+@pytest.mark.parametrize(("temperature", "smoothing"), [(2.5, 0.0), (0.5, 0.1), (3.0, 0.2)])
+def test_the_loss_is_its_definition_at_every_temperature_and_smoothing(n_teachers, temperature, smoothing):
+    """By value, not only where it vanishes: a temperature ignored, KL scaled by T or not at all,
+    or the smoothing dropped each moves it away from the recomputation."""
+    student, teacher, labels = toy_batch(rows=5, teachers=n_teachers, seed=3)
+    weights = DistillWeights(ce=0.5, kl=2.0, cosine=0.7)
+    loss = distill_loss(student, teacher, labels, temperature=temperature, weights=weights, label_smoothing=smoothing)
+    assert loss.item() == pytest.approx(reference_loss(student, teacher, labels, temperature, weights, smoothing), rel=1e-10)
+
+
+def test_the_kl_term_carries_the_square_of_the_temperature():
+    """KL alone at T and at 1 on logits scaled by 1/T: the same distributions, so T² apart."""
+    student, teacher, labels = toy_batch(teachers=1, seed=4)
+    kl_only = DistillWeights(ce=0, kl=1, cosine=0)
+    hot = distill_loss(student, teacher, labels, temperature=4.0, weights=kl_only)
+    cold = distill_loss(student / 4.0, teacher / 4.0, labels, temperature=1.0, weights=kl_only)
+    assert hot.item() == pytest.approx(16.0 * cold.item(), rel=1e-10)
+
+
 def test_gradient_matches_finite_differences():
     student, teacher, labels = toy_batch()
     student.requires_grad_(True)

@@ -25,8 +25,8 @@ from tests.unit.synthetic import PAD, Stop, marker_pairs, stop_at, tiny_classifi
 CONFIG = TrainConfig(learning_rate=3e-3, epochs=3, batch_size=16, micro_batch_size=16, eval_every=20, seed=0)
 
 
-def run(tmp_path: Path, config: TrainConfig = CONFIG, rows: int = 1600, **kwargs):
-    model = tiny_classifier(seed=0)
+def run(tmp_path: Path, config: TrainConfig = CONFIG, rows: int = 1600, dropout: float = 0.0, **kwargs):
+    model = tiny_classifier(seed=0, dropout=dropout)
     result = train(
         model,
         ClassificationTask(),
@@ -188,6 +188,36 @@ def test_resume_after_interruption_is_bitwise_identical(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+    assert resumed_result.metrics["history"] == straight_result.metrics["history"]
+
+
+PRESET_LIKE = TrainConfig(
+    learning_rate=3e-3,
+    epochs=2,
+    batch_size=16,
+    micro_batch_size=8,
+    eval_every=10,
+    warmup_steps=5,
+    adam_betas=(0.9, 0.95),
+    batching="random",
+    seed=0,
+)
+"""The presets' optimizer settings (betas, warmup steps, shuffled batches) at a tiny scale."""
+
+
+@pytest.mark.parametrize("stop", [10, 20])  # mid-epoch, and at the epoch boundary
+def test_a_requeued_run_at_the_presets_dropout_resumes_bitwise(tmp_path, stop):
+    """LoRA dropout 0.05 draws random numbers every step, so a resume that skips any part of the
+    state (weights, optimizer, schedule, random state, batch order) ends with other weights."""
+    straight, straight_result = run(tmp_path / "straight", PRESET_LIKE, rows=320, dropout=0.05)
+    with pytest.raises(Stop):
+        run(tmp_path / "resumed", PRESET_LIKE, rows=320, dropout=0.05, on_checkpoint=stop_at(stop))
+    resumed, resumed_result = run(tmp_path / "resumed", PRESET_LIKE, rows=320, dropout=0.05)
+    assert resumed_result.state.resumed_from == [stop] and straight_result.metrics["steps"] == 40
+    a, b = trainable_state(straight), trainable_state(resumed)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert resumed_result.state.losses == straight_result.state.losses
     assert resumed_result.metrics["history"] == straight_result.metrics["history"]
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from arena_distill.workflow.config import effective_config
@@ -365,10 +367,13 @@ def test_bad_input_fails_with_a_named_error_and_no_output(tmp_path, arena_train_
 
 
 def test_a_killed_teacher_job_resumes_from_its_checkpoint(finished_run, tmp_path):
-    """Kill Snakemake and its job once a checkpoint exists; the rerun continues from it."""
+    """Kill Snakemake and its job once a checkpoint exists; the rerun continues from it and ends
+    with the adapter an uninterrupted run writes, bit for bit, at the presets' LoRA dropout
+    (0.05: random numbers every step, so the random state must come back too)."""
+    straight = copy_of_run(finished_run, tmp_path / "straight")
     finished_run = copy_of_run(finished_run, tmp_path / "run")
     overlay = tmp_path / "often.yaml"
-    overlay.write_text("teachers: {llama: {training: {eval_every: 3}}}\n")
+    overlay.write_text("teachers: {llama: {lora: {dropout: 0.05}, training: {eval_every: 3}}}\n")
     target = "results/teachers/llama/fold0/metrics.json"
     args = [
         str(Path(sys.executable).parent / "snakemake"),
@@ -397,6 +402,13 @@ def test_a_killed_teacher_job_resumes_from_its_checkpoint(finished_run, tmp_path
     metrics = json.loads((finished_run / target).read_text())
     assert metrics["resumed_from"] == [step] and metrics["steps"] > step
     assert not state.parent.exists()  # checkpoints go once the job succeeds
+    snakemake(straight, *args[1:])
+    uninterrupted = json.loads((straight / target).read_text())
+    assert uninterrupted["resumed_from"] == [] and uninterrupted["history"] == metrics["history"]
+    adapter = "results/teachers/llama/fold0/adapter/adapter_model.safetensors"
+    resumed_weights, straight_weights = load_file(finished_run / adapter), load_file(straight / adapter)
+    assert resumed_weights.keys() == straight_weights.keys()
+    assert all(torch.equal(resumed_weights[name], straight_weights[name]) for name in resumed_weights)
 
 
 def test_a_budget_run_trains_scores_and_distils_subsets(finished_run, tmp_path):
