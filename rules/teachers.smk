@@ -78,6 +78,7 @@ rule gather_logits:
         "../envs/arena-distill.yaml"
     params:
         rows=config["teacher_logits"]["rows"],
+        max_rows=config["teacher_logits"].get("max_rows"),
     script:
         "../scripts/gather_logits.py"
 

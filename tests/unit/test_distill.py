@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from arena_distill.data.pairs import sample_pairs
+from arena_distill.data.pairs import logit_ids, sample_pairs
 from arena_distill.errors import DataError
 from arena_distill.scoring.logits import logits_frame
 from arena_distill.student.distillation import covered_rows, teacher_targets
@@ -163,6 +163,10 @@ def test_a_budget_student_learns_the_rows_every_teacher_scored(tmp_path):
     subset = sample_pairs(pairs, 4, seed=0)
     assert len(subset) == 4 and subset.equals(sample_pairs(pairs, 4, seed=0)) and subset.index.is_monotonic_increasing
     assert sample_pairs(pairs, None, seed=0) is pairs and sample_pairs(pairs, 99, seed=0) is pairs
+    ids = [17, 3, 12, 9, 30, 1]
+    scored = logit_ids(ids, 3)
+    assert len(scored) == 3 and set(scored) == set(logit_ids(sorted(ids), 3))  # the ids decide, not their order
+    assert scored == [i for i in ids if i in scored] and logit_ids(ids, None) == ids
     a = pd.DataFrame({"id": [1, 1, 2, 2, 3], "swapped": [False, True, False, True, False]})
     b = pd.DataFrame({"id": [1, 2, 3], "swapped": [False, True, False]})
     logits_frame(a, np.zeros((5, 3), dtype=np.float32)).to_parquet(tmp_path / "a.parquet")

@@ -41,9 +41,14 @@ def sample_pairs(rows: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     return rows.sample(n=n, random_state=seed).sort_index()
 
 
-LOGIT_ROWS_SEED = 0
-"""The seed of `teacher_logits.max_rows`: one subset for every teacher, so the student's rows
-have every teacher's logits."""
+def logit_ids(ids: list[int], max_rows: int | None, seed: int = 0) -> list[int]:
+    """The ids of `ids` the teachers score under `teacher_logits.max_rows`: `max_rows` of them
+    drawn with a fixed seed from the ids alone (not their order), so every teacher's shards and
+    the job that gathers them agree on the rows; all of them when `max_rows` is None."""
+    if max_rows is None or max_rows >= len(ids):
+        return list(ids)
+    chosen = set(np.random.default_rng(seed).choice(np.sort(np.asarray(ids)), size=max_rows, replace=False).tolist())
+    return [i for i in ids if i in chosen]
 
 
 def swap_pairs(rows: pd.DataFrame) -> pd.DataFrame:

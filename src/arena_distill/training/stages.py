@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from arena_distill.data.pairs import LOGIT_ROWS_SEED, encode_rows, fold_rows, sample_pairs, with_swaps
+from arena_distill.data.pairs import encode_rows, fold_ids, fold_rows, logit_ids, sample_pairs, with_swaps
 from arena_distill.data.text import PairEncoder, TextConfig
 from arena_distill.io import atomic_path, read_json, write_json, write_parquet
 from arena_distill.modeling.inference import predict_logits
@@ -342,7 +342,10 @@ def teacher_logits(
     tokenizer, model = load_base(base, spec, device, bf16)
     model = for_inference(load_adapter(model, adapter))
     table = pd.read_parquet(train_table)
-    selected = with_swaps(sample_pairs(fold_rows(table, read_json(folds), fold, rows), max_rows, LOGIT_ROWS_SEED))
+    split = read_json(folds)
+    scored = set(logit_ids(fold_ids(split, fold, rows), max_rows))
+    side = fold_rows(table, split, fold, rows)
+    selected = with_swaps(side[side["id"].isin(scored)])
     part = shard_of(selected, n_shards, shard)
     encoder = PairEncoder(tokenizer, TextConfig.of(text, text["train_max_length"]))
     logits = predict_logits(model, encode_rows(encoder, part), pad_id=tokenizer.pad_token_id, max_tokens=max_tokens, bf16=bf16)
