@@ -23,13 +23,15 @@ from arena_distill.errors import ModelLockError
 
 LOCK_ENV = "ARENA_MODELS_LOCK"
 FULL_CHECK_ENV = "ARENA_VERIFY_HASHES"
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+HUB_ID = re.compile(r"([\w.-]+/)?[\w.-]+")
 FIX = "run `arena-distill download --configfile <the run's config files>` where the hub is reachable, and commit the lock"
 
 
 def is_hub_id(path: str | Path) -> bool:
-    """`owner/name` that is not a directory here: what `from_pretrained` would look up on the hub."""
-    return bool(HUB_ID.match(str(path))) and not Path(path).is_dir()
+    """`owner/name` or `name`, as the hub spells repositories, and not a directory here: what
+    `from_pretrained` would look up on the hub; anything else is a local path."""
+    spec = str(path)
+    return HUB_ID.fullmatch(spec) is not None and not spec.startswith(".") and not Path(spec).is_dir()
 
 
 def hub_cache() -> Path:

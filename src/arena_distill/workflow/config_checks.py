@@ -10,13 +10,13 @@ bundled config of a preset hub id; a model none of these describes is not checke
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from arena_distill.errors import ConfigError
+from arena_distill.modeling.model_lock import is_hub_id
 from arena_distill.workflow.plan import RunPlan
 
 DEFAULT_TINY_POSITIONS = 2048
@@ -161,11 +161,6 @@ def model_keys(config: Mapping[str, Any]) -> dict[str, str]:
     """Config key -> model spec of every model."""
     keys = {f"teachers.{name}.model": spec["model"] for name, spec in config.get("teachers", {}).items()}
     return {**keys, "student.model": config["student"]["model"]}
-
-
-def is_hub_id(spec: str) -> bool:
-    """`owner/name` or `name`, as the hub spells repositories; anything else is a local path."""
-    return re.fullmatch(r"([\w.-]+/)?[\w.-]+", spec) is not None and not spec.startswith(".")
 
 
 def check_model_sources(config: Mapping[str, Any]) -> None:

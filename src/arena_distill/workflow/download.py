@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from arena_distill.errors import ConfigError
-from arena_distill.modeling.model_lock import read_lock, snapshot_entry
-from arena_distill.workflow.config_checks import is_hub_id, model_keys
+from arena_distill.modeling.model_lock import is_hub_id, read_lock, snapshot_entry
+from arena_distill.workflow.config_checks import model_keys
 
 WANTED = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.tiktoken"]
 """Files of a repository the jobs read; the rest (original/, *.pth, *.bin copies) are skipped."""
