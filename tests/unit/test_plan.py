@@ -45,7 +45,7 @@ def test_the_preset_starts_hub_models_from_their_post_pretrained_adapters(preset
     assert plan.folds() == list(range(5)) and plan.shards() == list(range(8))
     base = plan.base_of("student")
     assert not base["path"].startswith("results/") and base["init_adapter"] == "results/models/student/post_pretrain/adapter"
-    assert inputs.workflow_files(base) == ["results/models/student/post_pretrain/adapter"]  # the hub id is no input
+    assert inputs.named("base", base) == {"base_init_adapter": "results/models/student/post_pretrain/adapter"}  # the hub id is no input
     assert plan.logit_shards("llama", 3)[-1] == "results/teachers/llama/fold3/logits/shard7.parquet"
 
 

@@ -15,19 +15,9 @@ from arena_distill.workflow import paths
 from arena_distill.workflow.plan import RunPlan
 
 
-def built(path: str | None) -> bool:
-    """Whether a rule of this workflow builds `path` (else the config gives it: a hub id, a file)."""
-    return bool(path) and path.startswith(f"{paths.RESULTS}/")
-
-
-def workflow_files(base: dict[str, str | None]) -> list[str]:
-    """The parts of a base that a rule of this workflow builds (the rest are given)."""
-    return [path for path in base.values() if built(path)]
-
-
 def named(prefix: str, parts: dict[str, str | None]) -> dict[str, str]:
     """The built parts of `parts` as named inputs `<prefix>_<part>` (e.g. `base_init_adapter`)."""
-    return {f"{prefix}_{part}": path for part, path in parts.items() if built(path)}
+    return {f"{prefix}_{part}": path for part, path in parts.items() if paths.built(path)}
 
 
 def as_seen(prefix: str, parts: dict[str, str | None], job_input: Any) -> dict[str, str | None]:
@@ -56,8 +46,7 @@ def labelled_test(plan: RunPlan) -> dict[str, str]:
 def judge(plan: RunPlan) -> dict[str, str]:
     """The judge's weights when this workflow builds them, and the labelled test rows."""
     model = plan.judge_model()
-    built = {"model": model} if model.startswith(f"{paths.RESULTS}/") else {}
-    return {**built, **labelled_test(plan)}
+    return {**({"model": model} if paths.built(model) else {}), **labelled_test(plan)}
 
 
 def distill(plan: RunPlan, run: str, fold: str) -> dict[str, Any]:

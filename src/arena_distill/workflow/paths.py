@@ -55,6 +55,11 @@ FIGURE_NAMES = (
 KAGGLE = "results/kaggle"
 
 
+def built(path: str | None) -> bool:
+    """Whether a rule of this workflow builds `path` (else the config gives it: a hub id, a file)."""
+    return bool(path) and path.startswith(f"{RESULTS}/")
+
+
 def table(name: str) -> str:
     return TABLE.format(table=name)
 

@@ -215,7 +215,7 @@ class RunPlan:
         figure reads. The same jobs the rules plan (a file listed here that no planned job writes
         would add a job, which the DAG snapshots would show)."""
         judge = self.config["judge"]
-        built = [name for name in self.models() if self.source_path(name).startswith(f"{paths.RESULTS}/")]
+        built = [name for name in self.models() if paths.built(self.source_path(name))]
         needed = set(self.used_models()) | ({judge["model"]} if judge["enabled"] else set())
         jobs = [("init_model", name) for name in built if name in needed]
         jobs += [("post_pretrain", name) for name in self.used_models() if self.post_pretraining(name)]
